@@ -1,0 +1,31 @@
+"""DenseASPP networks and their weights (no ROS imports)."""
+
+from .checkpoint import (
+    Checkpoint,
+    convert_checkpoint,
+    identify_variant,
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+    save_safetensors,
+    to_original_state_dict,
+)
+from .denseaspp import DenseASPP
+from .variants import MODEL_NAMES, PUBLISHED_WEIGHTS, VARIANTS, build_model, get_variant
+
+__all__ = [
+    "MODEL_NAMES",
+    "PUBLISHED_WEIGHTS",
+    "VARIANTS",
+    "Checkpoint",
+    "DenseASPP",
+    "build_model",
+    "convert_checkpoint",
+    "get_variant",
+    "identify_variant",
+    "load_weights",
+    "read_checkpoint",
+    "save_checkpoint",
+    "save_safetensors",
+    "to_original_state_dict",
+]

@@ -1,0 +1,243 @@
+"""Reading and writing DenseASPP weights: the original release's pickles, this project's
+checkpoints and ``.safetensors``.
+
+A checkpoint is untrusted input: pickles are only ever read with ``weights_only`` semantics,
+so a file that would execute code is refused rather than run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors_file
+from safetensors.torch import safe_open, save_file as save_safetensors_file
+from torch import nn
+
+from ..errors import CheckpointError
+
+PROJECT_FORMAT = "denseaspp_ros"
+PROJECT_FORMAT_VERSION = 1
+# DataParallel, which the release trained with, prefixed every key with "module.".
+DATA_PARALLEL_PREFIX = "module."
+# The release named layers "norm.1"/"conv.2", which modern PyTorch refuses as module names;
+# like torchvision's DenseNet loader, rename them with one rule each way.
+_ORIGINAL_LAYER_NAME = re.compile(r"(denselayer\d+|ASPP_\d+)\.(norm|conv)\.([12])\.")
+_PROJECT_LAYER_NAME = re.compile(r"(denselayer\d+|ASPP_\d+)\.(norm|conv)([12])\.")
+_SHOWN_KEYS = 5
+
+
+@dataclass
+class Checkpoint:
+    """Tensors in this project's key layout plus whatever the file said about them."""
+
+    state_dict: dict[str, torch.Tensor]
+    source_format: str  # "original", "project" or "safetensors"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def from_original_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map release key names (``module.`` prefix, dotted layer names) to this project's layout."""
+    renamed = {}
+    for key, value in state_dict.items():
+        if key.startswith(DATA_PARALLEL_PREFIX):
+            key = key[len(DATA_PARALLEL_PREFIX):]
+        renamed[_ORIGINAL_LAYER_NAME.sub(r"\1.\2\3.", key)] = value
+    return renamed
+
+
+def to_original_state_dict(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
+    """The model's tensors named and ordered as a checkpoint of the original release stores them."""
+    return OrderedDict(
+        (DATA_PARALLEL_PREFIX + _PROJECT_LAYER_NAME.sub(r"\1.\2.\3.", key), value)
+        for key, value in model.state_dict().items()
+        if not key.endswith("num_batches_tracked")
+    )
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read any supported weights file into the project's key layout, without building a model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    return _read_pickle(path)
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    try:
+        tensors = load_safetensors_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable .safetensors file (truncated or corrupt?): {error}") from None
+    if "num_classes" in metadata:
+        metadata["num_classes"] = int(metadata["num_classes"])
+    return Checkpoint(tensors, "safetensors", metadata)
+
+
+def _read_pickle(path: Path) -> Checkpoint:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if refused:
+            raise CheckpointError(
+                f"refusing to load {path}: it contains a pickled object ({refused.group(1)}) that would run code "
+                "when loaded; a weights file holds only tensors. Do not use this file."
+            ) from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}") from None
+
+    if isinstance(payload, Mapping) and payload.get("format") == PROJECT_FORMAT:
+        metadata = {k: v for k, v in payload.items() if k != "state_dict"}
+        return Checkpoint(dict(_tensors_only(payload.get("state_dict"), path)), "project", metadata)
+    if isinstance(payload, Mapping) and isinstance(payload.get("state_dict"), Mapping):
+        payload = payload["state_dict"]  # the common {"state_dict": ...} wrapper of training scripts
+    return Checkpoint(from_original_keys(_tensors_only(payload, path)), "original")
+
+
+def _tensors_only(payload: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    if not isinstance(payload, Mapping) or not payload:
+        raise CheckpointError(f"{path} holds no state dict (found {type(payload).__name__})")
+    for key, value in payload.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path} is not a state dict: entry {key!r} is a {type(value).__name__}")
+    return payload
+
+
+def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
+    """Load a weights file into ``model`` with strict key and shape matching.
+
+    Raises ``CheckpointError`` naming the missing/unexpected keys and shape mismatches, and the
+    variant the file seems to belong to, when it does not fit.
+    """
+    checkpoint = read_checkpoint(path)
+    claimed_model = checkpoint.metadata.get("model")
+    variant = getattr(model, "variant_name", None)
+    if claimed_model and variant and claimed_model != variant:
+        raise CheckpointError(f"{path} holds {claimed_model} weights, not {variant}: use --model {claimed_model}")
+    problems = _mismatches(model.state_dict(), checkpoint.state_dict)
+    if problems:
+        hint = _identify_hint(checkpoint.state_dict, variant)
+        raise CheckpointError(f"{path} does not fit {_describe(model)}: {problems}.{hint}")
+    model.load_state_dict(checkpoint.state_dict, strict=False)  # strictness checked above
+    return checkpoint
+
+
+def _describe(model: nn.Module) -> str:
+    return f"{getattr(model, 'variant_name', type(model).__name__)} with {getattr(model, 'num_classes', '?')} classes"
+
+
+def _mismatches(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
+    # The release predates BatchNorm's num_batches_tracked buffer; its absence is expected.
+    missing = [k for k in expected if k not in found and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        f"{k} (file {_shape(found[k])}, model {_shape(v)})"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            shown = ", ".join(items[:_SHOWN_KEYS]) + (", ..." if len(items) > _SHOWN_KEYS else "")
+            parts.append(f"{len(items)} {label} ({shown})")
+    return "; ".join(parts)
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(map(str, tensor.shape)) or "scalar"
+
+
+def identify_variant(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int] | None:
+    """The (variant, num_classes) whose tensors have exactly these names and shapes, if any."""
+    classifier = state_dict.get("classification.1.weight")
+    if classifier is None or classifier.ndim != 4:
+        return None
+    num_classes = classifier.shape[0]
+    found = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+    for name in _variant_names():
+        if _variant_shapes(name, num_classes) == found:
+            return name, num_classes
+    return None
+
+
+def _identify_hint(state_dict: Mapping[str, torch.Tensor], variant: str | None) -> str:
+    identified = identify_variant(state_dict)
+    if identified is None:
+        return " The file matches none of the known variants."
+    name, num_classes = identified
+    option = f" --model {name}" if name != variant else ""
+    return f" The file is a {name} checkpoint with {num_classes} classes: use{option} --num-classes {num_classes}."
+
+
+def _variant_names() -> tuple[str, ...]:
+    from .variants import MODEL_NAMES
+
+    return MODEL_NAMES
+
+
+@lru_cache(maxsize=None)
+def _variant_shapes(name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
+    from .variants import build_model
+
+    with torch.device("meta"):
+        model = build_model(name, num_classes)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder so a crash never leaves half a file at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _model_metadata(model: nn.Module) -> dict[str, Any]:
+    return {
+        "format": PROJECT_FORMAT,
+        "version": PROJECT_FORMAT_VERSION,
+        "model": getattr(model, "variant_name", type(model).__name__),
+        "num_classes": getattr(model, "num_classes", None),
+    }
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, **extra: Any) -> None:
+    """Save in the project's format: a dict with metadata and the state dict (``extra`` for training state)."""
+    payload = {**_model_metadata(model), **extra, "state_dict": model.state_dict()}
+    _atomic_write(Path(path), lambda target: torch.save(payload, target))
+
+
+def save_safetensors(model: nn.Module, path: str | Path, **metadata: str) -> None:
+    """Save the weights as ``.safetensors`` with the model name and class count as metadata."""
+    header = {k: str(v) for k, v in {**_model_metadata(model), **metadata}.items()}
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(Path(path), lambda target: save_safetensors_file(tensors, target, metadata=header))
+
+
+def convert_checkpoint(source: str | Path, target: str | Path, model_name: str, num_classes: int = 19) -> None:
+    """Turn any supported checkpoint (typically the release's ``.pkl``) into a verified ``.safetensors``."""
+    from .variants import build_model
+
+    model = build_model(model_name, num_classes, weights=source)
+    save_safetensors(model, target, source=Path(source).name)

@@ -1,0 +1,83 @@
+"""The published DenseASPP configurations and the weights released for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from ..errors import DenseASPPError
+from .denseaspp import DenseASPP
+from .densenet import DenseNetConfig, DilatedDenseNet
+from .mobilenet import DilatedMobileNetV2
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One network of the release: its backbone and the widths of the ASPP blocks."""
+
+    name: str
+    make_backbone: Callable[[], nn.Module]
+    d_feature0: int
+    d_feature1: int
+
+
+def _densenet(growth_rate: int, num_init_features: int, block_config: tuple[int, int, int, int]) -> Callable[[], nn.Module]:
+    return lambda: DilatedDenseNet(DenseNetConfig(growth_rate, num_init_features, block_config))
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("DenseASPP121", _densenet(32, 64, (6, 12, 24, 16)), 128, 64),
+        Variant("DenseASPP161", _densenet(48, 96, (6, 12, 36, 24)), 512, 128),
+        Variant("DenseASPP169", _densenet(32, 64, (6, 12, 32, 32)), 336, 168),
+        Variant("DenseASPP201", _densenet(32, 64, (6, 12, 48, 32)), 480, 240),
+        Variant("MobileNetDenseASPP", DilatedMobileNetV2, 128, 64),
+    )
+}
+MODEL_NAMES = tuple(VARIANTS)
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """A checkpoint of the original release: where it goes and what it was measured to do."""
+
+    model: str
+    filename: str
+    size_mb: float
+    dataset: str
+    miou_single_scale: float
+    miou_multi_scale: float
+
+
+# Cityscapes val mIoU (19 classes, 1024x2048) as this project's issue tracker records them; a
+# later revision of the release's README lists 79.9% / 80.6% for the same file. The MobileNetV2
+# checkpoint (74.5% / 75.0%) was announced but never published, so it has no entry here.
+PUBLISHED_WEIGHTS: dict[str, PublishedWeights] = {
+    "DenseASPP161": PublishedWeights("DenseASPP161", "denseASPP161.pkl", 142.7, "cityscapes", 0.788, 0.798),
+}
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise DenseASPPError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None
+
+
+def build_model(name: str, num_classes: int = 19, weights: str | Path | None = None) -> DenseASPP:
+    """Build a variant in eval mode, loading ``weights`` (any supported checkpoint format) if given."""
+    variant = get_variant(name)
+    if not 1 <= num_classes <= 255:
+        raise DenseASPPError(f"num_classes must be in 1..255 (uint8 masks), got {num_classes}")
+    backbone = variant.make_backbone()
+    model = DenseASPP(backbone, backbone.out_channels, num_classes, variant.d_feature0, variant.d_feature1)
+    model.variant_name = name
+    if weights is not None:
+        from .checkpoint import load_weights
+
+        load_weights(model, weights)
+    return model.eval()

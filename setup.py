@@ -1,0 +1,34 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "denseaspp_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="DenseASPP semantic segmentation for ROS 2: semantic masks and navigation costmaps",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["data/samples/*.png"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    # torch is deliberately unpinned here: ROS installs bring python3-torch, CUDA hosts their own
+    # build. The Makefile pins the CPU wheel for the self-contained virtual environment.
+    install_requires=[
+        "numpy",
+        "opencv-python-headless",
+        "pyyaml",
+        "safetensors",
+        "torch>=2.1",
+        "tqdm",
+    ],
+    extras_require={"test": ["pytest", "cityscapesscripts"]},
+    zip_safe=False,
+    entry_points={"console_scripts": ["denseaspp = denseaspp_ros.cli:main"]},
+)
