@@ -11,7 +11,7 @@ from .checkpoint import (
     to_original_state_dict,
 )
 from .denseaspp import DenseASPP
-from .variants import MODEL_NAMES, PUBLISHED_WEIGHTS, VARIANTS, build_model, get_variant
+from .variants import MODEL_NAMES, PUBLISHED_WEIGHTS, VARIANTS, build_model, find_published_weights, get_variant
 
 __all__ = [
     "MODEL_NAMES",
@@ -20,6 +20,7 @@ __all__ = [
     "Checkpoint",
     "DenseASPP",
     "build_model",
+    "find_published_weights",
     "convert_checkpoint",
     "get_variant",
     "identify_variant",

@@ -7,9 +7,7 @@ so a file that would execute code is refused rather than run.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,6 +22,7 @@ from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import safe_open, save_file as save_safetensors_file
 from torch import nn
 
+from ..atomic import atomic_write
 from ..errors import CheckpointError
 
 PROJECT_FORMAT = "denseaspp_ros"
@@ -200,19 +199,6 @@ def _variant_shapes(name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder so a crash never leaves half a file at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _model_metadata(model: nn.Module) -> dict[str, Any]:
     return {
         "format": PROJECT_FORMAT,
@@ -225,14 +211,14 @@ def _model_metadata(model: nn.Module) -> dict[str, Any]:
 def save_checkpoint(model: nn.Module, path: str | Path, **extra: Any) -> None:
     """Save in the project's format: a dict with metadata and the state dict (``extra`` for training state)."""
     payload = {**_model_metadata(model), **extra, "state_dict": model.state_dict()}
-    _atomic_write(Path(path), lambda target: torch.save(payload, target))
+    atomic_write(Path(path), lambda target: torch.save(payload, target))
 
 
 def save_safetensors(model: nn.Module, path: str | Path, **metadata: str) -> None:
     """Save the weights as ``.safetensors`` with the model name and class count as metadata."""
     header = {k: str(v) for k, v in {**_model_metadata(model), **metadata}.items()}
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(Path(path), lambda target: save_safetensors_file(tensors, target, metadata=header))
+    atomic_write(Path(path), lambda target: save_safetensors_file(tensors, target, metadata=header))
 
 
 def convert_checkpoint(source: str | Path, target: str | Path, model_name: str, num_classes: int = 19) -> None:

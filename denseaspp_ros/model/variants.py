@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -81,3 +82,19 @@ def build_model(name: str, num_classes: int = 19, weights: str | Path | None = N
 
         load_weights(model, weights)
     return model.eval()
+
+
+def find_published_weights(name: str) -> Path | None:
+    """The release's checkpoint for ``name`` if the user put it where the README says.
+
+    Looked for in ``$DENSEASPP_WEIGHTS_DIR`` and then ``./weights`` (the release's own convention).
+    """
+    published = PUBLISHED_WEIGHTS.get(name)
+    if published is None:
+        return None
+    folders = [Path(os.environ["DENSEASPP_WEIGHTS_DIR"])] if "DENSEASPP_WEIGHTS_DIR" in os.environ else []
+    for folder in [*folders, Path("weights")]:
+        candidate = folder / published.filename
+        if candidate.is_file():
+            return candidate
+    return None

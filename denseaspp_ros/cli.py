@@ -1,0 +1,204 @@
+"""The ``denseaspp`` command: ``infer`` on image files, ``convert`` checkpoints, ``bench`` the engine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import DenseASPPError
+from .imageio import ImageItem, find_images, read_bgr, write_png
+from .labels import LabelSet, get_label_set
+from .model import MODEL_NAMES, build_model, convert_checkpoint, find_published_weights
+from .inference import Segmentation, Segmenter
+
+SAVE_KINDS = ("trainid", "labelid", "color", "overlay", "confidence")
+DEFAULT_MODEL = "DenseASPP161"
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 512x1024, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return height, width
+
+
+def _save_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in SAVE_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"--save takes a comma list of {', '.join(SAVE_KINDS)}; got {text!r}")
+    return kinds
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help="network variant")
+    parser.add_argument("--weights", type=Path, help="checkpoint: original .pkl, project .pt or .safetensors")
+    parser.add_argument("--num-classes", type=int, default=19, help="classes the weights were trained for")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16 (the last two on CUDA)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on tensor cores)")
+    parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
+
+
+def _build_segmenter(args: argparse.Namespace, **options: object) -> Segmenter:
+    weights = args.weights or find_published_weights(args.model)
+    if weights is None:
+        print(
+            f"warning: no --weights and no published {args.model} checkpoint under weights/: "
+            "using random weights, the masks will be meaningless",
+            file=sys.stderr,
+        )
+    model = build_model(args.model, args.num_classes, weights)
+    return Segmenter(
+        model,
+        device=args.device,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        max_batch=args.batch,
+        **options,
+    )
+
+
+def _outputs(kind: str, item: ImageItem, output: Path) -> Path:
+    # One folder per kind, so e.g. output/labelid is exactly what cityscapesScripts reads.
+    return output / kind / item.relative.with_suffix(".png")
+
+
+def _write_outputs(
+    item: ImageItem, image_bgr: np.ndarray, result: Segmentation, kinds: tuple[str, ...], labels: LabelSet, output: Path
+) -> None:
+    for kind in kinds:
+        if kind == "trainid":
+            picture = result.train_ids
+        elif kind == "labelid":
+            picture = labels.to_label_ids(result.train_ids)
+        elif kind == "color":
+            picture = labels.colorize(result.train_ids)[..., ::-1]
+        elif kind == "overlay":
+            picture = labels.overlay(np.ascontiguousarray(image_bgr[..., ::-1]), result.train_ids)[..., ::-1]
+        else:
+            picture = result.confidence
+        write_png(_outputs(kind, item, output), picture)
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    items = find_images(args.inputs)  # every input is checked before anything is loaded or written
+    labels = get_label_set(args.labels)
+    if labels.num_classes != args.num_classes:
+        raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
+    if "labelid" in args.save and labels.label_ids is None:
+        raise DenseASPPError(f"label set {labels.name!r} defines no label ids; drop labelid from --save")
+    segmenter = _build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
+    want_confidence = "confidence" in args.save
+    batches = [items[i : i + args.batch] for i in range(0, len(items), args.batch)]
+    failures: list[str] = []
+    start = time.perf_counter()
+
+    def read_batch(batch: list[ImageItem]) -> list[tuple[ImageItem, np.ndarray]]:
+        loaded = []
+        for item in batch:
+            try:
+                loaded.append((item, read_bgr(item.source)))
+            except DenseASPPError as error:
+                failures.append(str(error))
+        return loaded
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(2) as writer, tqdm(total=len(items), unit="img") as bar:
+        writes: list[Future] = []
+        next_batch = reader.submit(read_batch, batches[0])
+        for index in range(len(batches)):
+            loaded = next_batch.result()
+            if index + 1 < len(batches):
+                next_batch = reader.submit(read_batch, batches[index + 1])  # read ahead while the model runs
+            results = segmenter.segment([image for _, image in loaded], bgr=True, confidence=want_confidence)
+            for (item, image), result in zip(loaded, results):
+                writes.append(writer.submit(_write_outputs, item, image, result, args.save, labels, args.output))
+            bar.update(len(batches[index]))
+        for write in writes:
+            write.result()  # surfaces a failed write (e.g. disk full) as an error
+    elapsed = time.perf_counter() - start
+    done = len(items) - len(failures)
+    for failure in failures:
+        print(f"skipped: {failure}", file=sys.stderr)
+    print(
+        f"segmented {done} of {len(items)} images in {elapsed:.1f} s ({done / elapsed:.2f} img/s) "
+        f"with {args.model} on {segmenter.device}; wrote {', '.join(args.save)} under {args.output}/"
+    )
+    return 1 if failures else 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    if args.target.suffix != ".safetensors":
+        raise DenseASPPError(f"the output must end in .safetensors, got {args.target}")
+    convert_checkpoint(args.source, args.target, args.model, args.num_classes)
+    print(f"wrote {args.target} ({args.model}, {args.num_classes} classes) from {args.source}")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from .inference.benchmark import format_report, run_benchmark
+
+    segmenter = _build_segmenter(args)
+    report = run_benchmark(segmenter, args.model, args.size, args.batch, args.warmup, args.iterations)
+    print(format_report(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="denseaspp", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    infer = commands.add_parser("infer", help="segment image files and folders into PNG masks")
+    infer.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    infer.add_argument("--output", type=Path, required=True, help="folder for the results, one subfolder per kind")
+    _add_engine_options(infer)
+    infer.add_argument("--multiscale", action="store_true", help="the release's multi-scale + flip inference")
+    infer.add_argument("--input-size", type=_size, help="resize the network input to HxW (masks keep the image size)")
+    infer.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file")
+    infer.add_argument("--save", type=_save_kinds, default=("labelid", "color"), help=f"comma list of {', '.join(SAVE_KINDS)}")
+    infer.set_defaults(run=run_infer)
+
+    convert = commands.add_parser("convert", help="convert an original checkpoint to .safetensors")
+    convert.add_argument("source", type=Path, help="checkpoint to read (e.g. weights/denseASPP161.pkl)")
+    convert.add_argument("target", type=Path, help="the .safetensors file to write")
+    convert.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES)
+    convert.add_argument("--num-classes", type=int, default=19)
+    convert.set_defaults(run=run_convert)
+
+    bench = commands.add_parser("bench", help="throughput and latency of the raw forward and the Segmenter path")
+    _add_engine_options(bench)
+    bench.add_argument("--size", type=_size, default=(256, 512), help="image size HxW")
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--iterations", type=int, default=10)
+    bench.add_argument("--json", type=Path, help="also write the figures as JSON")
+    bench.set_defaults(run=run_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except DenseASPPError as error:
+        print(f"denseaspp {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

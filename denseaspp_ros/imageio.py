@@ -1,0 +1,74 @@
+"""Image files: finding them in folder trees, reading them, and writing PNGs that are never half-written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_write
+from .errors import DenseASPPError, ImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """An input image and where its outputs go, relative to an output folder."""
+
+    source: Path
+    relative: Path  # mirrors the input tree; outputs get this path with a .png suffix
+
+
+def find_images(inputs: list[str | Path]) -> list[ImageItem]:
+    """Expand files and folders (recursively, sorted) into images; every input must contribute one.
+
+    A folder's images keep their path relative to that folder, so a Cityscapes
+    ``leftImg8bit/val`` folder yields ``<city>/<name>`` like the official layout.
+    """
+    items: list[ImageItem] = []
+    for entry in map(Path, inputs):
+        if entry.is_dir():
+            found = sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise DenseASPPError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in folder {entry}")
+            items.extend(ImageItem(p, p.relative_to(entry)) for p in found)
+        elif entry.is_file():
+            if entry.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DenseASPPError(f"{entry} is not an image file ({', '.join(IMAGE_SUFFIXES)})")
+            items.append(ImageItem(entry, Path(entry.name)))
+        else:
+            raise DenseASPPError(f"input {entry} does not exist")
+    clashes = _clashing_outputs(items)
+    if clashes:
+        raise DenseASPPError(f"inputs would overwrite each other's outputs: {', '.join(clashes[:5])}")
+    return items
+
+
+def _clashing_outputs(items: list[ImageItem]) -> list[str]:
+    seen: dict[Path, Path] = {}
+    clashes = []
+    for item in items:
+        target = item.relative.with_suffix(".png")
+        if target in seen:
+            clashes.append(f"{seen[target]} and {item.source} -> {target}")
+        seen[target] = item.source
+    return clashes
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    """Any 8/16-bit, grey or colour image file as HxWx3 uint8 BGR (OpenCV's order)."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(f"cannot read image {path} (corrupt or unsupported format)")
+    return image
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Encode in memory, then write atomically (see ``atomic_write``)."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ImageError(f"could not encode {path} as PNG")
+    atomic_write(path, lambda temporary: Path(temporary).write_bytes(encoded.tobytes()))

@@ -1,0 +1,23 @@
+"""Inference engine: device, precision, batching, pre- and post-processing (no ROS imports)."""
+
+from .segmenter import (
+    MEAN_RGB,
+    MULTISCALE_SCALES,
+    STD_RGB,
+    Segmentation,
+    Segmenter,
+    check_image,
+    resolve_device,
+    resolve_precision,
+)
+
+__all__ = [
+    "MEAN_RGB",
+    "MULTISCALE_SCALES",
+    "STD_RGB",
+    "Segmentation",
+    "Segmenter",
+    "check_image",
+    "resolve_device",
+    "resolve_precision",
+]

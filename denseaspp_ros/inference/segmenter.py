@@ -1,0 +1,219 @@
+"""Segmenter: uint8 camera images in, per-pixel class ids out, with all tensor work on the device.
+
+The node, the CLI, evaluation and benchmarks all segment through this one class so that they
+share one preprocessing and one post-processing path.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import DenseASPPError, ImageError
+from ..model import build_model
+
+# Normalisation of the release (RGB/255, Cityscapes statistics).
+MEAN_RGB = (0.290101, 0.328081, 0.286964)
+STD_RGB = (0.182954, 0.186566, 0.184475)
+# Multi-scale test-time augmentation of the release; each scale is also run mirrored.
+MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.8)
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Segmentation:
+    """The result for one image, at that image's resolution."""
+
+    train_ids: np.ndarray  # HxW uint8 class ids
+    confidence: np.ndarray | None = None  # HxW uint8, max softmax probability scaled to 0..255
+    logits: torch.Tensor | None = None  # CxHxW float32 on the device (fused log-probabilities when multi-scale)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` picks the first CUDA device when there is one; ``cuda[:N]`` must exist."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise DenseASPPError(f"invalid device {spec!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DenseASPPError(f"device {spec!r} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DenseASPPError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise DenseASPPError(f"unsupported device {spec!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """``auto`` is fp16 on CUDA and fp32 on the CPU, where half precision is slower, not faster."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        raise DenseASPPError(f"unknown precision {precision!r}: use auto, {', '.join(PRECISIONS)}")
+    if precision != "fp32" and device.type != "cuda":
+        raise DenseASPPError(f"precision {precision} needs a CUDA device; on {device} use fp32")
+    return PRECISIONS[precision]
+
+
+def check_image(image: object, index: int = 0) -> np.ndarray:
+    """Accept only HxWx3 uint8 arrays, naming what was wrong otherwise."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"image {index}: expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ImageError(f"image {index}: expected dtype uint8 (0..255), got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"image {index}: expected an HxWx3 colour image, got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ImageError(f"image {index}: empty image of shape {image.shape}")
+    return image
+
+
+class Segmenter:
+    """Runs a DenseASPP model on batches of uint8 images.
+
+    Images of equal size are batched together (up to ``max_batch``); normalisation, resizing,
+    argmax and confidence run on the device and only uint8 maps come back to the host.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        channels_last: bool = False,
+        input_size: tuple[int, int] | None = None,
+        multiscale: bool = False,
+        scales: Sequence[float] = MULTISCALE_SCALES,
+        flip: bool = True,
+        max_batch: int = 8,
+    ) -> None:
+        if max_batch < 1:
+            raise DenseASPPError(f"max_batch must be at least 1, got {max_batch}")
+        if input_size is not None and min(input_size) < 1:
+            raise DenseASPPError(f"input_size must be positive, got {input_size}")
+        if multiscale and (not scales or min(scales) <= 0):
+            raise DenseASPPError(f"multi-scale needs positive scales, got {tuple(scales)}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.input_size = tuple(input_size) if input_size is not None else None
+        self.multiscale = multiscale
+        self.scales = tuple(scales)
+        self.flip = flip
+        self.max_batch = max_batch
+        self.model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+        self.num_classes = int(getattr(model, "num_classes", 0))
+        shape = (1, 3, 1, 1)
+        # (x/255 - mean)/std == x * scale + shift with per-channel constants, one fused pass.
+        std = torch.tensor(STD_RGB).view(shape)
+        self._scale = (1.0 / (255.0 * std)).to(self.device)
+        self._shift = (-torch.tensor(MEAN_RGB).view(shape) / std).to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # camera streams have fixed sizes
+
+    @classmethod
+    def from_name(
+        cls, model_name: str, weights: str | Path | None = None, num_classes: int = 19, **options: object
+    ) -> Segmenter:
+        """Build a variant, load its weights and wrap it."""
+        return cls(build_model(model_name, num_classes, weights), **options)
+
+    @torch.inference_mode()
+    def segment(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        bgr: bool = False,
+        confidence: bool = False,
+        logits: bool = False,
+    ) -> list[Segmentation]:
+        """Segment images (HxWx3 uint8, RGB unless ``bgr``); results come back in input order."""
+        images = [check_image(image, index) for index, image in enumerate(images)]
+        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, image in enumerate(images):
+            by_size[image.shape[:2]].append(index)
+        results: list[Segmentation | None] = [None] * len(images)
+        for indices in by_size.values():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start : start + self.max_batch]
+                batch = self._upload([images[i] for i in chunk], bgr)
+                for i, result in zip(chunk, self._segment_batch(batch, confidence, logits)):
+                    results[i] = result
+        return results  # type: ignore[return-value]
+
+    def segment_one(self, image: np.ndarray, **options: bool) -> Segmentation:
+        return self.segment([image], **options)[0]
+
+    def preprocess(self, images: Sequence[np.ndarray], bgr: bool = False) -> torch.Tensor:
+        """Equal-size uint8 images -> the normalised NCHW batch the network takes (for training and benchmarks)."""
+        return self._upload([check_image(image, index) for index, image in enumerate(images)], bgr)
+
+    def _upload(self, images: list[np.ndarray], bgr: bool) -> torch.Tensor:
+        host = torch.from_numpy(images[0][None] if len(images) == 1 else np.stack(images))
+        batch = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC -> NCHW view
+        if bgr:
+            batch = batch.flip(1)
+        batch = batch.float().mul_(self._scale).add_(self._shift)
+        return batch.to(dtype=self.dtype, memory_format=self.memory_format)
+
+    def _segment_batch(self, batch: torch.Tensor, want_confidence: bool, want_logits: bool) -> list[Segmentation]:
+        scores = self._scores(batch)
+        best, train_ids = scores.max(1)
+        train_ids = train_ids.to(torch.uint8).cpu().numpy()
+        confidence = None
+        if want_confidence:
+            # max softmax probability = 1 / sum(exp(s - max)): no full softmax tensor needed.
+            probability = (scores - best.unsqueeze(1)).exp_().sum(1).reciprocal_()
+            confidence = probability.mul_(255).round_().to(torch.uint8).cpu().numpy()
+        return [
+            Segmentation(
+                train_ids[i],
+                None if confidence is None else confidence[i],
+                scores[i] if want_logits else None,
+            )
+            for i in range(len(train_ids))
+        ]
+
+    def _scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """Per-class scores at the batch's resolution, float32: logits, or averaged log-softmax."""
+        output_size = tuple(batch.shape[-2:])
+        base_size = self.input_size or output_size
+        if not self.multiscale:
+            return self._forward(self._resize(batch, base_size), output_size)
+        total = None
+        passes = 0
+        for scale in self.scales:
+            scaled = self._resize(batch, (round(base_size[0] * scale), round(base_size[1] * scale)))
+            for mirrored in (False, True) if self.flip else (False,):
+                view = scaled.flip(-1) if mirrored else scaled
+                scores = self._forward(view, output_size)
+                if mirrored:
+                    scores = scores.flip(-1)
+                scores = F.log_softmax(scores, dim=1)
+                total = scores if total is None else total.add_(scores)
+                passes += 1
+        return total.div_(passes)
+
+    def _forward(self, batch: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        scores = self.model(batch).float()
+        if tuple(scores.shape[-2:]) != output_size:
+            scores = F.interpolate(scores, size=output_size, mode="bilinear", align_corners=True)
+        return scores
+
+    @staticmethod
+    def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(batch.shape[-2:]) == tuple(size):
+            return batch
+        downscaling = size[0] < batch.shape[-2] or size[1] < batch.shape[-1]
+        return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=downscaling)
