@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import atomic_write
 from .errors import DenseASPPError
 from .imageio import ImageItem, find_images, read_bgr, write_png
 from .labels import LabelSet, get_label_set
@@ -30,6 +31,21 @@ def _size(text: str) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return height, width
+
+
+def _count(minimum: int):
+    """An argparse type for integers >= ``minimum`` (a zero-iteration benchmark has no timings to report)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def _save_kinds(text: str) -> tuple[str, ...]:
@@ -92,7 +108,9 @@ def _write_outputs(
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    items = find_images(args.inputs)  # every input is checked before anything is loaded or written
+    items = find_images(args.inputs, exclude=args.output)  # every input is checked before anything is loaded or written
+    if args.output.exists() and not args.output.is_dir():
+        raise DenseASPPError(f"--output {args.output} exists and is not a folder")
     labels = get_label_set(args.labels)
     if labels.num_classes != args.num_classes:
         raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
@@ -152,8 +170,8 @@ def run_bench(args: argparse.Namespace) -> int:
     report = run_benchmark(segmenter, args.model, args.size, args.batch, args.warmup, args.iterations)
     print(format_report(report))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        atomic_write(args.json, lambda temporary: Path(temporary).write_text(text))
     return 0
 
 
@@ -181,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="throughput and latency of the raw forward and the Segmenter path")
     _add_engine_options(bench)
     bench.add_argument("--size", type=_size, default=(256, 512), help="image size HxW")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--iterations", type=int, default=10)
+    bench.add_argument("--warmup", type=_count(0), default=3, help="untimed batches first")
+    bench.add_argument("--iterations", type=_count(1), default=10, help="timed batches")
     bench.add_argument("--json", type=Path, help="also write the figures as JSON")
     bench.set_defaults(run=run_bench)
     return parser
@@ -193,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except DenseASPPError as error:
+        print(f"denseaspp {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the file system refused (disk full, permissions, a file where a folder goes)
         print(f"denseaspp {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

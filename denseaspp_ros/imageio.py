@@ -22,16 +22,24 @@ class ImageItem:
     relative: Path  # mirrors the input tree; outputs get this path with a .png suffix
 
 
-def find_images(inputs: list[str | Path]) -> list[ImageItem]:
+def find_images(inputs: list[str | Path], exclude: Path | None = None) -> list[ImageItem]:
     """Expand files and folders (recursively, sorted) into images; every input must contribute one.
 
     A folder's images keep their path relative to that folder, so a Cityscapes
-    ``leftImg8bit/val`` folder yields ``<city>/<name>`` like the official layout.
+    ``leftImg8bit/val`` folder yields ``<city>/<name>`` like the official layout. Images under
+    ``exclude`` (the output folder, when it lies inside an input) are not inputs.
     """
+    excluded = exclude.resolve() if exclude is not None else None
     items: list[ImageItem] = []
     for entry in map(Path, inputs):
         if entry.is_dir():
-            found = sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = sorted(
+                p
+                for p in entry.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and p.is_file()
+                and (excluded is None or not p.resolve().is_relative_to(excluded))
+            )
             if not found:
                 raise DenseASPPError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in folder {entry}")
             items.extend(ImageItem(p, p.relative_to(entry)) for p in found)
@@ -68,7 +76,11 @@ def read_bgr(path: Path) -> np.ndarray:
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """Encode in memory, then write atomically (see ``atomic_write``)."""
-    ok, encoded = cv2.imencode(".png", image)
+    try:
+        ok, encoded = cv2.imencode(".png", image)
+    except cv2.error:  # OpenCV raises, rather than returning False, for e.g. 2 channels or 0 pixels
+        ok = False
     if not ok:
-        raise ImageError(f"could not encode {path} as PNG")
+        shape, dtype = getattr(image, "shape", None), getattr(image, "dtype", type(image).__name__)
+        raise ImageError(f"could not encode {path} as PNG (array of shape {shape}, dtype {dtype})")
     atomic_write(path, lambda temporary: Path(temporary).write_bytes(encoded.tobytes()))

@@ -24,6 +24,8 @@ MEAN_RGB = (0.290101, 0.328081, 0.286964)
 STD_RGB = (0.182954, 0.186566, 0.184475)
 # Multi-scale test-time augmentation of the release; each scale is also run mirrored.
 MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.8)
+# Batch shapes (cameras x sizes) whose host staging buffers are kept for reuse.
+MAX_STAGING_BUFFERS = 8
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -83,6 +85,7 @@ class Segmenter:
 
     Images of equal size are batched together (up to ``max_batch``); normalisation, resizing,
     argmax and confidence run on the device and only uint8 maps come back to the host.
+    Not thread-safe: give each worker thread its own Segmenter.
     """
 
     def __init__(
@@ -119,6 +122,8 @@ class Segmenter:
         std = torch.tensor(STD_RGB).view(shape)
         self._scale = (1.0 / (255.0 * std)).to(self.device)
         self._shift = (-torch.tensor(MEAN_RGB).view(shape) / std).to(self.device)
+        self._staging: dict[tuple[int, ...], torch.Tensor] = {}
+        self._upload_done = torch.cuda.Event() if self.device.type == "cuda" else None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # camera streams have fixed sizes
 
@@ -160,12 +165,29 @@ class Segmenter:
         return self._upload([check_image(image, index) for index, image in enumerate(images)], bgr)
 
     def _upload(self, images: list[np.ndarray], bgr: bool) -> torch.Tensor:
-        host = torch.from_numpy(images[0][None] if len(images) == 1 else np.stack(images))
-        batch = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC -> NCHW view
+        staging = self._staging_buffer((len(images), *images[0].shape))
+        # One host copy into the staging buffer; also takes read-only message buffers and strided views.
+        np.stack(images, out=staging.numpy())
+        batch = staging.to(self.device, non_blocking=True)
+        if self._upload_done is not None:
+            self._upload_done.record()
+        batch = batch.permute(0, 3, 1, 2)  # NHWC -> NCHW view
         if bgr:
             batch = batch.flip(1)
         batch = batch.float().mul_(self._scale).add_(self._shift)
         return batch.to(dtype=self.dtype, memory_format=self.memory_format)
+
+    def _staging_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A reusable uint8 host buffer per batch shape, pinned on CUDA so the upload is a DMA copy."""
+        buffer = self._staging.get(shape)
+        if buffer is None:
+            if len(self._staging) >= MAX_STAGING_BUFFERS:
+                self._staging.clear()
+            buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+            self._staging[shape] = buffer
+        elif self._upload_done is not None:
+            self._upload_done.synchronize()  # the previous asynchronous copy out of it has finished
+        return buffer
 
     def _segment_batch(self, batch: torch.Tensor, want_confidence: bool, want_logits: bool) -> list[Segmentation]:
         scores = self._scores(batch)

@@ -7,6 +7,7 @@ so a file that would execute code is refused rather than run.
 
 from __future__ import annotations
 
+import pickle
 import re
 import warnings
 from collections import OrderedDict
@@ -69,6 +70,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy?")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     return _read_pickle(path)
@@ -92,14 +95,15 @@ def _read_pickle(path: Path) -> Checkpoint:
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        refused = _UNSAFE_GLOBAL.search(str(error))
         if refused:
             raise CheckpointError(
-                f"refusing to load {path}: it contains a pickled object ({refused.group(1)}) that would run code "
-                "when loaded; a weights file holds only tensors. Do not use this file."
+                f"refusing to load {path}: it contains a pickled object ({refused.group(1) or refused.group(2)}) "
+                "that would run code when loaded; a weights file holds only tensors. Do not use this file."
             ) from None
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt?): {_load_failure_reason(error)}"
+        ) from None
 
     if isinstance(payload, Mapping) and payload.get("format") == PROJECT_FORMAT:
         metadata = {k: v for k, v in payload.items() if k != "state_dict"}
@@ -107,6 +111,26 @@ def _read_pickle(path: Path) -> Checkpoint:
     if isinstance(payload, Mapping) and isinstance(payload.get("state_dict"), Mapping):
         payload = payload["state_dict"]  # the common {"state_dict": ...} wrapper of training scripts
     return Checkpoint(from_original_keys(_tensors_only(payload, path)), "original")
+
+
+# torch's weights_only unpickler names a refused global in one of two ways: modules it blocks
+# outright (os, sys, posix, nt) and globals merely absent from its allowlist.
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)|unsupported GLOBAL (\S+) whose module")
+_WEIGHTS_ONLY_BOILERPLATE = ("Weights only load failed", "Check the documentation of torch.load")
+
+
+def _load_failure_reason(error: Exception) -> str:
+    """The specific cause inside torch's error, without its advice to retry with ``weights_only=False``.
+
+    For a corrupt file that advice is wrong (it cannot succeed) and for an untrusted one unsafe.
+    """
+    paragraphs = [p.strip() for p in str(error).split("\n\n") if p.strip()]
+    details = [p for p in paragraphs if not p.startswith(_WEIGHTS_ONLY_BOILERPLATE)]
+    reason = details[0].splitlines()[0] if details else ""
+    if isinstance(error, (RuntimeError, pickle.UnpicklingError)) and reason:
+        return reason
+    # EOFError, KeyError, IndexError, ... from garbled pickle opcodes say little without their type.
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
 
 
 def _tensors_only(payload: Any, path: Path) -> Mapping[str, torch.Tensor]:
@@ -163,7 +187,11 @@ def _shape(tensor: torch.Tensor) -> str:
 
 
 def identify_variant(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int] | None:
-    """The (variant, num_classes) whose tensors have exactly these names and shapes, if any."""
+    """The (variant, num_classes) whose tensors have exactly these names and shapes, if any.
+
+    Accepts the project's key layout or the release's (``module.`` prefix, ``norm.1`` names).
+    """
+    state_dict = from_original_keys(state_dict)
     classifier = state_dict.get("classification.1.weight")
     if classifier is None or classifier.ndim != 4:
         return None

@@ -1,0 +1,123 @@
+"""The networks against the published facts: parameter counts, the release's tensor layout, and
+the original forward pass (re-implemented independently in ``original_reference.py``)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from original_reference import original_forward, padded_original_forward, randomize_
+
+from denseaspp_ros.errors import DenseASPPError
+from denseaspp_ros.model import MODEL_NAMES, build_model, to_original_state_dict
+
+DATA = Path(__file__).parent / "data"
+
+# Learnable parameters with 19 classes, as the issue records them for the release's networks.
+PARAMETER_COUNTS = {
+    "DenseASPP121": 8_280_851,
+    "DenseASPP161": 35_395_427,
+    "DenseASPP169": 18_420_675,
+    "DenseASPP201": 28_639_987,
+    "MobileNetDenseASPP": 2_486_419,
+}
+# Agreement within this fraction of the largest logit: float32 summation order may differ
+# between the two implementations, a structural difference moves logits by O(1).
+RELATIVE_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module", params=sorted(PARAMETER_COUNTS))
+def variant(request):
+    """(name, model with seeded random weights and non-identity BatchNorms); built once per variant."""
+    model = build_model(request.param)
+    randomize_(model.state_dict(), seed=sum(map(ord, request.param)))
+    return request.param, model
+
+
+def _images(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _release_keys(name: str) -> list[str]:
+    lines = (DATA / f"{name}.keys.txt").read_text().splitlines()
+    assert lines[0].startswith("#")
+    return lines[1:]
+
+
+def _max_relative_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+def test_every_published_variant_is_offered():
+    assert set(MODEL_NAMES) == set(PARAMETER_COUNTS)
+
+
+def test_parameter_count(variant):
+    name, model = variant
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert count == PARAMETER_COUNTS[name]
+    header = (DATA / f"{name}.keys.txt").read_text().splitlines()[0]
+    assert f"Learnable parameters: {PARAMETER_COUNTS[name]}." in header
+
+
+def test_original_state_dict_has_the_release_names_shapes_and_order(variant):
+    name, model = variant
+    ours = [f"{key} {'x'.join(map(str, t.shape))}" for key, t in to_original_state_dict(model).items()]
+    assert ours == _release_keys(name)
+
+
+def test_forward_equals_the_original_network(variant):
+    name, model = variant
+    # 208 rows make the stride-8 feature map 26 rows high, so every atrous rate up to 24 reaches
+    # real pixels: on a small map a wrongly dilated 3x3 conv would degenerate to its centre tap
+    # and agree with the reference by accident.
+    images = _images(2, 3, 208, 24)
+    with torch.no_grad():
+        logits = model(images)
+        expected = original_forward(to_original_state_dict(model), images)
+    assert logits.shape == (2, 19, 208, 24)
+    assert expected.abs().max() > 0.5  # the weights give logits well away from 0
+    assert _max_relative_difference(logits, expected) < RELATIVE_TOLERANCE
+
+
+def test_the_first_aspp_blocks_in_place_relu_on_the_backbone_output_matters(variant):
+    name, model = variant
+    images = _images(1, 3, 32, 48, seed=1)
+    with torch.no_grad():
+        logits = model(images)
+        without_side_effect = original_forward(to_original_state_dict(model), images, inplace_relu_on_input=False)
+    assert _max_relative_difference(logits, without_side_effect) > 100 * RELATIVE_TOLERANCE
+
+
+def test_any_input_size_gives_logits_of_that_size(variant):
+    name, model = variant
+    images = _images(1, 3, 61, 97, seed=2)
+    with torch.no_grad():
+        logits = model(images)
+        expected = padded_original_forward(to_original_state_dict(model), images)
+    assert logits.shape == (1, 19, 61, 97)
+    assert _max_relative_difference(logits, expected) < RELATIVE_TOLERANCE
+
+
+def test_build_model_returns_a_deterministic_model_in_eval_mode():
+    model = build_model("MobileNetDenseASPP")
+    assert not any(module.training for module in model.modules())
+    images = _images(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(model(images), model(images))  # dropout off, BN on running statistics
+
+
+def test_num_classes_sizes_the_classifier():
+    model = build_model("MobileNetDenseASPP", num_classes=21)
+    with torch.no_grad():
+        assert model(_images(1, 3, 16, 24)).shape == (1, 21, 16, 24)
+    # Two more classes: two more rows of the 1x1 classifier (640 inputs) and two more biases.
+    assert sum(p.numel() for p in model.parameters()) == PARAMETER_COUNTS["MobileNetDenseASPP"] + 2 * 641
+
+
+@pytest.mark.parametrize(
+    "name, num_classes, message",
+    [("DenseASPP9000", 19, "DenseASPP161"), ("MobileNetDenseASPP", 0, "1..255"), ("MobileNetDenseASPP", 256, "1..255")],
+)
+def test_build_model_rejects_bad_arguments(name, num_classes, message):
+    with pytest.raises(DenseASPPError, match=message):
+        build_model(name, num_classes)
