@@ -62,7 +62,12 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=19, help="classes the weights were trained for")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16 (the last two on CUDA)")
-    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on tensor cores)")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="NHWC memory format (default; faster on CPUs and tensor cores)",
+    )
     parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
 
 

@@ -259,11 +259,12 @@ def test_multiscale_scales_the_input_size_option(model):
 
 def test_channels_last_gives_the_same_result(model, segmenter):
     image = random_image(48, 64, seed=40)
+    assert segmenter.memory_format == torch.channels_last  # the default
     expected = segmenter.segment([image], confidence=True, logits=True)[0]
     try:
-        result = Segmenter(model, device="cpu", channels_last=True).segment([image], confidence=True, logits=True)[0]
+        result = Segmenter(model, device="cpu", channels_last=False).segment([image], confidence=True, logits=True)[0]
     finally:
-        model.to(memory_format=torch.contiguous_format)
+        model.to(memory_format=torch.channels_last)
     assert_same_result(result, expected)
 
 

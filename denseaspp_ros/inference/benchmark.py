@@ -67,9 +67,11 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _timing(name: str, seconds: list[float], batch: int) -> PathTiming:
+    # Throughput from the median batch time: one stall from another process on a shared
+    # machine would otherwise swing a 10-iteration mean by several percent.
     milliseconds = np.array(seconds) * 1000.0
     p50, p90, p99 = np.percentile(milliseconds, [50, 90, 99])
-    return PathTiming(name, batch * len(seconds) / sum(seconds), float(p50), float(p90), float(p99))
+    return PathTiming(name, batch * 1000.0 / float(p50), float(p50), float(p90), float(p99))
 
 
 def run_benchmark(

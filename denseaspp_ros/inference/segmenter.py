@@ -85,7 +85,8 @@ class Segmenter:
 
     Images of equal size are batched together (up to ``max_batch``); normalisation, resizing,
     argmax and confidence run on the device and only uint8 maps come back to the host.
-    Not thread-safe: give each worker thread its own Segmenter.
+    Not thread-safe: give each worker thread its own Segmenter. ``channels_last`` (NHWC) is the
+    default because it is faster on CPUs as well as on tensor cores (BENCHMARKS.md).
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class Segmenter:
         *,
         device: str = "auto",
         precision: str = "auto",
-        channels_last: bool = False,
+        channels_last: bool = True,
         input_size: tuple[int, int] | None = None,
         multiscale: bool = False,
         scales: Sequence[float] = MULTISCALE_SCALES,
