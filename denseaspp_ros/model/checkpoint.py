@@ -155,8 +155,17 @@ def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} holds {claimed_model} weights, not {variant}: use --model {claimed_model}")
     problems = _mismatches(model.state_dict(), checkpoint.state_dict)
     if problems:
-        hint = _identify_hint(checkpoint.state_dict, variant)
-        raise CheckpointError(f"{path} does not fit {_describe(model)}: {problems}.{hint}")
+        identified = identify_variant(checkpoint.state_dict)
+        if identified is None:
+            raise CheckpointError(
+                f"{path} does not fit {_describe(model)} and matches none of the known variants: {problems}"
+            )
+        name, num_classes = identified
+        option = f" --model {name}" if name != variant else ""
+        raise CheckpointError(
+            f"{path} is a {name} checkpoint with {num_classes} classes, not {_describe(model)}: "
+            f"use{option} --num-classes {num_classes}. Mismatches: {problems}"
+        )
     model.load_state_dict(checkpoint.state_dict, strict=False)  # strictness checked above
     return checkpoint
 
@@ -201,15 +210,6 @@ def identify_variant(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int] 
         if _variant_shapes(name, num_classes) == found:
             return name, num_classes
     return None
-
-
-def _identify_hint(state_dict: Mapping[str, torch.Tensor], variant: str | None) -> str:
-    identified = identify_variant(state_dict)
-    if identified is None:
-        return " The file matches none of the known variants."
-    name, num_classes = identified
-    option = f" --model {name}" if name != variant else ""
-    return f" The file is a {name} checkpoint with {num_classes} classes: use{option} --num-classes {num_classes}."
 
 
 def _variant_names() -> tuple[str, ...]:
