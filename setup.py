@@ -32,5 +32,10 @@ setup(
     # official evaluation runs, so tests exercise it unmodified.
     extras_require={"test": ["pytest", "cityscapesscripts", "numpy<2.4"]},
     zip_safe=False,
-    entry_points={"console_scripts": ["denseaspp = denseaspp_ros.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "denseaspp = denseaspp_ros.cli:main",
+            "segmentation_node = denseaspp_ros.ros.node:main",
+        ]
+    },
 )

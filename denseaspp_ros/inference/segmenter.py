@@ -140,20 +140,27 @@ class Segmenter:
         self,
         images: Sequence[np.ndarray],
         *,
-        bgr: bool = False,
+        bgr: bool | Sequence[bool] = False,
         confidence: bool = False,
         logits: bool = False,
     ) -> list[Segmentation]:
-        """Segment images (HxWx3 uint8, RGB unless ``bgr``); results come back in input order."""
+        """Segment images (HxWx3 uint8); results come back in input order.
+
+        ``bgr`` says the channel order, for all images or per image (cameras of one batch may
+        differ); images of one size and order are batched together.
+        """
         images = [check_image(image, index) for index, image in enumerate(images)]
-        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for index, image in enumerate(images):
-            by_size[image.shape[:2]].append(index)
+        orders = [bgr] * len(images) if isinstance(bgr, bool) else list(bgr)
+        if len(orders) != len(images):
+            raise DenseASPPError(f"got {len(orders)} bgr flags for {len(images)} images")
+        groups: dict[tuple[int, int, bool], list[int]] = defaultdict(list)
+        for index, (image, is_bgr) in enumerate(zip(images, orders)):
+            groups[(*image.shape[:2], bool(is_bgr))].append(index)
         results: list[Segmentation | None] = [None] * len(images)
-        for indices in by_size.values():
+        for (_, _, is_bgr), indices in groups.items():
             for start in range(0, len(indices), self.max_batch):
                 chunk = indices[start : start + self.max_batch]
-                batch = self._upload([images[i] for i in chunk], bgr)
+                batch = self._upload([images[i] for i in chunk], is_bgr)
                 for i, result in zip(chunk, self._segment_batch(batch, confidence, logits)):
                     results[i] = result
         return results  # type: ignore[return-value]

@@ -1,0 +1,407 @@
+"""``segmentation_node``: cameras in, semantic masks out.
+
+Data flows one way: a subscription stores the raw message in its camera's newest-frame slot
+(nothing else happens on the executor thread); the inference worker takes the newest frame of
+every camera, converts them to arrays, runs them through the Segmenter as one batch and
+publishes each camera's outputs with the input's header unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+
+from ..errors import DenseASPPError
+from ..inference import Segmenter
+from ..labels import LabelSet, get_label_set
+from ..model import build_model
+from .conversions import MessageError, compressed_to_array, image_to_array, labels_json, mono8_msg, rgb8_msg
+from .frames import Frame, LatestFrameSlots
+from .settings import (
+    NODE_PARAMETERS,
+    CameraSettings,
+    NodeSettings,
+    SettingsError,
+    camera_names,
+    camera_parameters,
+    declare,
+    read_settings,
+)
+from .stats import CameraStats
+
+NODE_NAME = "segmentation_node"
+_WORKER_POLL_S = 0.2
+_LOG_THROTTLE_S = 5.0
+_RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+
+
+def _qos(reliability: str, depth: int) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=_RELIABILITY[reliability])
+
+
+@dataclass
+class Camera:
+    """A camera's settings, its ROS entities and its statistics."""
+
+    settings: CameraSettings
+    stats: CameraStats = field(default_factory=CameraStats)
+    publishers: dict = field(default_factory=dict)  # output kind -> lifecycle publisher
+    subscriptions: list = field(default_factory=list)
+    camera_info: CameraInfo | None = None
+
+    def wanted_outputs(self) -> set[str]:
+        """Outputs someone subscribes to: the others are not computed."""
+        return {kind for kind, publisher in self.publishers.items() if publisher.get_subscription_count() > 0}
+
+
+class SegmentationNode(LifecycleNode):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        declare(self, NODE_PARAMETERS)
+        for camera in camera_names(self):
+            declare(self, camera_parameters(camera))
+        self.settings: NodeSettings | None = None
+        self.segmenter: Segmenter | None = None
+        self.label_set: LabelSet | None = None
+        self.cameras: dict[str, Camera] = {}
+        self._slots: LatestFrameSlots | None = None
+        self._worker: threading.Thread | None = None
+        self._stop_worker = threading.Event()
+        self._batch_seconds: deque[float] = deque(maxlen=200)
+        self._batch_sizes: deque[int] = deque(maxlen=200)
+        self._static_publishers: list = []
+        self._diagnostics_timer = None
+        self._active = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            settings = read_settings(self)
+            if not settings.weights and not settings.allow_untrained:
+                raise SettingsError(
+                    "model.weights is empty: set it to a checkpoint (e.g. weights/denseASPP161.pkl), "
+                    "or allow_untrained: true for tests and benchmarks (masks are then meaningless)"
+                )
+            label_set = get_label_set(settings.labels)
+            model = build_model(settings.model_name, label_set.num_classes, settings.weights or None)
+            segmenter = Segmenter(
+                model,
+                device=settings.device,
+                precision=settings.precision,
+                input_size=settings.input_size,
+                multiscale=settings.multiscale,
+                max_batch=settings.max_batch,
+            )
+        except (DenseASPPError, SettingsError) as error:
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        if not settings.weights:
+            self.get_logger().warning("allow_untrained: running with random weights, masks are meaningless")
+        self.settings, self.label_set, self.segmenter = settings, label_set, segmenter
+        self._create_publishers(settings, label_set)
+        self.get_logger().info(
+            f"configured {settings.model_name} ({settings.weights or 'random weights'}) on {segmenter.device} "
+            f"({str(segmenter.dtype).removeprefix('torch.')}) for cameras {', '.join(c.name for c in settings.cameras)}"
+        )
+        return super().on_configure(state)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._slots = LatestFrameSlots(list(self.cameras))
+        for camera in self.cameras.values():
+            self._subscribe(camera)
+        self._stop_worker.clear()
+        self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
+        self._worker.start()
+        self._active = True
+        self.get_logger().info("active: subscribed to " + ", ".join(c.settings.image_topic for c in self.cameras.values()))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        self.get_logger().info("inactive: unsubscribed")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: model released")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.close()
+        return super().on_shutdown(state)
+
+    def close(self) -> None:
+        """Stop the worker and release everything, whatever the lifecycle state (Ctrl-C, errors)."""
+        self._unsubscribe()
+        self._release()
+
+    def _unsubscribe(self) -> None:
+        self._active = False
+        for camera in self.cameras.values():
+            for subscription in camera.subscriptions:
+                self.destroy_subscription(subscription)
+            camera.subscriptions.clear()
+        self._join_worker()
+
+    def _release(self) -> None:
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        for camera in self.cameras.values():
+            for publisher in camera.publishers.values():
+                self.destroy_lifecycle_publisher(publisher)
+        for publisher in self._static_publishers:
+            self.destroy_publisher(publisher)
+        self._static_publishers.clear()
+        self.cameras.clear()
+        self.segmenter = None
+        self.settings = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # hand the model's GPU memory back to other processes
+        except ImportError:
+            pass
+
+    # --- ROS entities ------------------------------------------------------------------------
+
+    def _create_publishers(self, settings: NodeSettings, label_set: LabelSet) -> None:
+        output_qos = _qos(settings.output_reliability, settings.output_depth)
+        for camera_settings in settings.cameras:
+            camera = Camera(camera_settings)
+            for kind in settings.outputs:
+                camera.publishers[kind] = self.create_lifecycle_publisher(
+                    Image, f"~/{camera_settings.name}/{kind}", output_qos
+                )
+            self.cameras[camera_settings.name] = camera
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        labels_publisher = self.create_publisher(String, "~/labels", latched)
+        labels_publisher.publish(String(data=labels_json(label_set)))
+        self._static_publishers = [labels_publisher, *self._label_info_publisher(label_set, latched)]
+        diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._static_publishers.append(diagnostics)
+        self._diagnostics_timer = self.create_timer(
+            settings.diagnostics_period, lambda: diagnostics.publish(self._diagnostics())
+        )
+
+    def _label_info_publisher(self, label_set: LabelSet, qos: QoSProfile) -> list:
+        """vision_msgs/LabelInfo on ~/label_info where vision_msgs is installed (optional dependency)."""
+        try:
+            from vision_msgs.msg import LabelInfo, VisionClass
+        except ImportError:
+            return []
+        publisher = self.create_publisher(LabelInfo, "~/label_info", qos)
+        info = LabelInfo()
+        info.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(label_set.class_names)]
+        publisher.publish(info)
+        return [publisher]
+
+    def _subscribe(self, camera: Camera) -> None:
+        settings = camera.settings
+        qos = _qos(settings.reliability, settings.depth)
+        message_type = CompressedImage if settings.compressed else Image
+        camera.subscriptions.append(
+            self.create_subscription(message_type, settings.image_topic, lambda msg, c=camera: self._on_image(c, msg), qos)
+        )
+        if settings.camera_info_topic:
+            camera.subscriptions.append(
+                self.create_subscription(
+                    CameraInfo, settings.camera_info_topic, lambda msg, c=camera: setattr(c, "camera_info", msg), qos
+                )
+            )
+
+    def _on_image(self, camera: Camera, message: Image | CompressedImage) -> None:
+        camera.stats.on_received()
+        self._slots.put(Frame(camera.settings.name, message))
+
+    # --- inference worker --------------------------------------------------------------------
+
+    def _run_worker(self) -> None:
+        while not self._stop_worker.is_set():
+            frames = self._slots.take(self.settings.max_batch, _WORKER_POLL_S)
+            if frames:
+                self._process(frames)
+
+    def _join_worker(self) -> None:
+        self._stop_worker.set()
+        if self._slots is not None:
+            self._slots.close()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+
+    def _process(self, frames: list[Frame]) -> None:
+        jobs = []
+        for frame in frames:
+            camera = self.cameras[frame.camera]
+            wanted = camera.wanted_outputs()
+            if not wanted:
+                continue  # nobody listens: skip the inference too
+            try:
+                image, is_bgr = self._to_array(camera, frame.message)
+            except MessageError as error:
+                camera.stats.on_error("bad_message")
+                self.get_logger().warning(f"{frame.camera}: dropped a frame: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+                continue
+            jobs.append((frame, camera, image, is_bgr, wanted))
+        if not jobs:
+            return
+        start = time.perf_counter()
+        try:
+            results = self.segmenter.segment(
+                [image for _, _, image, _, _ in jobs],
+                bgr=[is_bgr for _, _, _, is_bgr, _ in jobs],
+                confidence=any("confidence" in wanted for *_, wanted in jobs),
+            )
+        except Exception as error:  # e.g. CUDA out of memory: report, keep serving the next frames
+            for _, camera, *_ in jobs:
+                camera.stats.on_error("inference_failed")
+            self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+            return
+        self._batch_seconds.append(time.perf_counter() - start)
+        self._batch_sizes.append(len(jobs))
+        for (frame, camera, image, is_bgr, wanted), result in zip(jobs, results):
+            self._publish(camera, frame.message.header, image, is_bgr, wanted, result)
+
+    def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
+        if isinstance(message, CompressedImage):
+            image, is_bgr = compressed_to_array(message)
+        else:
+            image, is_bgr = image_to_array(message)
+        info = camera.camera_info
+        if info is not None:
+            expected = (info.height // max(info.binning_y, 1), info.width // max(info.binning_x, 1))
+            if expected != image.shape[:2]:
+                camera.stats.on_error("camera_info_mismatch")
+                self.get_logger().warning(
+                    f"{camera.settings.name}: image is {image.shape[1]}x{image.shape[0]} but camera_info says "
+                    f"{expected[1]}x{expected[0]}: the mask follows the image",
+                    throttle_duration_sec=_LOG_THROTTLE_S,
+                )
+        return image, is_bgr
+
+    def _publish(self, camera: Camera, header, image: np.ndarray, is_bgr: bool, wanted: set[str], result) -> None:
+        publishers = camera.publishers
+        if "mask" in wanted:
+            publishers["mask"].publish(mono8_msg(header, result.train_ids))
+        if "mask_color" in wanted:
+            publishers["mask_color"].publish(rgb8_msg(header, self.label_set.colorize(result.train_ids)))
+        if "overlay" in wanted:
+            rgb = np.ascontiguousarray(image[..., ::-1]) if is_bgr else np.ascontiguousarray(image)
+            overlay = self.label_set.overlay(rgb, result.train_ids, self.settings.overlay_alpha)
+            publishers["overlay"].publish(rgb8_msg(header, overlay))
+        if "confidence" in wanted:
+            publishers["confidence"].publish(mono8_msg(header, result.confidence))
+        latency = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e9
+        camera.stats.on_published(latency)
+
+    # --- diagnostics -------------------------------------------------------------------------
+
+    def _diagnostics(self) -> DiagnosticArray:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status.append(self._engine_status())
+        for name, camera in self.cameras.items():
+            array.status.append(self._camera_status(name, camera))
+        return array
+
+    def _engine_status(self) -> DiagnosticStatus:
+        segmenter, settings = self.segmenter, self.settings
+        batch_ms = 1000 * float(np.median(self._batch_seconds)) if self._batch_seconds else None
+        values = {
+            "state": "active" if self._active else "inactive",
+            "model": settings.model_name,
+            "weights": settings.weights or "random (allow_untrained)",
+            "device": str(segmenter.device),
+            "precision": str(segmenter.dtype).removeprefix("torch."),
+            "max_batch": settings.max_batch,
+            "inference_ms_per_batch_p50": batch_ms,
+            "mean_batch_size": float(np.mean(self._batch_sizes)) if self._batch_sizes else None,
+        }
+        message = "active" if self._active else "inactive"
+        return _status(f"{self.get_name()}: engine", DiagnosticStatus.OK, message, values)
+
+    def _camera_status(self, name: str, camera: Camera) -> DiagnosticStatus:
+        settings = self.settings
+        snapshot = camera.stats.snapshot()
+        values = {
+            "image_topic": camera.settings.image_topic,
+            "input_rate_hz": snapshot["input_rate_hz"],
+            "output_rate_hz": snapshot["output_rate_hz"],
+            "received": snapshot["received"],
+            "published": snapshot["published"],
+            "dropped_stale": self._slots.dropped(name) if self._slots else 0,
+            "errors": snapshot["errors"],
+            **{f"errors.{kind}": count for kind, count in camera.stats.error_counts().items()},
+            "latency_ms_p50": _ms(snapshot["latency_p50_s"]),
+            "latency_ms_p95": _ms(snapshot["latency_p95_s"]),
+            "latency_ms_p99": _ms(snapshot["latency_p99_s"]),
+            "device": str(self.segmenter.device),
+            "precision": str(self.segmenter.dtype).removeprefix("torch."),
+        }
+        level, message = DiagnosticStatus.OK, "ok"
+        silent = snapshot["silent_for_s"]
+        p95 = snapshot["latency_p95_s"]
+        if not self._active:
+            message = "inactive"
+        elif silent is None or silent > settings.silence_timeout:
+            level = DiagnosticStatus.ERROR if silent is not None and silent > 5 * settings.silence_timeout else DiagnosticStatus.WARN
+            message = "no images yet" if silent is None else f"silent for {silent:.1f} s"
+        elif p95 is not None and p95 > settings.max_latency:
+            level = DiagnosticStatus.ERROR if p95 > 2 * settings.max_latency else DiagnosticStatus.WARN
+            message = f"p95 latency {1000 * p95:.0f} ms above {1000 * settings.max_latency:.0f} ms"
+        return _status(f"{self.get_name()}: camera {name}", level, message, values)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
+
+
+def _status(name: str, level: bytes, message: str, values: dict) -> DiagnosticStatus:
+    def text(value: object) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+
+    return DiagnosticStatus(
+        name=name,
+        level=level,
+        message=message,
+        hardware_id=NODE_NAME,
+        values=[KeyValue(key=key, value=text(value)) for key, value in values.items()],
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmentationNode()
+        if node.get_parameter("autostart").value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except SettingsError as error:
+        print(f"{NODE_NAME}: {error}")
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

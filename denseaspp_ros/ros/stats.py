@@ -1,0 +1,85 @@
+"""Per-camera counters, rates and latency percentiles for diagnostics (no ROS imports)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+# Rates are measured over this window; latency percentiles over the last LATENCY_SAMPLES frames.
+RATE_WINDOW_S = 5.0
+LATENCY_SAMPLES = 200
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window: float = RATE_WINDOW_S) -> None:
+        self._window = window
+        self._events: deque[float] = deque()
+
+    def tick(self, now: float) -> None:
+        self._events.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        return len(self._events) / self._window
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0] < now - self._window:
+            self._events.popleft()
+
+
+class CameraStats:
+    """What diagnostics report for one camera; updated from the executor and the worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.received = 0
+        self.published = 0
+        self.errors: Counter[str] = Counter()
+        self.last_received: float | None = None
+        self._input = RateMeter()
+        self._output = RateMeter()
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+
+    def on_received(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.received += 1
+            self.last_received = now
+            self._input.tick(now)
+
+    def on_published(self, latency_s: float) -> None:
+        with self._lock:
+            self.published += 1
+            self._output.tick(time.monotonic())
+            self._latencies.append(latency_s)
+
+    def on_error(self, kind: str) -> None:
+        with self._lock:
+            self.errors[kind] += 1
+
+    def snapshot(self) -> dict[str, float | int | None]:
+        now = time.monotonic()
+        with self._lock:
+            latencies = np.array(self._latencies) if self._latencies else None
+            p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies is not None else (None,) * 3
+            return {
+                "received": self.received,
+                "published": self.published,
+                "errors": sum(self.errors.values()),
+                "input_rate_hz": self._input.rate(now),
+                "output_rate_hz": self._output.rate(now),
+                "latency_p50_s": p50,
+                "latency_p95_s": p95,
+                "latency_p99_s": p99,
+                "silent_for_s": None if self.last_received is None else now - self.last_received,
+            }
+
+    def error_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.errors)
