@@ -7,6 +7,11 @@ TORCH_SPEC ?= torch==2.13.0
 ROS_WHEELS := ros-rclpy ros-sensor-msgs ros-nav-msgs ros-std-msgs ros-geometry-msgs \
 	ros-diagnostic-msgs ros-visualization-msgs ros-rmw-fastrtps-cpp
 
+# Everything these targets start keeps DDS discovery on this machine, in a private domain.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+ROS_DOMAIN_ID ?= $(shell python3 -c 'import random; print(random.randint(10, 100))')
+export ROS_DOMAIN_ID
+
 .PHONY: venv demo test bench clean
 
 venv: $(STAMP)
