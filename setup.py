@@ -17,6 +17,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.xml")),
     ],
     # torch is deliberately unpinned here: ROS installs bring python3-torch, CUDA hosts their own
     # build. The Makefile pins the CPU wheel for the self-contained virtual environment.

@@ -1,0 +1,52 @@
+"""Start segmentation_node with the package's config/params.yaml (or params_file:=...).
+
+    ros2 launch denseaspp_ros seg.launch.py weights:=/path/denseASPP161.pkl
+    ros2 launch denseaspp_ros seg.launch.py params_file:=my_cameras.yaml namespace:=car1 use_sim_time:=true
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def _segmentation_node(context):
+    parameters = [LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}]
+    # Only a weights:= actually given overrides model.weights: an empty one would wipe the
+    # checkpoint a params_file names.
+    weights = LaunchConfiguration("weights").perform(context)
+    if weights:
+        parameters.append({"model.weights": weights})
+    return [
+        Node(
+            package="denseaspp_ros",
+            executable="segmentation_node",
+            name="segmentation_node",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=parameters,
+            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory("denseaspp_ros"), "config", "params.yaml")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
+            DeclareLaunchArgument(
+                "weights", default_value="", description="checkpoint (.pkl/.pt/.safetensors); overrides model.weights"
+            ),
+            DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+            DeclareLaunchArgument(
+                "use_sim_time", default_value="false", description="use /clock (rosbag play --clock)"
+            ),
+            DeclareLaunchArgument("log_level", default_value="info", description="debug, info, warn, error or fatal"),
+            OpaqueFunction(function=_segmentation_node),
+        ]
+    )
