@@ -19,7 +19,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
@@ -233,8 +232,17 @@ class SegmentationNode(LifecycleNode):
     def _run_worker(self) -> None:
         while not self._stop_worker.is_set():
             frames = self._slots.take(self.settings.max_batch, _WORKER_POLL_S)
-            if frames:
+            if not frames:
+                continue
+            try:
                 self._process(frames)
+            except Exception as error:  # an unforeseen message must not end the worker: the node would go deaf
+                for frame in frames:
+                    self.cameras[frame.camera].stats.on_error("internal")
+                self.get_logger().error(
+                    f"dropped frames of {', '.join(f.camera for f in frames)}: {error!r}",
+                    throttle_duration_sec=_LOG_THROTTLE_S,
+                )
 
     def _join_worker(self) -> None:
         self._stop_worker.set()
@@ -306,7 +314,9 @@ class SegmentationNode(LifecycleNode):
             publishers["overlay"].publish(rgb8_msg(header, overlay))
         if "confidence" in wanted:
             publishers["confidence"].publish(mono8_msg(header, result.confidence))
-        latency = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e9
+        # Plain integers: rclpy's Time raises on a stamp before 1970, which would end the worker.
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        latency = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
         camera.stats.on_published(latency)
 
     # --- diagnostics -------------------------------------------------------------------------
