@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 
 import numpy as np
@@ -379,6 +380,22 @@ def test_a_frame_stamped_before_1970_does_not_stop_the_worker(main):
     assert number(status, "errors") == 0, values(status)  # an odd stamp is the camera's business
 
 
+def test_an_unstamped_frame_is_published_but_kept_out_of_the_latency_figures(main):
+    frame_id = unique("stamps_zero")
+    zero = Header(frame_id=frame_id)  # stamp 0: drivers that never stamp
+    before = number(main.camera_diagnostics("stamps"), "unstamped")
+    got = main.client.publish_until(
+        lambda: main.publishers["stamps"].publish(image_msg(zero, pattern_image(HEIGHT, WIDTH))),
+        lambda: main.output("stamps", "mask", frame_id) is not None,
+        10.0,
+        period=0.2,
+    )
+    assert got, f"no mask for an unstamped frame; log:\n{main.process.log()}"
+    status = main.camera_diagnostics("stamps", lambda s: number(s, "unstamped") > before)
+    assert number(status, "unstamped") > before
+    assert number(status, "latency_ms_p99") < 60_000, "a zero stamp leaked into the latency percentiles"
+
+
 # --- lifecycle --------------------------------------------------------------------------------
 
 
@@ -519,6 +536,41 @@ def test_stale_frames_are_dropped_not_queued(client, slow_node):
     assert np.median(during[half:]) < 1.5 * np.median(during[:half]) + 0.5 * inference_s, "latency grows"
     # After the burst the node is idle again, not working through a backlog.
     assert not [a for a, _ in latencies if a > stopped + 3 * inference_s + 0.5]
+
+
+def test_parameters_and_services_answer_while_inference_runs(client, slow_node):
+    """The executor thread stays free: the worker does the inference."""
+    from rcl_interfaces.srv import GetParameters
+
+    publisher = client.node.create_publisher(Image, SLOW_TOPIC, qos_profile_sensor_data)
+    message = image_msg(Header(frame_id="busy"), pattern_image(64, 128))
+    stop = threading.Event()
+
+    def flood() -> None:  # keep the worker busy from another thread while this one calls services
+        while not stop.is_set():
+            message.header.stamp = client.now_stamp()
+            publisher.publish(message)
+            time.sleep(0.01)
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        client.spin_for(1.0)
+        durations = []
+        for _ in range(5):
+            start = time.monotonic()
+            response = client.call(GetParameters, f"/{SLOW}/get_parameters", GetParameters.Request(names=["max_batch"]))
+            durations.append(time.monotonic() - start)
+            assert response.values[0].integer_value == 4
+        state_start = time.monotonic()
+        assert client.lifecycle_state(SLOW) == "active"
+        durations.append(time.monotonic() - state_start)
+    finally:
+        stop.set()
+        flooder.join()
+        client.node.destroy_publisher(publisher)
+    print(f"service answers under load: {[round(1000 * d) for d in durations]} ms")
+    assert max(durations) < 1.0, durations
 
 
 # --- no weights --------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_input_and_output_rates_over_the_window(clock):
     for i in range(int(2 * RATE_WINDOW_S * 20)):
         stats.on_received()
         if i % 4 == 0:
-            stats.on_published(0.01)
+            stats.on_published(0.01, 0.02)
         clock.advance(0.05)
     snapshot = stats.snapshot()
     assert snapshot["input_rate_hz"] == pytest.approx(20.0, rel=0.05)
@@ -87,7 +87,7 @@ def test_rates_fall_to_zero_when_frames_stop(clock):
     stats = CameraStats()
     for _ in range(10):
         stats.on_received()
-        stats.on_published(0.01)
+        stats.on_published(0.01, 0.02)
         clock.advance(0.1)
     clock.advance(RATE_WINDOW_S + 0.5)
     snapshot = stats.snapshot()
@@ -101,7 +101,7 @@ def test_silent_for_counts_from_the_last_received_frame(clock):
     stats.on_received()
     clock.advance(3.25)
     assert stats.snapshot()["silent_for_s"] == pytest.approx(3.25)
-    stats.on_published(0.1)  # an output is not an input: the camera is still silent
+    stats.on_published(0.1, 0.02)  # an output is not an input: the camera is still silent
     clock.advance(0.75)
     assert stats.snapshot()["silent_for_s"] == pytest.approx(4.0)
     stats.on_received()
@@ -112,7 +112,7 @@ def test_latency_percentiles(clock):
     stats = CameraStats()
     latencies = np.arange(1, 101) / 1000.0  # 1..100 ms
     for latency in np.random.default_rng(0).permutation(latencies):
-        stats.on_published(float(latency))
+        stats.on_published(float(latency), 0.02)
     snapshot = stats.snapshot()
     assert snapshot["latency_p50_s"] == pytest.approx(np.percentile(latencies, 50))
     assert snapshot["latency_p95_s"] == pytest.approx(np.percentile(latencies, 95))
@@ -123,9 +123,9 @@ def test_latency_percentiles(clock):
 def test_latency_percentiles_cover_only_the_most_recent_samples(clock):
     stats = CameraStats()
     for _ in range(LATENCY_SAMPLES):
-        stats.on_published(10.0)  # an old backlog
+        stats.on_published(10.0, 0.02)  # an old backlog
     for _ in range(LATENCY_SAMPLES):
-        stats.on_published(0.05)
+        stats.on_published(0.05, 0.02)
     snapshot = stats.snapshot()
     assert snapshot["latency_p99_s"] == pytest.approx(0.05)
     assert snapshot["published"] == 2 * LATENCY_SAMPLES
@@ -154,7 +154,7 @@ def test_updates_from_several_threads_are_all_counted():
     def hammer() -> None:
         for _ in range(5000):
             stats.on_received()
-            stats.on_published(0.001)
+            stats.on_published(0.001, 0.02)
             stats.on_error("bad_message")
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
@@ -164,3 +164,14 @@ def test_updates_from_several_threads_are_all_counted():
         t.join()
     snapshot = stats.snapshot()
     assert snapshot["received"] == snapshot["published"] == snapshot["errors"] == 20000
+
+
+def test_unstamped_frames_and_drops_are_counted_without_a_latency(clock):
+    stats = CameraStats()
+    stats.on_published(None, 0.03)  # a zero stamp: latency would be ~56 years
+    stats.on_published(0.05, 0.01)
+    stats.on_dropped()
+    snapshot = stats.snapshot()
+    assert snapshot["unstamped"] == 1 and snapshot["published"] == 2 and snapshot["dropped_stale"] == 1
+    assert snapshot["latency_p99_s"] == pytest.approx(0.05)
+    assert snapshot["inference_p50_s"] == pytest.approx(0.02)

@@ -1,7 +1,7 @@
 """Newest-frame slots: the scheduling policy that keeps latency bounded (no ROS imports).
 
 Each camera has one slot holding its newest unprocessed frame. A new frame replaces an unclaimed
-one (which is counted as dropped) instead of queueing behind it, so when cameras publish faster
+one (which the caller counts as dropped) instead of queueing behind it, so when cameras publish faster
 than the model runs the node processes the freshest image, never a backlog. The inference worker
 takes the newest frame of every camera that has one and runs them as one batch.
 """
@@ -26,18 +26,15 @@ class LatestFrameSlots:
 
     def __init__(self, cameras: list[str]) -> None:
         self._slots: dict[str, Frame | None] = {camera: None for camera in cameras}
-        self._dropped = {camera: 0 for camera in cameras}
         self._ready = threading.Condition()
         self._closed = False
         # Round-robin start, so with more cameras than max_batch none is starved.
         self._next = 0
 
     def put(self, frame: Frame) -> bool:
-        """Store ``frame`` as its camera's newest; returns True when it replaced an unprocessed one."""
+        """Store ``frame`` as its camera's newest; returns True when it replaced (dropped) an unprocessed one."""
         with self._ready:
             replaced = self._slots[frame.camera] is not None
-            if replaced:
-                self._dropped[frame.camera] += 1
             self._slots[frame.camera] = frame
             self._ready.notify()
         return replaced
@@ -58,15 +55,6 @@ class LatestFrameSlots:
             if taken:
                 self._next = (cameras.index(taken[-1].camera) + 1) % len(cameras)
             return taken
-
-    def dropped(self, camera: str) -> int:
-        with self._ready:
-            return self._dropped[camera]
-
-    def clear(self) -> None:
-        """Forget waiting frames (on deactivate); they are not counted as dropped."""
-        with self._ready:
-            self._slots = dict.fromkeys(self._slots)
 
     def close(self) -> None:
         """Wake a waiting ``take`` so the worker can exit."""

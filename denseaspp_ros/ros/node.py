@@ -225,7 +225,8 @@ class SegmentationNode(LifecycleNode):
 
     def _on_image(self, camera: Camera, message: Image | CompressedImage) -> None:
         camera.stats.on_received()
-        self._slots.put(Frame(camera.settings.name, message))
+        if self._slots.put(Frame(camera.settings.name, message)):
+            camera.stats.on_dropped()
 
     # --- inference worker --------------------------------------------------------------------
 
@@ -280,10 +281,12 @@ class SegmentationNode(LifecycleNode):
                 camera.stats.on_error("inference_failed")
             self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
             return
-        self._batch_seconds.append(time.perf_counter() - start)
+        inference_s = time.perf_counter() - start
+        self._batch_seconds.append(inference_s)
         self._batch_sizes.append(len(jobs))
         for (frame, camera, image, is_bgr, wanted), result in zip(jobs, results):
             self._publish(camera, frame.message.header, image, is_bgr, wanted, result)
+            camera.stats.on_published(self._latency(frame.message.header), inference_s)
 
     def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
         if isinstance(message, CompressedImage):
@@ -314,10 +317,14 @@ class SegmentationNode(LifecycleNode):
             publishers["overlay"].publish(rgb8_msg(header, overlay))
         if "confidence" in wanted:
             publishers["confidence"].publish(mono8_msg(header, result.confidence))
+
+    def _latency(self, header) -> float | None:
+        """now - header.stamp in seconds; None for an unstamped (zero) header, common with some drivers."""
         # Plain integers: rclpy's Time raises on a stamp before 1970, which would end the worker.
         stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        latency = (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
-        camera.stats.on_published(latency)
+        if stamp_ns == 0:
+            return None
+        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
 
     # --- diagnostics -------------------------------------------------------------------------
 
@@ -354,12 +361,14 @@ class SegmentationNode(LifecycleNode):
             "output_rate_hz": snapshot["output_rate_hz"],
             "received": snapshot["received"],
             "published": snapshot["published"],
-            "dropped_stale": self._slots.dropped(name) if self._slots else 0,
+            "dropped_stale": snapshot["dropped_stale"],
+            "unstamped": snapshot["unstamped"],
             "errors": snapshot["errors"],
             **{f"errors.{kind}": count for kind, count in camera.stats.error_counts().items()},
             "latency_ms_p50": _ms(snapshot["latency_p50_s"]),
             "latency_ms_p95": _ms(snapshot["latency_p95_s"]),
             "latency_ms_p99": _ms(snapshot["latency_p99_s"]),
+            "inference_ms_p50": _ms(snapshot["inference_p50_s"]),
             "device": str(self.segmenter.device),
             "precision": str(self.segmenter.dtype).removeprefix("torch."),
         }

@@ -40,11 +40,14 @@ class CameraStats:
         self._lock = threading.Lock()
         self.received = 0
         self.published = 0
+        self.dropped_stale = 0
+        self.unstamped = 0
         self.errors: Counter[str] = Counter()
         self.last_received: float | None = None
         self._input = RateMeter()
         self._output = RateMeter()
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._inference: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     def on_received(self) -> None:
         now = time.monotonic()
@@ -53,11 +56,21 @@ class CameraStats:
             self.last_received = now
             self._input.tick(now)
 
-    def on_published(self, latency_s: float) -> None:
+    def on_dropped(self) -> None:
+        """A newer frame replaced this camera's unprocessed one."""
+        with self._lock:
+            self.dropped_stale += 1
+
+    def on_published(self, latency_s: float | None, inference_s: float) -> None:
+        """``latency_s`` is None for frames with a zero stamp, whose latency means nothing."""
         with self._lock:
             self.published += 1
             self._output.tick(time.monotonic())
-            self._latencies.append(latency_s)
+            self._inference.append(inference_s)
+            if latency_s is None:
+                self.unstamped += 1
+            else:
+                self._latencies.append(latency_s)
 
     def on_error(self, kind: str) -> None:
         with self._lock:
@@ -71,6 +84,9 @@ class CameraStats:
             return {
                 "received": self.received,
                 "published": self.published,
+                "dropped_stale": self.dropped_stale,
+                "unstamped": self.unstamped,
+                "inference_p50_s": float(np.median(self._inference)) if self._inference else None,
                 "errors": sum(self.errors.values()),
                 "input_rate_hz": self._input.rate(now),
                 "output_rate_hz": self._output.rate(now),
