@@ -11,7 +11,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["data/samples/*.png"]},
+    package_data={PACKAGE: ["data/samples/*.png", "costmap/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -37,6 +37,7 @@ setup(
         "console_scripts": [
             "denseaspp = denseaspp_ros.cli:main",
             "segmentation_node = denseaspp_ros.ros.node:main",
+            "semantic_costmap_node = denseaspp_ros.ros.costmap_node:main",
         ]
     },
 )

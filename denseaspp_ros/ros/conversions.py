@@ -67,9 +67,19 @@ def image_to_array(msg: Image) -> tuple[np.ndarray, bool]:
     return cv2.cvtColor(pixels, _TO_RGB[msg.encoding]), False
 
 
-def _pixel_view(msg: Image) -> np.ndarray:
-    """Check the message's geometry and view its data as HxWxC bytes, skipping row padding."""
-    encoding, height, width, step = msg.encoding, msg.height, msg.width, msg.step
+def class_mask_to_array(msg: Image) -> np.ndarray:
+    """A mono8 (or 8UC1) class-id mask as an HxW uint8 view of the message, without a copy."""
+    if msg.encoding not in ("mono8", "8UC1"):
+        raise MessageError(f"a class mask must be mono8 (or 8UC1) with one class id per pixel, got {msg.encoding!r}")
+    return _pixel_view(msg, "mono8")[..., 0]
+
+
+def _pixel_view(msg: Image, encoding: str | None = None) -> np.ndarray:
+    """Check the message's geometry and view its data as HxWxC bytes, skipping row padding.
+
+    ``encoding`` overrides the message's own for an alias of the same layout (8UC1 is mono8).
+    """
+    encoding, height, width, step = encoding or msg.encoding, msg.height, msg.width, msg.step
     bytes_per_pixel = _BYTES_PER_PIXEL.get(encoding)
     if bytes_per_pixel is None:
         raise MessageError(

@@ -14,9 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -26,8 +24,10 @@ from ..errors import DenseASPPError
 from ..inference import Segmenter
 from ..labels import LabelSet, get_label_set
 from ..model import build_model
+from .costmap import CostmapOutput
 from .conversions import MessageError, compressed_to_array, image_to_array, labels_json, mono8_msg, rgb8_msg
 from .frames import Frame, LatestFrameSlots
+from .runner import run_lifecycle_node
 from .settings import (
     NODE_PARAMETERS,
     CameraSettings,
@@ -80,6 +80,8 @@ class SegmentationNode(LifecycleNode):
         self._stop_worker = threading.Event()
         self._batch_seconds: deque[float] = deque(maxlen=200)
         self._batch_sizes: deque[int] = deque(maxlen=200)
+        self._costmap_seconds: deque[float] = deque(maxlen=200)
+        self.costmap: CostmapOutput | None = None
         self._static_publishers: list = []
         self._diagnostics_timer = None
         self._active = False
@@ -104,6 +106,9 @@ class SegmentationNode(LifecycleNode):
                 multiscale=settings.multiscale,
                 max_batch=settings.max_batch,
             )
+            if settings.costmap is not None:
+                calibrations = {camera.name: camera.calibration for camera in settings.cameras}
+                self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
         except (DenseASPPError, SettingsError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
@@ -165,6 +170,9 @@ class SegmentationNode(LifecycleNode):
         for publisher in self._static_publishers:
             self.destroy_publisher(publisher)
         self._static_publishers.clear()
+        if self.costmap is not None:
+            self.costmap.destroy()
+            self.costmap = None
         self.cameras.clear()
         self.segmenter = None
         self.settings = None
@@ -255,9 +263,12 @@ class SegmentationNode(LifecycleNode):
 
     def _process(self, frames: list[Frame]) -> None:
         jobs = []
+        costmap_wanted = self.costmap is not None and self.costmap.wanted()
         for frame in frames:
             camera = self.cameras[frame.camera]
             wanted = camera.wanted_outputs()
+            if costmap_wanted and self.costmap.contributes(frame.camera):
+                wanted.add("costmap")
             if not wanted:
                 continue  # nobody listens: skip the inference too
             try:
@@ -274,7 +285,10 @@ class SegmentationNode(LifecycleNode):
             results = self.segmenter.segment(
                 [image for _, _, image, _, _ in jobs],
                 bgr=[is_bgr for _, _, _, is_bgr, _ in jobs],
-                confidence=any("confidence" in wanted for *_, wanted in jobs),
+                confidence=any(
+                    "confidence" in wanted or ("costmap" in wanted and self.settings.costmap.settings.rule == "majority")
+                    for *_, wanted in jobs
+                ),
             )
         except Exception as error:  # e.g. CUDA out of memory: report, keep serving the next frames
             for _, camera, *_ in jobs:
@@ -287,6 +301,25 @@ class SegmentationNode(LifecycleNode):
         for (frame, camera, image, is_bgr, wanted), result in zip(jobs, results):
             self._publish(camera, frame.message.header, image, is_bgr, wanted, result)
             camera.stats.on_published(self._latency(frame.message.header), inference_s)
+        costmap_jobs = [(frame, camera, result) for (frame, camera, *_, wanted), result in zip(jobs, results) if "costmap" in wanted]
+        if costmap_jobs:
+            self._update_costmap(costmap_jobs)
+
+    def _update_costmap(self, jobs: list) -> None:
+        """Project the batch's masks, straight from memory, and publish the fused grid once."""
+        start = time.perf_counter()
+        for frame, camera, result in jobs:
+            try:
+                self.costmap.update(
+                    frame.camera, result.train_ids, frame.message.header, camera.camera_info, result.confidence
+                )
+            except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
+                camera.stats.on_error("costmap")
+                self.get_logger().error(
+                    f"{frame.camera}: costmap update failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S
+                )
+        self.costmap.publish()
+        self._costmap_seconds.append(time.perf_counter() - start)
 
     def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
         if isinstance(message, CompressedImage):
@@ -348,6 +381,8 @@ class SegmentationNode(LifecycleNode):
             "max_batch": settings.max_batch,
             "inference_ms_per_batch_p50": batch_ms,
             "mean_batch_size": float(np.mean(self._batch_sizes)) if self._batch_sizes else None,
+            "costmap": "enabled" if self.costmap is not None else "disabled",
+            "costmap_ms_per_batch_p50": 1000 * float(np.median(self._costmap_seconds)) if self._costmap_seconds else None,
         }
         message = "active" if self._active else "inactive"
         return _status(f"{self.get_name()}: engine", DiagnosticStatus.OK, message, values)
@@ -404,22 +439,7 @@ def _status(name: str, level: bytes, message: str, values: dict) -> DiagnosticSt
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SegmentationNode()
-        if node.get_parameter("autostart").value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except SettingsError as error:
-        print(f"{NODE_NAME}: {error}")
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_lifecycle_node(SegmentationNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,15 @@ declared up front so ``ros2 param list/describe`` shows them before the node is 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+
+from ..costmap import CameraPose, CostmapSettings, GridSpec
+from ..errors import DenseASPPError
 
 RELIABILITIES = ("best_effort", "reliable")
 OUTPUT_KINDS = ("mask", "mask_color", "overlay", "confidence")
@@ -25,6 +29,23 @@ def _floating(low: float, high: float) -> dict[str, Any]:
 
 
 # name: (default, description, extra descriptor fields)
+# The grid and its rules: shared by segmentation_node and semantic_costmap_node.
+COSTMAP_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
+    "costmap.frame_id": ("base_link", "frame of the grid and of the camera poses (the vehicle, REP 105)", {}),
+    "costmap.resolution": (0.1, "cell size in metres", _floating(0.005, 100.0)),
+    "costmap.length_x": (40.0, "grid extent along x in metres", _floating(0.01, 10000.0)),
+    "costmap.length_y": (30.0, "grid extent along y in metres", _floating(0.01, 10000.0)),
+    "costmap.origin_x": (-10.0, "x of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
+    "costmap.origin_y": (-15.0, "y of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
+    "costmap.max_range": (30.0, "ground points farther than this from the camera are ignored, metres", _floating(0.1, 10000.0)),
+    "costmap.decay_time": (1.0, "seconds after which a cell no camera sees again returns to unknown", _floating(0.0, 3600.0)),
+    "costmap.classes_file": ("", "class -> cost table (costmap.yaml); empty = the built-in table of the label set", {}),
+    "costmap.rule": ("max", "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", {}),
+    "costmap.occluded_unknown": (False, "cells in view whose ground is hidden become unknown at once (else they decay)", {}),
+    "costmap.publish_color": (False, "publish ~/costmap_color: rgb8 bird's-eye image of the classes", {}),
+    "costmap.publish_obstacles": (False, "publish ~/costmap_obstacles: PointCloud2 of obstacle ground contacts", {}),
+}
+
 NODE_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "model.name": ("DenseASPP161", "network variant: DenseASPP121/161/169/201 or MobileNetDenseASPP", {}),
     "model.weights": ("", "checkpoint (.pkl of the release, project .pt or .safetensors); empty = none", {}),
@@ -48,6 +69,8 @@ NODE_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "diagnostics.silence_timeout": (2.0, "WARN when a camera sends nothing for this long (ERROR after 5x)", _floating(0.1, 3600.0)),
     "diagnostics.max_latency": (1.0, "WARN when p95 latency exceeds this many seconds (ERROR above 2x)", _floating(0.001, 3600.0)),
     "autostart": (True, "configure and activate on start-up (no lifecycle manager needed)", {}),
+    "costmap.enabled": (True, "publish ~/costmap: the masks of the cameras with a pose, projected onto the ground", {}),
+    **COSTMAP_PARAMETERS,
 }
 
 
@@ -58,12 +81,44 @@ def camera_parameters(camera: str) -> dict[str, tuple[Any, str, dict[str, Any]]]
         f"{camera}.camera_info_topic": ("", "sensor_msgs/CameraInfo topic checked against the images; empty = none", {}),
         f"{camera}.reliability": ("best_effort", "QoS reliability of the input: best_effort (sensor data) or reliable", {}),
         f"{camera}.depth": (1, "QoS history depth of the input", _integer(1, 100)),
+        **calibration_parameters(camera),
+    }
+
+
+def calibration_parameters(camera: str) -> dict[str, tuple[Any, str, dict[str, Any]]]:
+    """Where a camera sits and, without camera_info, how it sees: what the costmap needs of it."""
+    # An empty list cannot carry a type, so these are dynamically typed and checked when read.
+    untyped = {"dynamic_typing": True}
+    return {
+        f"{camera}.pose": (
+            [], "[x, y, z, roll, pitch, yaw] of the camera body (REP 103) in costmap.frame_id; empty = no costmap", untyped
+        ),
+        f"{camera}.intrinsics": ([], "[fx, fy, cx, cy] used while no camera_info arrives; empty = none", untyped),
+        f"{camera}.image_width": (0, "image width the intrinsics are for; 0 = the masks' width", _integer(0, 65535)),
+        f"{camera}.image_height": (0, "image height the intrinsics are for; 0 = the masks' height", _integer(0, 65535)),
     }
 
 
 def declare(node: Node, parameters: dict[str, tuple[Any, str, dict[str, Any]]]) -> None:
     for name, (default, description, extra) in parameters.items():
         node.declare_parameter(name, default, ParameterDescriptor(description=description, **extra))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the costmap knows of a camera from parameters (camera_info, when it comes, wins)."""
+
+    pose: CameraPose | None
+    intrinsics: tuple[float, float, float, float] | None
+    image_size: tuple[int, int] | None  # (width, height) the intrinsics are for; None = the masks' size
+
+
+@dataclass(frozen=True)
+class CostmapConfig:
+    settings: CostmapSettings
+    classes_file: str
+    publish_color: bool
+    publish_obstacles: bool
 
 
 @dataclass(frozen=True)
@@ -74,6 +129,7 @@ class CameraSettings:
     camera_info_topic: str
     reliability: str
     depth: int
+    calibration: Calibration
 
 
 @dataclass(frozen=True)
@@ -95,6 +151,7 @@ class NodeSettings:
     diagnostics_period: float
     silence_timeout: float
     max_latency: float
+    costmap: CostmapConfig | None  # None: costmap.enabled is false
 
 
 class SettingsError(ValueError):
@@ -124,12 +181,14 @@ def read_settings(node: Node) -> NodeSettings:
             camera_info_topic=value(f"{camera}.camera_info_topic"),
             reliability=reliability(f"{camera}.reliability"),
             depth=value(f"{camera}.depth"),
+            calibration=read_calibration(node, camera),
         )
         for camera in camera_names(node)
     )
     outputs = tuple(kind for kind in OUTPUT_KINDS if value(f"publish.{kind}"))
-    if not outputs:
-        raise SettingsError("every publish.* output is disabled: nothing to do")
+    costmap = read_costmap_config(node) if value("costmap.enabled") else None
+    if not outputs and costmap is None:
+        raise SettingsError("every publish.* output and the costmap are disabled: nothing to do")
     return NodeSettings(
         model_name=value("model.name"),
         weights=value("model.weights"),
@@ -148,7 +207,63 @@ def read_settings(node: Node) -> NodeSettings:
         diagnostics_period=value("diagnostics.period"),
         silence_timeout=value("diagnostics.silence_timeout"),
         max_latency=value("diagnostics.max_latency"),
+        costmap=costmap,
     )
+
+
+def read_costmap_config(node: Node) -> CostmapConfig:
+    """The costmap.* parameters, checked together (a grid that cannot exist is refused here)."""
+
+    def value(name: str) -> Any:
+        return node.get_parameter(f"costmap.{name}").value
+
+    try:
+        grid = GridSpec(
+            resolution=value("resolution"),
+            length_x=value("length_x"),
+            length_y=value("length_y"),
+            origin_x=value("origin_x"),
+            origin_y=value("origin_y"),
+            frame_id=value("frame_id"),
+        )
+        settings = CostmapSettings(
+            grid=grid,
+            max_range=value("max_range"),
+            decay_time=value("decay_time"),
+            rule=value("rule"),
+            occluded_unknown=value("occluded_unknown"),
+        )
+    except DenseASPPError as error:
+        raise SettingsError(str(error)) from None
+    return CostmapConfig(settings, value("classes_file"), value("publish_color"), value("publish_obstacles"))
+
+
+def read_calibration(node: Node, camera: str) -> Calibration:
+    """``<camera>.pose``/``intrinsics``/``image_width``/``image_height``: empty lists mean unknown."""
+
+    def numbers(name: str, count: int, meaning: str) -> tuple[float, ...] | None:
+        raw = node.get_parameter(f"{camera}.{name}").value
+        if raw is None or (isinstance(raw, (list, tuple)) and len(raw) == 0):
+            return None
+        if not isinstance(raw, (list, tuple)) or len(raw) != count:
+            raise SettingsError(f"{camera}.{name} must be {meaning} ({count} numbers) or empty, got {raw!r}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+            raise SettingsError(f"{camera}.{name} must hold numbers, got {raw!r}")
+        if not all(math.isfinite(v) for v in raw):
+            raise SettingsError(f"{camera}.{name} must be finite numbers, got {list(raw)}")
+        return tuple(float(v) for v in raw)
+
+    pose = numbers("pose", 6, "[x, y, z, roll, pitch, yaw]")
+    intrinsics = numbers("intrinsics", 4, "[fx, fy, cx, cy]")
+    if intrinsics is not None and (intrinsics[0] <= 0 or intrinsics[1] <= 0):
+        raise SettingsError(f"{camera}.intrinsics: fx and fy must be positive, got {list(intrinsics)}")
+    if pose is not None and pose[2] <= 0:
+        raise SettingsError(f"{camera}.pose: z = {pose[2]} m puts the camera at or below the ground (z must be > 0)")
+    width = node.get_parameter(f"{camera}.image_width").value
+    height = node.get_parameter(f"{camera}.image_height").value
+    if (width == 0) != (height == 0):
+        raise SettingsError(f"set both {camera}.image_width and {camera}.image_height, or neither (0)")
+    return Calibration(CameraPose(*pose) if pose else None, intrinsics, (width, height) if width else None)
 
 
 def camera_names(node: Node) -> list[str]:

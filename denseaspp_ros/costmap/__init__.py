@@ -1,0 +1,29 @@
+"""Semantic costmap: class masks of calibrated cameras -> one navigation grid (no ROS imports)."""
+
+from .camera import CameraModel, CameraModelError
+from .costs import CostTable, CostTableError, default_cost_table_path, load_cost_table
+from .fusion import CostmapSettings, SemanticCostmap, Snapshot
+from .grid import GridError, GridSpec
+from .pose import CameraPose
+from .projection import RULES, GroundProjection, ProjectionError, project_pixels
+from .render import bird_eye_image
+
+__all__ = [
+    "RULES",
+    "CameraModel",
+    "CameraModelError",
+    "CameraPose",
+    "CostTable",
+    "CostTableError",
+    "CostmapSettings",
+    "GridError",
+    "GridSpec",
+    "GroundProjection",
+    "ProjectionError",
+    "SemanticCostmap",
+    "Snapshot",
+    "bird_eye_image",
+    "default_cost_table_path",
+    "load_cost_table",
+    "project_pixels",
+]

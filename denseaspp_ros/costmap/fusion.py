@@ -1,0 +1,174 @@
+"""All cameras into one vehicle-centric grid, with memory that decays.
+
+Each camera keeps a layer: the key its latest frames voted into each cell and when. A new frame
+overwrites the cells it sees (what a camera sees now replaces what it saw before, so a car that
+drove away is cleared); the fused grid takes, per cell, the highest key over the cameras whose
+observation of it is fresh, i.e. the highest cost. A cell no camera observed within
+``decay_time`` of the newest frame returns to unknown; keep it above the cameras' frame period,
+or a camera's cells vanish between its frames.
+
+Without odometry the grid moves with the vehicle (``base_link``): a remembered cell is where the
+obstacle was relative to the vehicle when it was seen, so ``decay_time`` should stay short on a
+moving vehicle (the default is a second).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DenseASPPError
+from .camera import CameraModel
+from .costs import CostTable
+from .grid import GridSpec
+from .pose import CameraPose
+from .projection import RULES, GroundProjection, ProjectionError
+
+_NEVER = -np.inf
+# Projections kept per camera (one per mask size seen): a camera that changes resolution back and
+# forth does not rebuild each time, and the cache cannot grow without bound.
+_PROJECTIONS_PER_CAMERA = 4
+
+
+@dataclass(frozen=True)
+class CostmapSettings:
+    grid: GridSpec = field(default_factory=GridSpec)
+    max_range: float = 30.0
+    decay_time: float = 1.0
+    rule: str = "max"
+    occluded_unknown: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise DenseASPPError(f"costmap.rule must be {' or '.join(RULES)}, got {self.rule!r}")
+        if not np.isfinite(self.decay_time) or self.decay_time < 0:
+            raise DenseASPPError(f"costmap.decay_time must be a non-negative number of seconds, got {self.decay_time}")
+        if not np.isfinite(self.max_range) or self.max_range <= 0:
+            raise DenseASPPError(f"costmap.max_range must be positive, got {self.max_range}")
+
+
+@dataclass
+class _Layer:
+    keys: np.ndarray
+    seen: np.ndarray  # stamp of the frame that last observed each cell
+    latest: float = _NEVER
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The fused grid at one moment: what the publishers turn into messages."""
+
+    stamp: float  # newest contributing frame's stamp (seconds)
+    keys: np.ndarray  # (height, width) uint8 fused keys, 0 unknown
+    table: CostTable
+    grid: GridSpec
+
+    @property
+    def costs(self) -> np.ndarray:
+        """(height, width) int8: 0..100, -1 unknown (OccupancyGrid data)."""
+        return self.table.key_cost[self.keys]
+
+    @property
+    def classes(self) -> np.ndarray:
+        """(height, width) uint8 trainId that decided each cell, 255 unknown."""
+        return self.table.key_class[self.keys]
+
+    def contact_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """(flat cell indices, trainIds) of the cells an obstacle's ground contact decided."""
+        flat = self.keys.ravel()
+        cells = np.flatnonzero(self.table.key_is_contact[flat])
+        return cells, self.table.key_class[flat[cells]]
+
+
+class SemanticCostmap:
+    """Projects class masks of any number of cameras and fuses them; no ROS, no threads."""
+
+    def __init__(self, table: CostTable, settings: CostmapSettings) -> None:
+        self.table, self.settings = table, settings
+        self._cameras: dict[str, tuple[CameraModel, CameraPose]] = {}
+        self._projections: dict[str, dict[tuple, GroundProjection]] = {}
+        self._layers: dict[str, _Layer] = {}
+        self.build_seconds: dict[str, float] = {}
+
+    @property
+    def grid(self) -> GridSpec:
+        return self.settings.grid
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self._cameras)
+
+    def set_camera(self, name: str, camera: CameraModel, pose: CameraPose) -> None:
+        """(Re)define a camera; its lookup tables are rebuilt lazily, for each mask size it sends."""
+        if self._cameras.get(name) is not None:
+            old_camera, old_pose = self._cameras[name]
+            if old_camera.key == camera.key and old_pose == pose:
+                return
+        self._cameras[name] = (camera, pose)
+        self._projections[name] = {}
+        if name not in self._layers:
+            size = self.grid.size
+            self._layers[name] = _Layer(np.zeros(size, np.uint8), np.full(size, _NEVER))
+
+    def has_camera(self, name: str) -> bool:
+        return name in self._cameras
+
+    def projection(self, name: str, mask_shape: tuple[int, int]) -> GroundProjection:
+        """The camera's lookup tables for masks of ``mask_shape`` (H, W): intrinsics scaled to it."""
+        try:
+            camera, pose = self._cameras[name]
+        except KeyError:
+            raise DenseASPPError(f"camera {name!r} has no model and pose in the costmap") from None
+        height, width = mask_shape
+        if (width, height) != (camera.width, camera.height):
+            camera = camera.scaled_to(width, height)
+        cache = self._projections[name]
+        key = camera.key
+        projection = cache.get(key)
+        if projection is None:
+            start = time.perf_counter()
+            projection = GroundProjection(camera, pose, self.grid, self.settings.max_range)
+            self.build_seconds[name] = time.perf_counter() - start
+            if len(cache) >= _PROJECTIONS_PER_CAMERA:
+                cache.pop(next(iter(cache)))
+            cache[key] = projection
+        return projection
+
+    def update(self, name: str, train_ids: np.ndarray, stamp: float, confidence: np.ndarray | None = None) -> int:
+        """Fold one camera frame into its layer; returns how many cells it observed."""
+        if train_ids.ndim != 2:
+            raise ProjectionError(f"mask must be HxW, got shape {train_ids.shape}")
+        projection = self.projection(name, train_ids.shape)
+        votes = projection.vote(train_ids, self.table, self.settings.rule, confidence)
+        layer = self._layers[name]
+        cells, keys = votes.cells, votes.keys
+        if not self.settings.occluded_unknown:
+            observed = keys != 0  # hidden cells keep what was seen of them until it decays
+            cells, keys = cells[observed], keys[observed]
+        layer.keys[cells] = keys
+        layer.seen[cells] = stamp
+        layer.latest = max(layer.latest, stamp)
+        return int(cells.size)
+
+    def snapshot(self) -> Snapshot:
+        """The fused grid now: per cell the highest fresh key over the cameras."""
+        stamp = max((layer.latest for layer in self._layers.values()), default=_NEVER)
+        fused = np.zeros(self.grid.size, np.uint8)
+        horizon = stamp - self.settings.decay_time
+        for layer in self._layers.values():
+            if layer.latest == _NEVER:
+                continue
+            if layer.latest < horizon:
+                continue  # a camera that stopped sending: all it saw has decayed
+            fresh = layer.seen >= horizon
+            np.maximum(fused, np.where(fresh, layer.keys, 0).astype(np.uint8), out=fused)
+        return Snapshot(
+            stamp if stamp != _NEVER else 0.0, fused.reshape(self.grid.height, self.grid.width), self.table, self.grid
+        )
+
+    def forget(self, name: str) -> None:
+        """Drop a camera and what it saw."""
+        for store in (self._cameras, self._projections, self._layers, self.build_seconds):
+            store.pop(name, None)

@@ -1,0 +1,186 @@
+"""Flat-ground inverse perspective mapping, precomputed once per camera as lookup tables.
+
+Camera poses are static, so the geometry is done when a camera is set up: every pixel's ray is
+intersected with the ground plane z = 0 of the vehicle frame, giving the grid cell it sees
+(pixel -> cell votes, stored sorted by cell so that a frame reduces each cell's votes with one
+``reduceat``); and every cell that no pixel centre lands in, but that lies in view and in range,
+is projected back into the image to the one pixel that sees it (cell -> pixel coverage), so far
+away, where pixel rows are sparser than cells, the grid has no holes. A frame is then a few uint8
+lookups on the mask, a gather and a reduction: no per-pixel geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import DenseASPPError
+from .camera import CameraModel
+from .costs import CostTable
+from .grid import GridSpec
+from .pose import CameraPose
+
+RULES = ("max", "majority")
+# Rays flatter than this (their downward slope) never meet the ground within any useful range.
+_MIN_DOWNWARD = 1e-9
+
+
+class ProjectionError(DenseASPPError, ValueError):
+    """A camera whose view cannot be projected onto the ground (e.g. mounted below it)."""
+
+
+@dataclass(frozen=True)
+class FrameVotes:
+    """What one camera frame says about the cells it sees: a key per cell (0 = seen, no vote)."""
+
+    cells: np.ndarray  # int32 flat cell indices
+    keys: np.ndarray  # uint8 vote keys (CostTable), 0 where the ground is hidden or ignored
+
+
+class GroundProjection:
+    """Lookup tables of one camera (intrinsics at one mask size, pose) onto one grid."""
+
+    def __init__(self, camera: CameraModel, pose: CameraPose, grid: GridSpec, max_range: float) -> None:
+        if not np.isfinite(max_range) or max_range <= 0:
+            raise ProjectionError(f"max_range must be a positive number of metres, got {max_range}")
+        if pose.z <= 0:
+            raise ProjectionError(f"camera height z = {pose.z} m: a camera must be mounted above the ground (z > 0)")
+        self.camera, self.pose, self.grid, self.max_range = camera, pose, grid, max_range
+        self.shape = (camera.height, camera.width)
+        rotation = pose.optical_to_vehicle()
+        x, y = ground_intersections(camera.pixel_rays(), rotation, pose, np.inf)
+        sees_ground = np.isfinite(x)
+        in_range = np.hypot(x - pose.x, y - pose.y) <= max_range
+        pixel_cells = grid.cell_index(np.where(in_range, x, np.nan), np.where(in_range, y, np.nan))
+        fill_cells, fill_pixels = self._coverage(rotation, pixel_cells, sees_ground)
+        seen_pixels = np.flatnonzero(pixel_cells >= 0)
+        rows = np.concatenate([seen_pixels // camera.width, fill_pixels // camera.width])
+        # The frame path only looks at the band of rows that can see the ground (below the horizon).
+        self.first_row = int(rows.min()) if rows.size else camera.height
+        offset = self.first_row * camera.width
+        order = np.argsort(pixel_cells[seen_pixels], kind="stable")
+        self._vote_pixels = (seen_pixels[order] - offset).astype(np.int64)
+        vote_cells = pixel_cells[seen_pixels[order]]
+        starts = np.flatnonzero(np.diff(vote_cells, prepend=-1)) if vote_cells.size else np.zeros(0, np.int64)
+        self._segment_starts = starts
+        self._segment_ids = (np.cumsum(np.diff(vote_cells, prepend=-1) != 0) - 1).astype(np.int64)
+        self._fill_pixels = (fill_pixels - offset).astype(np.int64)
+        self.cells = np.concatenate([vote_cells[starts], fill_cells]).astype(np.int32)
+        self.cells.setflags(write=False)
+
+    @property
+    def visible_cells(self) -> int:
+        """Cells of the grid this camera sees within range."""
+        return int(self.cells.size)
+
+    def _coverage(
+        self, rotation: np.ndarray, pixel_cells: np.ndarray, sees_ground: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(cells, pixels): cells in view and range that no pixel centre lands in, and the pixel seeing each."""
+        covered = np.zeros(self.grid.size, bool)
+        covered[pixel_cells[pixel_cells >= 0]] = True
+        candidates = np.flatnonzero(~covered)
+        x, y = self.grid.cell_centers(candidates)
+        near = np.hypot(x - self.pose.x, y - self.pose.y) <= self.max_range
+        candidates, x, y = candidates[near], x[near], y[near]
+        points = np.stack([x, y, np.zeros_like(x)], axis=1) - self.pose.position
+        optical = points @ rotation  # rotation.T applied to row vectors: vehicle -> optical
+        ahead = optical[:, 2] > 1e-6
+        candidates, optical = candidates[ahead], optical[ahead]
+        x_min, x_max, y_min, y_max = self.camera.field_of_view()
+        normalised = optical[:, :2] / optical[:, 2:3]
+        in_view = (
+            (normalised[:, 0] >= x_min) & (normalised[:, 0] <= x_max)
+            & (normalised[:, 1] >= y_min) & (normalised[:, 1] <= y_max)
+        )
+        candidates, optical = candidates[in_view], optical[in_view]
+        pixels = np.rint(self.camera.project(optical)).astype(np.int64)
+        inside = (
+            (pixels[:, 0] >= 0) & (pixels[:, 0] < self.camera.width)
+            & (pixels[:, 1] >= 0) & (pixels[:, 1] < self.camera.height)
+        )
+        flat = pixels[inside, 1] * self.camera.width + pixels[inside, 0]
+        # The rounded pixel must itself look at the ground (not the sky at the horizon); its own
+        # ground point may lie just off the grid or beyond range, for a cell on their edge.
+        ground = sees_ground[flat]
+        return candidates[inside][ground], flat[ground]
+
+    def vote(
+        self, train_ids: np.ndarray, table: CostTable, rule: str = "max", confidence: np.ndarray | None = None
+    ) -> FrameVotes:
+        """Each visible cell's key in this frame, from an HxW uint8 class mask of this camera.
+
+        Obstacle classes vote only at their ground contacts (the lowest pixel of each run of
+        obstacle pixels in an image column); the pixels above a contact are the obstacle's body,
+        standing up from the ground, and say nothing about the cells their rays reach.
+        """
+        if train_ids.shape != self.shape or train_ids.dtype != np.uint8:
+            raise ProjectionError(
+                f"mask must be a {self.shape[1]}x{self.shape[0]} uint8 array for this projection, "
+                f"got {train_ids.dtype} {train_ids.shape[::-1]}"
+            )
+        if self.first_row == self.shape[0]:  # sees no ground at all
+            return FrameVotes(self.cells, np.zeros(0, np.uint8))
+        keys = pixel_keys(np.ascontiguousarray(train_ids[self.first_row :]), table).ravel()
+        votes = keys[self._vote_pixels]
+        if rule == "max":
+            cell_keys = np.maximum.reduceat(votes, self._segment_starts) if votes.size else votes
+        elif rule == "majority":
+            weights = None
+            if confidence is not None:
+                weights = confidence[self.first_row :].ravel()[self._vote_pixels].astype(np.float32)
+            cell_keys = self._majority(votes, weights, table)
+        else:
+            raise ProjectionError(f"unknown cost rule {rule!r}: use {' or '.join(RULES)}")
+        return FrameVotes(self.cells, np.concatenate([cell_keys, keys[self._fill_pixels]]))
+
+    def _majority(self, votes: np.ndarray, weights: np.ndarray | None, table: CostTable) -> np.ndarray:
+        """Per cell the key with most pixels (confidence-weighted); a ground contact still wins."""
+        if not votes.size:
+            return votes
+        segments, width = len(self._segment_starts), table.num_keys
+        counts = np.bincount(self._segment_ids * width + votes, weights, minlength=segments * width)
+        counts = counts.reshape(segments, width)
+        counts[:, 0] = 0  # hidden and ignored pixels elect nothing
+        majority = counts.argmax(1).astype(np.uint8)
+        majority[counts.max(1) == 0] = 0
+        highest = np.maximum.reduceat(votes, self._segment_starts)
+        contact = table.key_is_contact[highest]
+        return np.where(contact, highest, majority)
+
+
+def ground_intersections(
+    rays: np.ndarray, rotation: np.ndarray, pose: CameraPose, max_range: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vehicle-frame (x, y) where optical-frame rays from the camera meet the ground plane z = 0.
+
+    NaN for rays that point at or above the horizon, or meet the ground farther than
+    ``max_range`` from the camera (measured along the ground).
+    """
+    directions = rays @ rotation.T  # vehicle frame
+    downward = directions[:, 2] < -_MIN_DOWNWARD
+    distance = np.where(downward, -pose.z / np.where(downward, directions[:, 2], -1.0), np.nan)
+    x = pose.x + distance * directions[:, 0]
+    y = pose.y + distance * directions[:, 1]
+    beyond = ~(np.hypot(x - pose.x, y - pose.y) <= max_range)  # NaN compares False: beyond too
+    x[beyond] = np.nan
+    y[beyond] = np.nan
+    return x, y
+
+
+def project_pixels(camera: CameraModel, pose: CameraPose, pixels: np.ndarray, max_range: float = np.inf) -> np.ndarray:
+    """Ground points (N, 2) seen by pixel coordinates (N, 2) of ``camera``; NaN where none."""
+    x, y = ground_intersections(camera.normalize(pixels), pose.optical_to_vehicle(), pose, max_range)
+    return np.stack([x, y], axis=1)
+
+
+def pixel_keys(train_ids: np.ndarray, table: CostTable) -> np.ndarray:
+    """HxW uint8 vote key of every pixel: ground classes vote their key, obstacles at contacts only."""
+    contact = cv2.LUT(train_ids, table.contact_key)  # obstacle pixels: their key, all others 0
+    bottom_of_run = contact[1:] == 0  # the pixel below is not an obstacle: a ground contact
+    np.multiply(contact[:-1], bottom_of_run, out=contact[:-1])
+    keys = cv2.LUT(train_ids, table.ground_key)
+    np.add(keys, contact, out=keys)  # the two tables are never non-zero for the same class
+    return keys
