@@ -30,7 +30,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-NODE_EXECUTABLE = Path(sys.executable).parent / "segmentation_node"
+# Console script -> the module of its entry point (used when the script is not installed).
+PROGRAMS = {"segmentation_node": "denseaspp_ros.ros.node", "semantic_costmap_node": "denseaspp_ros.ros.costmap_node"}
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TRANSITIONS = {
     "configure": Transition.TRANSITION_CONFIGURE,
@@ -71,15 +72,23 @@ def write_params(path: Path, cameras: dict[str, dict[str, Any]], **overrides: An
 
 
 class NodeProcess:
-    """``segmentation_node --ros-args --params-file P -r __node:=NAME`` with its output in a log file."""
+    """``PROGRAM --ros-args --params-file P -r __node:=NAME`` with its output in a log file."""
 
-    def __init__(self, name: str, params_file: Path, log_file: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        params_file: Path,
+        log_file: Path,
+        env: dict[str, str] | None = None,
+        program: str = "segmentation_node",
+    ) -> None:
         self.name = name
         self.log_file = log_file
-        if NODE_EXECUTABLE.exists():
-            executable = [str(NODE_EXECUTABLE)]
+        script = Path(sys.executable).parent / program
+        if script.exists():
+            executable = [str(script)]
         else:  # not installed as a console script: the same entry point as a module
-            executable = [sys.executable, "-m", "denseaspp_ros.ros.node"]
+            executable = [sys.executable, "-m", PROGRAMS[program]]
         self.command = [*executable, "--ros-args", "--params-file", str(params_file), "-r", f"__node:={name}"]
         # One torch thread: the CI runners have two cores, shared with the test's own process.
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}

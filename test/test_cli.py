@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from denseaspp_ros import cli
 from denseaspp_ros.inference import Segmenter

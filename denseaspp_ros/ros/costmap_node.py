@@ -8,6 +8,8 @@ the executor thread as it arrives and the grid is published after each one.
 
 from __future__ import annotations
 
+import time
+
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -58,6 +60,7 @@ class SemanticCostmapNode(LifecycleNode):
         self.output: CostmapOutput | None = None
         self.camera_info: dict[str, CameraInfo | None] = {}
         self._subscriptions: list = []
+        self._warned: dict[str, float] = {}  # message -> when it was last logged
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
@@ -125,9 +128,15 @@ class SemanticCostmapNode(LifecycleNode):
             if self.output.update(camera, train_ids, msg.header, self.camera_info.get(camera)):
                 self.output.publish()
         except Exception as error:  # a bad message must not end the node, nor cost the other cameras
-            self.get_logger().warning(
-                f"{camera}: dropped a mask: {error}", throttle_duration_sec=_LOG_THROTTLE_S
-            )
+            self._warn(f"{camera}: dropped a mask: {error}")
+
+    def _warn(self, message: str) -> None:
+        """Each distinct problem at most once per throttle period (rclpy throttles per call site,
+        which would hide a second kind of bad input behind the first)."""
+        now = time.monotonic()
+        if now - self._warned.get(message, -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
+            self._warned[message] = now
+            self.get_logger().warning(message)
 
 
 def main(args: list[str] | None = None) -> None:

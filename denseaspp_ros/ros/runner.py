@@ -13,7 +13,10 @@ from .settings import SettingsError
 
 def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: list[str] | None = None) -> None:
     """Spin the node; with ``autostart`` it configures and activates itself (no lifecycle manager)."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as error:  # rcl's RCLError, e.g. a params file it cannot parse: no traceback wall
+        raise SystemExit(f"{name}: {error}") from None
     node = None
     try:
         node = create()

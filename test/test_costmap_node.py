@@ -1,0 +1,272 @@
+"""The costmap through ROS: semantic_costmap_node and segmentation_node's ~/costmap over real DDS.
+
+The standalone node gets camera_info and a mask of test/street_scene.py's car scene and must
+publish the grid that scene implies; segmentation_node (untrained, with a label set whose every
+class has a cost, so any mask marks the grid) must publish a grid stamped like its input image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from nav_msgs.msg import OccupancyGrid
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from denseaspp_ros.labels import CITYSCAPES
+from node_harness import LATCHED, NodeProcess, RosClient, image_msg, pattern_image, wait_until_ready, write_params
+from street_scene import CAMERA, CAR_BOX, FRONT, GRID, render
+
+STANDALONE = "costmap_test_standalone"
+MASK_TOPIC = "/costmap_test/front/mask"
+INFO_TOPIC = "/costmap_test/front/camera_info"
+POSE = [FRONT.x, FRONT.y, FRONT.z, FRONT.roll, FRONT.pitch, FRONT.yaw]
+CAR = CITYSCAPES.class_names.index("car")
+
+
+def grid_parameters() -> dict:
+    return {
+        "costmap": {
+            "resolution": GRID.resolution,
+            "length_x": GRID.length_x,
+            "length_y": GRID.length_y,
+            "origin_x": GRID.origin_x,
+            "origin_y": GRID.origin_y,
+            "publish_color": True,
+            "publish_obstacles": True,
+        }
+    }
+
+
+def camera_info(stamp, k=None, width: int = CAMERA.width, height: int = CAMERA.height) -> CameraInfo:
+    info = CameraInfo(header=Header(stamp=stamp, frame_id="front_optical"), width=width, height=height)
+    info.k = list(CAMERA.K.ravel()) if k is None else k
+    info.distortion_model = "plumb_bob"
+    info.d = [0.0] * 5
+    return info
+
+
+def mask_msg(stamp, mask: np.ndarray, encoding: str = "mono8") -> Image:
+    return image_msg(Header(stamp=stamp, frame_id="front_optical"), mask, encoding)
+
+
+def cells_of(grid: OccupancyGrid) -> np.ndarray:
+    return np.array(grid.data, np.int8).reshape(grid.info.height, grid.info.width)
+
+
+class Standalone:
+    def __init__(self, client: RosClient, process: NodeProcess) -> None:
+        self.client, self.process = client, process
+        node = client.node
+        self.masks = node.create_publisher(Image, MASK_TOPIC, 10)
+        self.infos = node.create_publisher(CameraInfo, INFO_TOPIC, qos_profile_sensor_data)
+        self.grids = client.collect(OccupancyGrid, f"/{STANDALONE}/costmap", LATCHED)
+        self.colors = client.collect(Image, f"/{STANDALONE}/costmap_color")
+        self.clouds = client.collect(PointCloud2, f"/{STANDALONE}/costmap_obstacles")
+        ready = client.spin_until(
+            lambda: not process.alive()
+            or (self.masks.get_subscription_count() > 0 and self.infos.get_subscription_count() > 0),
+            60.0,
+        )
+        assert process.alive() and ready, f"the node did not subscribe; log:\n{process.log()}"
+
+    def send(self, mask: np.ndarray, info: CameraInfo | None = None, encoding: str = "mono8") -> Header:
+        """Publish camera_info (until it is surely in) then the mask; returns the mask's header."""
+        stamp = self.client.now_stamp()
+        if info is not None:
+            info.header.stamp = stamp
+            self.infos.publish(info)
+            self.client.spin_for(0.3)
+        message = mask_msg(stamp, mask, encoding)
+        self.masks.publish(message)
+        return message.header
+
+    def grid_for(self, header: Header, timeout: float = 15.0) -> OccupancyGrid:
+        found = self.client.spin_until(lambda: any(g.header.stamp == header.stamp for g in self.grids), timeout)
+        assert found, f"no costmap stamped like the mask within {timeout} s; node log:\n{self.process.log()}"
+        return next(g for g in self.grids if g.header.stamp == header.stamp)
+
+
+@pytest.fixture(scope="module")
+def client():
+    ros = RosClient("test_costmap_client")
+    yield ros
+    ros.close()
+
+
+@pytest.fixture(scope="module")
+def standalone(client, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(STANDALONE)
+    parameters = {
+        "cameras": ["front"],
+        "front": {"mask_topic": MASK_TOPIC, "camera_info_topic": INFO_TOPIC, "pose": POSE},
+        **grid_parameters(),
+    }
+    params = directory / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+    process = NodeProcess(STANDALONE, params, directory / "node.log", program="semantic_costmap_node")
+    try:
+        yield Standalone(client, process)
+    finally:
+        process.assert_clean_exit()
+
+
+def test_standalone_node_publishes_the_grid_the_scene_implies(standalone):
+    header = standalone.send(render(CAMERA, FRONT, car=CAR_BOX), camera_info(None))
+    grid = standalone.grid_for(header)
+    assert grid.header.frame_id == "base_link"
+    assert grid.header.stamp == header.stamp  # the newest contributing image's stamp
+    info = grid.info
+    assert (info.width, info.height) == (GRID.width, GRID.height)
+    assert info.resolution == pytest.approx(GRID.resolution)
+    assert (info.origin.position.x, info.origin.position.y) == (GRID.origin_x, GRID.origin_y)
+    assert info.origin.orientation.w == 1.0
+    cells = cells_of(grid)
+    rows, cols = np.nonzero(cells == 100)
+    x = GRID.origin_x + (cols + 0.5) * GRID.resolution
+    assert len(x) >= 15 and np.abs(x - CAR_BOX[0]).max() <= 0.25  # the car's contact line
+    row, col = divmod(int(GRID.cell_index(np.array([6.0]), np.array([0.0]))[0]), GRID.width)
+    assert cells[row, col] == 0  # the road in front of it
+    assert set(np.unique(cells)) <= {-1, 0, 100}
+
+    cloud = next(c for c in standalone.clouds if c.header.stamp == header.stamp) if standalone.client.spin_until(
+        lambda: any(c.header.stamp == header.stamp for c in standalone.clouds), 5.0
+    ) else None
+    assert cloud is not None and cloud.width == len(x)
+    points = np.frombuffer(bytes(cloud.data), np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("class_id", "<u4")]))
+    assert np.abs(points["x"] - CAR_BOX[0]).max() <= 0.25 and (points["class_id"] == CAR).all()
+    assert standalone.client.spin_until(lambda: any(c.header.stamp == header.stamp for c in standalone.colors), 5.0)
+    color = next(c for c in standalone.colors if c.header.stamp == header.stamp)
+    assert (color.encoding, color.width, color.height) == ("rgb8", GRID.height, GRID.width)
+
+
+def test_a_late_subscriber_gets_the_last_grid(standalone):
+    header = standalone.send(render(CAMERA, FRONT), camera_info(None))
+    standalone.grid_for(header)
+    late: list[OccupancyGrid] = []
+    subscription = standalone.client.node.create_subscription(OccupancyGrid, f"/{STANDALONE}/costmap", late.append, LATCHED)
+    try:
+        assert standalone.client.spin_until(lambda: bool(late), 10.0)
+        assert late[-1].header.stamp == header.stamp
+    finally:
+        standalone.client.node.destroy_subscription(subscription)
+
+
+def test_a_half_size_mask_is_projected_with_scaled_intrinsics(standalone):
+    small = CAMERA.scaled_to(CAMERA.width // 2, CAMERA.height // 2)
+    header = standalone.send(render(small, FRONT, car=CAR_BOX), camera_info(None))  # camera_info stays full size
+    cols = np.nonzero(cells_of(standalone.grid_for(header)) == 100)[1]
+    x = GRID.origin_x + (cols + 0.5) * GRID.resolution
+    assert len(x) >= 8 and np.abs(x - CAR_BOX[0]).max() <= 0.4
+
+
+def test_bad_input_is_reported_and_the_node_carries_on(standalone):
+    def reported(publish, text: str) -> None:
+        assert standalone.client.publish_until(publish, lambda: text in standalone.process.log(), 10.0, period=0.3), (
+            f"never logged {text!r}; log:\n{standalone.process.log()}"
+        )
+        assert standalone.process.alive()
+
+    # K all zeros (an uncalibrated driver): the camera stops contributing, with the reason.
+    reported(lambda: standalone.send(render(CAMERA, FRONT), camera_info(None, k=[0.0] * 9)), "focal lengths must be positive")
+    # A colour image where a class mask belongs.
+    reported(
+        lambda: standalone.send(np.zeros((CAMERA.height, CAMERA.width, 3), np.uint8), encoding="rgb8"),
+        "class mask must be mono8",
+    )
+
+    def short_mask() -> None:
+        broken = mask_msg(standalone.client.now_stamp(), render(CAMERA, FRONT))
+        broken.data = bytes(broken.data)[:1000]
+        standalone.masks.publish(broken)
+
+    reported(short_mask, "expected step x height")
+    # A good camera_info brings the camera back.
+    header = standalone.send(render(CAMERA, FRONT, car=CAR_BOX), camera_info(None))
+    assert (cells_of(standalone.grid_for(header)) == 100).any()
+    assert "contributes to the costmap again" in standalone.process.log()
+
+
+def test_a_camera_looking_at_the_sky_is_reported_once(client, tmp_path):
+    name = "costmap_test_sky"
+    parameters = {
+        "cameras": ["up"],
+        "up": {"mask_topic": "/costmap_test/up/mask", "intrinsics": [400.0, 400.0, 319.5, 159.5], "pose": [0.0, 0.0, 1.5, 0.0, -0.6, 0.0]},
+    }
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+    process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
+    try:
+        publisher = client.node.create_publisher(Image, "/costmap_test/up/mask", 10)
+        assert client.spin_until(lambda: publisher.get_subscription_count() > 0 or not process.alive(), 60.0)
+        assert process.alive(), process.log()
+        for _ in range(3):
+            publisher.publish(mask_msg(client.now_stamp(), render(CAMERA, FRONT)))
+            client.spin_for(0.3)
+        assert process.alive()
+        assert process.log().count("sees no ground cell") == 1
+    finally:
+        process.assert_clean_exit()
+
+
+def test_bad_parameters_fail_configure_with_the_reason_and_the_node_stays_up(client, tmp_path):
+    name = "costmap_test_bad"
+    table = tmp_path / "costs.yaml"
+    table.write_text("label_set: cityscapes\nclasses:\n  roadd: 0\n")
+    for parameters, reason in (
+        ({"cameras": ["front"], "costmap": {"classes_file": str(table)}}, "unknown class name(s) ['roadd']"),
+        ({"cameras": ["front"], "front": {"pose": [0.0, 0.0, float("nan"), 0.0, 0.0, 0.0]}}, "front.pose must be finite"),
+        ({"cameras": ["front"], "costmap": {"rule": "loudest"}}, "costmap.rule must be max or majority"),
+    ):
+        params = tmp_path / "params.yaml"
+        params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+        process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
+        try:
+            assert client.spin_until(lambda: reason in process.log() or not process.alive(), 60.0), process.log()
+            assert process.alive() and "configure failed" in process.log()
+        finally:
+            process.assert_clean_exit()
+
+
+# --- inside segmentation_node ------------------------------------------------------------------------
+
+
+def test_segmentation_node_publishes_the_costmap_of_its_masks(client, tmp_path):
+    """Straight from the in-memory masks: the grid carries the image's stamp and marks cells."""
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(
+        "name: everything_costs\nclasses:\n"
+        "  - {name: free, color: [0, 255, 0]}\n  - {name: rough, color: [255, 255, 0]}\n  - {name: block, color: [255, 0, 0]}\n"
+    )
+    table = tmp_path / "costs.yaml"
+    table.write_text("label_set: everything_costs\nclasses:\n  free: 0\n  rough: 50\n  block: 100\n")
+    name = "costmap_test_seg"
+    camera = {"image_topic": "/costmap_test/seg/image", "pose": POSE, "intrinsics": [100.0, 100.0, 63.5, 31.5],
+              "image_width": 128, "image_height": 64}
+    params = write_params(
+        tmp_path / "params.yaml", {"front": camera},
+        **{"model.labels": str(labels), "costmap.classes_file": str(table), "publish.mask_color": False},
+    )
+    process = NodeProcess(name, params, tmp_path / "node.log")
+    try:
+        wait_until_ready(client, process, [camera["image_topic"]])
+        grids = client.collect(OccupancyGrid, f"/{name}/costmap", LATCHED)
+        publisher = client.node.create_publisher(Image, camera["image_topic"], qos_profile_sensor_data)
+        sent: list[Header] = []
+
+        def send() -> None:
+            stamped = Header(stamp=client.now_stamp(), frame_id="front_optical")
+            sent.append(stamped)
+            publisher.publish(image_msg(stamped, pattern_image(64, 128)))
+
+        assert client.publish_until(send, lambda: bool(grids), 30.0, period=0.5), process.log()
+        grid = grids[-1]
+        assert grid.header.frame_id == "base_link"
+        assert any(grid.header.stamp == h.stamp for h in sent)
+        cells = cells_of(grid)
+        assert (cells.shape == (30 * 10, 40 * 10)) and (cells >= 0).sum() > 100  # every class costs: seen = known
+        assert set(np.unique(cells)) <= {-1, 0, 50, 100}
+    finally:
+        process.assert_clean_exit()
