@@ -23,6 +23,7 @@ import yaml
 from rclpy.context import Context
 from rclpy.parameter import Parameter
 
+from denseaspp_ros.ros import costmap_node
 from denseaspp_ros.ros.node import SegmentationNode
 from denseaspp_ros.ros.settings import NODE_PARAMETERS, camera_parameters
 
@@ -307,3 +308,23 @@ def test_full_resolution_best_effort_images_get_through_with_the_profile():
     received, smallest = (int(value) for value in output.split())
     assert received >= 0.8 * _IMAGES, f"{received} of {_IMAGES} images arrived\n{errors}"
     assert smallest == 2048 * 1024 * 3
+
+
+# --- config/costmap_node.yaml: semantic_costmap_node ------------------------------------------------
+
+
+def test_costmap_node_yaml_lists_its_parameters_at_their_defaults_and_loads(context):
+    parameters = load_parameters("costmap_node.yaml")
+    declared = {name: default for name, (default, _, _) in costmap_node.PARAMETERS.items()}
+    for camera in parameters["cameras"]:
+        declared.update({name: default for name, (default, _, _) in costmap_node.camera_parameters(camera).items()})
+    assert sorted(parameters) == sorted(declared), "costmap_node.yaml must list exactly the declared parameters"
+    for name, value in parameters.items():
+        assert _same_type(value, declared[name]), f"{name}: {value!r} vs declared {declared[name]!r}"
+        assert value == declared[name] or name in EXAMPLE_VALUES, f"{name}: {value!r} is not the default {declared[name]!r}"
+    overrides = [Parameter(name, value=value) for name, value in parameters.items()]
+    node = costmap_node.SemanticCostmapNode(context=context, parameter_overrides=overrides)
+    try:
+        assert node.get_parameter("front.pose").value == parameters["front.pose"]
+    finally:
+        node.destroy_node()

@@ -73,20 +73,28 @@ class Standalone:
         assert process.alive() and ready, f"the node did not subscribe; log:\n{process.log()}"
 
     def send(self, mask: np.ndarray, info: CameraInfo | None = None, encoding: str = "mono8") -> Header:
-        """Publish camera_info (until it is surely in) then the mask; returns the mask's header."""
+        """Publish camera_info (when given) and then the mask, stamped now; returns the mask's header."""
         stamp = self.client.now_stamp()
         if info is not None:
             info.header.stamp = stamp
             self.infos.publish(info)
-            self.client.spin_for(0.3)
+            self.client.spin_for(0.1)
         message = mask_msg(stamp, mask, encoding)
         self.masks.publish(message)
         return message.header
 
-    def grid_for(self, header: Header, timeout: float = 15.0) -> OccupancyGrid:
-        found = self.client.spin_until(lambda: any(g.header.stamp == header.stamp for g in self.grids), timeout)
-        assert found, f"no costmap stamped like the mask within {timeout} s; node log:\n{self.process.log()}"
-        return next(g for g in self.grids if g.header.stamp == header.stamp)
+    def grid_for(self, mask: np.ndarray, info: CameraInfo, timeout: float = 15.0) -> tuple[Header, OccupancyGrid]:
+        """Send camera_info + mask until a grid stamped like one of the masks comes back (rides out discovery)."""
+        sent: list[Header] = []
+
+        def received() -> OccupancyGrid | None:
+            stamps = {(h.stamp.sec, h.stamp.nanosec): h for h in sent}
+            return next((g for g in reversed(self.grids) if (g.header.stamp.sec, g.header.stamp.nanosec) in stamps), None)
+
+        found = self.client.publish_until(lambda: sent.append(self.send(mask, info)), lambda: received() is not None, timeout, 0.5)
+        assert found, f"no costmap stamped like the masks within {timeout} s; node log:\n{self.process.log()}"
+        grid = received()
+        return next(h for h in sent if h.stamp == grid.header.stamp), grid
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +122,7 @@ def standalone(client, tmp_path_factory):
 
 
 def test_standalone_node_publishes_the_grid_the_scene_implies(standalone):
-    header = standalone.send(render(CAMERA, FRONT, car=CAR_BOX), camera_info(None))
-    grid = standalone.grid_for(header)
+    header, grid = standalone.grid_for(render(CAMERA, FRONT, car=CAR_BOX), camera_info(None))
     assert grid.header.frame_id == "base_link"
     assert grid.header.stamp == header.stamp  # the newest contributing image's stamp
     info = grid.info
@@ -143,8 +150,7 @@ def test_standalone_node_publishes_the_grid_the_scene_implies(standalone):
 
 
 def test_a_late_subscriber_gets_the_last_grid(standalone):
-    header = standalone.send(render(CAMERA, FRONT), camera_info(None))
-    standalone.grid_for(header)
+    header, _ = standalone.grid_for(render(CAMERA, FRONT), camera_info(None))
     late: list[OccupancyGrid] = []
     subscription = standalone.client.node.create_subscription(OccupancyGrid, f"/{STANDALONE}/costmap", late.append, LATCHED)
     try:
@@ -156,8 +162,8 @@ def test_a_late_subscriber_gets_the_last_grid(standalone):
 
 def test_a_half_size_mask_is_projected_with_scaled_intrinsics(standalone):
     small = CAMERA.scaled_to(CAMERA.width // 2, CAMERA.height // 2)
-    header = standalone.send(render(small, FRONT, car=CAR_BOX), camera_info(None))  # camera_info stays full size
-    cols = np.nonzero(cells_of(standalone.grid_for(header)) == 100)[1]
+    _, grid = standalone.grid_for(render(small, FRONT, car=CAR_BOX), camera_info(None))  # camera_info stays full size
+    cols = np.nonzero(cells_of(grid) == 100)[1]
     x = GRID.origin_x + (cols + 0.5) * GRID.resolution
     assert len(x) >= 8 and np.abs(x - CAR_BOX[0]).max() <= 0.4
 
@@ -184,8 +190,8 @@ def test_bad_input_is_reported_and_the_node_carries_on(standalone):
 
     reported(short_mask, "expected step x height")
     # A good camera_info brings the camera back.
-    header = standalone.send(render(CAMERA, FRONT, car=CAR_BOX), camera_info(None))
-    assert (cells_of(standalone.grid_for(header)) == 100).any()
+    _, grid = standalone.grid_for(render(CAMERA, FRONT, car=CAR_BOX), camera_info(None))
+    assert (cells_of(grid) == 100).any()
     assert "contributes to the costmap again" in standalone.process.log()
 
 

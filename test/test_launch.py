@@ -178,3 +178,29 @@ def test_launch_description_builds_with_launch_ros():
         (node,) = node_factory.visit(context)
         assert isinstance(node, Node)
         assert (node.node_package, node.node_executable) == ("denseaspp_ros", "segmentation_node")
+
+
+# --- launch/costmap.launch.py: the standalone costmap node ---------------------------------------
+
+COSTMAP_LAUNCH_FILE = ROOT / "launch" / "costmap.launch.py"
+
+
+def test_costmap_launch_file_starts_the_standalone_node_with_its_installed_config(setup_py):
+    from denseaspp_ros.ros.costmap_node import NODE_NAME as COSTMAP_NODE_NAME
+
+    tree = ast.parse(COSTMAP_LAUNCH_FILE.read_text(), filename=str(COSTMAP_LAUNCH_FILE))
+    (node_call,) = _calls(tree, "Node")
+    arguments = _keywords(node_call)
+    executable = _constant(arguments["executable"])
+    assert _constant(arguments["package"]) == setup_py["name"]
+    assert setup_py["console_scripts"][executable] == "denseaspp_ros.ros.costmap_node:main"
+    assert _constant(arguments["name"]) == COSTMAP_NODE_NAME
+    assert _installed_at(setup_py, "launch/costmap.launch.py") == [f"share/{setup_py['name']}/launch"]
+    (share_lookup,) = _calls(tree, "get_package_share_directory")
+    (join,) = [call for call in _calls(tree, "join") if share_lookup in call.args]
+    relative = "/".join(_constant(part) for part in join.args[1:])
+    assert relative == "config/costmap_node.yaml" and (ROOT / relative).is_file()
+    declared = {_constant(call.args[0]) for call in _calls(tree, "DeclareLaunchArgument")}
+    assert {"params_file", "namespace", "use_sim_time", "log_level"} <= declared
+    used = {_constant(call.args[0]) for call in _calls(tree, "LaunchConfiguration")}
+    assert used <= declared

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
 from .settings import SettingsError
@@ -19,10 +19,13 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
         raise SystemExit(f"{name}: {error}") from None
     node = None
     try:
+        # Built before the (slow) configure, so Ctrl-C never lands in the middle of its constructor.
+        executor = SingleThreadedExecutor()
         node = create()
+        executor.add_node(node)
         if node.get_parameter("autostart").value and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             node.trigger_activate()
-        rclpy.spin(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except SettingsError as error:  # e.g. camera names, read before the node can configure
