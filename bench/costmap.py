@@ -20,7 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from denseaspp_ros.cli import _size
-from denseaspp_ros.costmap import CameraModel, CameraPose, CostmapSettings, SemanticCostmap, load_cost_table, project_pixels
+from denseaspp_ros.costmap import (
+    CameraModel,
+    CameraPose,
+    CostmapSettings,
+    SemanticCostmap,
+    bird_eye_image,
+    load_cost_table,
+    project_pixels,
+)
+from denseaspp_ros.imageio import write_png
 from denseaspp_ros.inference.benchmark import describe_machine
 from denseaspp_ros.labels import CITYSCAPES
 
@@ -67,6 +76,7 @@ def main() -> None:
     parser.add_argument("--size", type=_size, default=(1024, 2048), help="mask size HxW")
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--png", type=Path, help="write the fused three-camera grid as a bird's-eye PNG")
     args = parser.parse_args()
     height, width = args.size
     full = CameraModel.from_intrinsics(CITYSCAPES_INTRINSICS, 2048, 1024)
@@ -116,6 +126,8 @@ def main() -> None:
               f"{r['three_cameras_ms_p50']:21.2f} {r['three_cameras_ms_p95']:7.2f} {r['snapshot_ms_p50']:9.2f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if args.png:
+        write_png(args.png, np.ascontiguousarray(bird_eye_image(costmap.snapshot())[..., ::-1]))  # RGB -> BGR
 
 
 if __name__ == "__main__":

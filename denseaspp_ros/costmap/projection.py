@@ -130,18 +130,32 @@ class GroundProjection:
         elif rule == "majority":
             weights = None
             if confidence is not None:
-                weights = confidence[self.first_row :].ravel()[self._vote_pixels].astype(np.float32)
+                weights = confidence[self.first_row :].ravel()[self._vote_pixels]
             cell_keys = self._majority(votes, weights, table)
         else:
             raise ProjectionError(f"unknown cost rule {rule!r}: use {' or '.join(RULES)}")
         return FrameVotes(self.cells, np.concatenate([cell_keys, keys[self._fill_pixels]]))
 
     def _majority(self, votes: np.ndarray, weights: np.ndarray | None, table: CostTable) -> np.ndarray:
-        """Per cell the key with most pixels (confidence-weighted); a ground contact still wins."""
+        """Per cell the key with most pixels (confidence-weighted); a ground contact still wins.
+
+        Votes are sorted by cell and, within a cell, by pixel, so equal keys come in runs along
+        image rows: counting runs (weighted by their length or summed confidence) instead of pixels
+        makes the histogram ~20x smaller to build.
+        """
         if not votes.size:
             return votes
         segments, width = len(self._segment_starts), table.num_keys
-        counts = np.bincount(self._segment_ids * width + votes, weights, minlength=segments * width)
+        new_run = np.empty(votes.size, bool)
+        new_run[0] = True
+        np.not_equal(votes[1:], votes[:-1], out=new_run[1:])
+        new_run[self._segment_starts] = True
+        runs = np.flatnonzero(new_run)
+        if weights is None:
+            run_weights = np.diff(np.append(runs, votes.size))
+        else:
+            run_weights = np.add.reduceat(weights, runs, dtype=np.uint32)  # uint8 sums would wrap
+        counts = np.bincount(self._segment_ids[runs] * width + votes[runs], run_weights, minlength=segments * width)
         counts = counts.reshape(segments, width)
         counts[:, 0] = 0  # hidden and ignored pixels elect nothing
         majority = counts.argmax(1).astype(np.uint8)
