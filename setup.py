@@ -22,9 +22,11 @@ setup(
     # torch is deliberately unpinned here: ROS installs bring python3-torch, CUDA hosts their own
     # build. The Makefile pins the CPU wheel for the self-contained virtual environment.
     install_requires=[
+        "matplotlib",
         "numpy",
         "opencv-python-headless",
         "pyyaml",
+        "rosbags>=0.10",
         "safetensors",
         "torch>=2.1",
         "tqdm",

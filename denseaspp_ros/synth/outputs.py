@@ -1,0 +1,106 @@
+"""Where a synthetic drive goes: a Cityscapes-layout folder and/or a ROS 2 bag.
+
+Folder: ``leftImg8bit/<split>/<city>/<city>_000000_<frame>_leftImg8bit.png`` with
+``gtFine/.../*_gtFine_labelIds.png`` and ``*_gtFine_labelTrainIds.png`` beside it (what
+cityscapesscripts and the dataset loader read), ``bev/.../*_bev_labelTrainIds.png`` (the
+ground-truth class grid around the vehicle, row-major like the OccupancyGrid), and
+``camera.yaml`` (the camera and drive, in the node's parameter names).
+
+Bag: the node's default topics, so ``ros2 bag play`` feeds an unconfigured node directly:
+``/front/image_raw`` (rgb8 Image, or ``/front/image_raw/compressed`` JPEG), ``/front/camera_info``,
+``/front/labels`` (mono8 trainIds, same stamps) and ``/ground_truth/grid`` (OccupancyGrid in
+base_link whose cells hold trainIds, -1 where unknown).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from ..atomic import atomic_write
+from ..bags import BagWriter
+from ..imageio import write_png
+from ..labels import CITYSCAPES, IGNORE_INDEX
+from .drive import DriveConfig, drive
+
+IMAGE_TOPIC = "/front/image_raw"
+CAMERA_INFO_TOPIC = "/front/camera_info"
+LABEL_TOPIC = "/front/labels"
+GRID_TOPIC = "/ground_truth/grid"
+CAMERA_FRAME = "front_camera_optical"
+
+
+def city_name(seed: int) -> str:
+    return f"synth{seed:04d}"
+
+
+def describe(config: DriveConfig) -> dict:
+    """The camera and the drive, with the camera in segmentation_node's parameter names."""
+    camera = config.camera()
+    mount = config.mount
+    return {
+        "seed": config.seed,
+        "frames": config.frames,
+        "fps": config.fps,
+        "speed": config.speed,
+        "camera": {
+            "intrinsics": [float(camera.K[0, 0]), float(camera.K[1, 1]), float(camera.K[0, 2]), float(camera.K[1, 2])],
+            "image_width": camera.width,
+            "image_height": camera.height,
+            "pose": [mount.x, mount.y, mount.z, mount.roll, mount.pitch, mount.yaw],
+        },
+        "grid": {
+            "resolution": config.grid.resolution, "length_x": config.grid.length_x, "length_y": config.grid.length_y,
+            "origin_x": config.grid.origin_x, "origin_y": config.grid.origin_y, "frame_id": config.grid.frame_id,
+        },
+    }
+
+
+def write_drive(
+    config: DriveConfig,
+    output: Path | None = None,
+    split: str = "train",
+    bag: Path | None = None,
+    compressed: bool = False,
+    storage: str = "mcap",
+    progress: bool = True,
+) -> int:
+    """Render ``config`` into a Cityscapes-layout folder and/or a bag; returns the frames written."""
+    city = city_name(config.seed)
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(describe(config), sort_keys=False)
+        atomic_write(output / "camera.yaml", lambda temporary: Path(temporary).write_text(text))
+    camera = config.camera()
+    count = 0
+    with ExitStack() as stack:
+        writer = stack.enter_context(BagWriter(bag, storage)) if bag is not None else None
+        frames = drive(config)
+        for item in tqdm(frames, total=config.frames, desc=f"synth {city}", unit="frame", disable=not progress):
+            if output is not None:
+                stem = f"{city}_000000_{item.index:06d}"
+                images = output / "leftImg8bit" / split / city
+                labels = output / "gtFine" / split / city
+                bev = output / "bev" / split / city
+                for folder in (images, labels, bev):
+                    folder.mkdir(parents=True, exist_ok=True)
+                write_png(images / f"{stem}_leftImg8bit.png", item.frame.rgb[..., ::-1])
+                write_png(labels / f"{stem}_gtFine_labelTrainIds.png", item.frame.train_ids)
+                write_png(labels / f"{stem}_gtFine_labelIds.png", CITYSCAPES.to_label_ids(item.frame.train_ids))
+                write_png(bev / f"{stem}_bev_labelTrainIds.png", item.ground_truth)
+            if writer is not None:
+                stamp = item.stamp_ns
+                if compressed:
+                    writer.write_jpeg(IMAGE_TOPIC + "/compressed", stamp, CAMERA_FRAME, item.frame.rgb)
+                else:
+                    writer.write_image(IMAGE_TOPIC, stamp, CAMERA_FRAME, item.frame.rgb, "rgb8")
+                writer.write_camera_info(CAMERA_INFO_TOPIC, stamp, CAMERA_FRAME, camera)
+                writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, item.frame.train_ids, "mono8")
+                cells = np.where(item.ground_truth == IGNORE_INDEX, -1, item.ground_truth).astype(np.int8)
+                writer.write_grid(GRID_TOPIC, stamp, config.grid, cells)
+            count += 1
+    return count
