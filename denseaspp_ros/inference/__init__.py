@@ -7,6 +7,7 @@ from .segmenter import (
     Segmentation,
     Segmenter,
     check_image,
+    normalization,
     resolve_device,
     resolve_precision,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "Segmentation",
     "Segmenter",
     "check_image",
+    "normalization",
     "resolve_device",
     "resolve_precision",
 ]

@@ -67,6 +67,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), shaped (1, 3, 1, 1): (x / 255 - mean) / std == x * scale + shift, one fused pass.
+
+    The release's preprocessing, shared by inference and training so the two cannot drift apart.
+    """
+    std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
+    return (1.0 / (255.0 * std)).to(device), (-torch.tensor(MEAN_RGB).view(1, 3, 1, 1) / std).to(device)
+
+
 def check_image(image: object, index: int = 0) -> np.ndarray:
     """Accept only HxWx3 uint8 arrays, naming what was wrong otherwise."""
     if not isinstance(image, np.ndarray):
@@ -118,11 +127,7 @@ class Segmenter:
         self.max_batch = max_batch
         self.model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.num_classes = int(getattr(model, "num_classes", 0))
-        shape = (1, 3, 1, 1)
-        # (x/255 - mean)/std == x * scale + shift with per-channel constants, one fused pass.
-        std = torch.tensor(STD_RGB).view(shape)
-        self._scale = (1.0 / (255.0 * std)).to(self.device)
-        self._shift = (-torch.tensor(MEAN_RGB).view(shape) / std).to(self.device)
+        self._scale, self._shift = normalization(self.device)
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}
         self._upload_done = torch.cuda.Event() if self.device.type == "cuda" else None
         if self.device.type == "cuda":

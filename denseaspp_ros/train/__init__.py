@@ -1,0 +1,19 @@
+"""Training and fine-tuning with the original recipe (no ROS imports)."""
+
+from .config import TrainConfig, load_config
+from .datasets import Augmentation, BagDataset, CityscapesDataset, DatasetError
+from .initialise import InitReport, initialise
+from .trainer import Trainer, train
+
+__all__ = [
+    "Augmentation",
+    "BagDataset",
+    "CityscapesDataset",
+    "DatasetError",
+    "InitReport",
+    "TrainConfig",
+    "Trainer",
+    "initialise",
+    "load_config",
+    "train",
+]
