@@ -55,7 +55,7 @@ class Primitives:
         self.colors.append(color)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        width = len(self.geometry[0]) if self.geometry else 0
+        width = len(self.geometry[0]) if self.geometry else 1
         return (
             np.array(self.geometry, np.float64).reshape(-1, width),
             np.array(self.classes, np.uint8),

@@ -1,0 +1,175 @@
+"""The synthetic street world: labels agree with geometry, drives are reproducible, outputs read back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from denseaspp_ros.bags import BagError, MatchStats, open_bag, read_labelled_frames
+from denseaspp_ros.costmap import CameraModel, CameraPose, GridSpec
+from denseaspp_ros.labels import CITYSCAPES
+from denseaspp_ros.synth import Renderer, Scene, generate_scene
+from denseaspp_ros.synth.drive import DEFAULT_MOUNT, DriveConfig, drive
+from denseaspp_ros.synth.outputs import CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, write_drive
+from denseaspp_ros.synth.scene import LANE_CENTRE, ROAD_HALF_WIDTH
+from denseaspp_ros.train import CityscapesDataset
+
+CLASS = {name: index for index, name in enumerate(CITYSCAPES.class_names)}
+CAMERA = CameraModel.from_intrinsics([400.0, 400.0, 255.5, 127.5], 512, 256)
+MOUNT = CameraPose(1.5, 0.0, 1.3, 0.0, 0.08, 0.0)
+
+
+def pixel_of(renderer: Renderer, world_point: np.ndarray, ego_x: float = 0.0) -> tuple[int, int]:
+    """(row, column) where the camera model puts a world point."""
+    camera_position = renderer.vehicle_position(ego_x) + renderer.mount.position
+    optical = (world_point - camera_position) @ renderer.rotation
+    u, v = CAMERA.project(optical[None])[0]
+    return int(round(v)), int(round(u))
+
+
+def empty_street() -> Scene:
+    return Scene(seed=0, length=100.0, sidewalk_width=(3.0, 3.0), terrain_width=(2.0, 2.0))
+
+
+def test_a_box_appears_where_the_camera_model_says():
+    scene = empty_street()
+    car = (14.0, -LANE_CENTRE - 0.9, 0.0, 18.5, -LANE_CENTRE + 0.9, 1.5)  # 14 m ahead, in the ego lane
+    scene.boxes.add(car, "car", (0.5, 0.1, 0.1))
+    renderer = Renderer(CAMERA, MOUNT, noise=0.0)
+    frame = renderer.render(scene, 0.0)
+    row, column = pixel_of(renderer, np.array([14.0, -LANE_CENTRE, 0.75]))  # the centre of its rear face
+    assert frame.train_ids[row, column] == CLASS["car"]
+    assert frame.depth[row, column] == pytest.approx(14.0 - MOUNT.x, rel=1e-3)  # optical depth of the face
+    left_edge_row, left_edge_col = pixel_of(renderer, np.array([14.0, -LANE_CENTRE + 0.9, 0.75]))
+    # Its left side (+y) is on the image's left: car to the right of that edge, road to the left.
+    assert frame.train_ids[left_edge_row, left_edge_col + 3] == CLASS["car"]
+    assert frame.train_ids[left_edge_row, left_edge_col - 3] != CLASS["car"]
+    top_row, top_col = pixel_of(renderer, np.array([14.0, -LANE_CENTRE, 1.5]))
+    assert frame.train_ids[top_row + 2, top_col] == CLASS["car"] and frame.train_ids[top_row - 2, top_col] != CLASS["car"]
+
+
+@pytest.mark.parametrize("distance", [5.0, 10.0, 25.0])
+def test_ground_pixels_carry_the_class_and_depth_of_where_they_land(distance):
+    scene = empty_street()
+    renderer = Renderer(CAMERA, MOUNT, noise=0.0)
+    frame = renderer.render(scene, 0.0)
+    ego_y = -LANE_CENTRE
+    for lateral, expected in ((0.0, "road"), (ROAD_HALF_WIDTH + 1.5 + LANE_CENTRE, "sidewalk")):
+        point = np.array([MOUNT.x + distance, ego_y + lateral, 0.0])
+        row, column = pixel_of(renderer, point)
+        if 0 <= row < CAMERA.height and 0 <= column < CAMERA.width:
+            assert frame.train_ids[row, column] == CLASS[expected], (distance, lateral)
+    row, column = pixel_of(renderer, np.array([MOUNT.x + distance, ego_y, 0.0]))
+    # Depth along the optical axis of the ground point straight ahead.
+    optical_z = (np.array([distance, 0.0, -MOUNT.z]) @ renderer.rotation)[2]
+    assert frame.depth[row, column] == pytest.approx(optical_z, rel=0.03)
+    assert (frame.train_ids[0] == CLASS["sky"]).all()  # the top row looks above the horizon
+
+
+def test_ground_truth_grid_matches_the_placement():
+    scene = empty_street()
+    scene.boxes.add((12.0, -LANE_CENTRE - 1.0, 0.0, 16.0, -LANE_CENTRE + 1.0, 1.5), "car", (0.5, 0.1, 0.1))
+    scene.cylinders.add((10.0, -(ROAD_HALF_WIDTH + 1.0), 0.3, 0.0, 1.8), "person", (0.2, 0.2, 0.2))
+    scene.boxes.add((20.0, -7.0, 2.0, 20.1, -6.0, 3.0), "traffic sign", (0.8, 0.8, 0.1))  # in the air: no footprint
+    renderer = Renderer(CAMERA, MOUNT)
+    grid = GridSpec()
+    classes = renderer.ground_truth_grid(scene, 0.0, grid)
+    assert classes.shape == (grid.height, grid.width)
+
+    def at(x_world: float, y_world: float) -> int:
+        vehicle = renderer.vehicle_position(0.0)
+        index = int(grid.cell_index(np.array([x_world - vehicle[0]]), np.array([y_world - vehicle[1]]))[0])
+        return int(classes.ravel()[index])
+
+    assert at(14.0, -LANE_CENTRE) == CLASS["car"]
+    assert at(10.0, -(ROAD_HALF_WIDTH + 1.0)) == CLASS["person"]
+    assert at(20.05, -6.5) == CLASS["sidewalk"]
+    assert at(5.0, -LANE_CENTRE) == CLASS["road"]
+    assert at(5.0, ROAD_HALF_WIDTH + 4.0) == CLASS["terrain"]
+
+
+def test_a_drive_is_reproducible_from_its_seed():
+    config = DriveConfig(frames=3, seed=7, size=(64, 128))
+    first, second = list(drive(config)), list(drive(config))
+    for a, b in zip(first, second):
+        assert a.stamp_ns == b.stamp_ns
+        np.testing.assert_array_equal(a.frame.rgb, b.frame.rgb)
+        np.testing.assert_array_equal(a.frame.train_ids, b.frame.train_ids)
+    other = next(drive(DriveConfig(frames=1, seed=8, size=(64, 128))))
+    assert not np.array_equal(other.frame.train_ids, first[0].frame.train_ids)
+    assert first[1].stamp_ns - first[0].stamp_ns == 100_000_000  # 10 Hz
+
+
+def test_scenes_hold_every_kind_of_object():
+    scene = generate_scene(3, 200.0)
+    present = set(scene.boxes.classes) | set(scene.cylinders.classes) | set(scene.spheres.classes)
+    for name in ("building", "pole", "vegetation", "person", "car", "traffic sign", "rider", "bicycle"):
+        assert CLASS[name] in present, name
+
+
+def test_the_default_camera_is_the_nodes_default_front_camera():
+    import yaml
+    from pathlib import Path
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "params.yaml").read_text())
+    front = params["/**"]["ros__parameters"]["front"]
+    assert front["pose"] == [DEFAULT_MOUNT.x, DEFAULT_MOUNT.y, DEFAULT_MOUNT.z, DEFAULT_MOUNT.roll, DEFAULT_MOUNT.pitch, DEFAULT_MOUNT.yaw]
+    camera = DriveConfig(size=(front["image_height"], front["image_width"])).camera()
+    np.testing.assert_allclose([camera.K[0, 0], camera.K[1, 1], camera.K[0, 2], camera.K[1, 2]], front["intrinsics"])
+
+
+def test_cityscapes_layout_output_is_read_by_the_dataset_loader(tmp_path):
+    config = DriveConfig(frames=3, seed=2, size=(64, 128))
+    write_drive(config, tmp_path, "val", progress=False)
+    dataset = CityscapesDataset(tmp_path, "val", CITYSCAPES)
+    assert len(dataset) == 3
+    frames = list(drive(config))
+    image, label = dataset[1]
+    np.testing.assert_array_equal(image, frames[1].frame.rgb)
+    np.testing.assert_array_equal(label, frames[1].frame.train_ids)
+    assert (tmp_path / "camera.yaml").is_file()
+    assert len(list((tmp_path / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))) == 3
+    assert len(list((tmp_path / "bev" / "val").rglob("*_bev_labelTrainIds.png"))) == 3
+
+
+@pytest.mark.parametrize("storage, compressed", [("mcap", False), ("sqlite3", True)])
+def test_bag_output_reads_back(tmp_path, storage, compressed):
+    config = DriveConfig(frames=4, seed=3, size=(64, 128))
+    bag = tmp_path / "drive"
+    write_drive(config, None, bag=bag, compressed=compressed, storage=storage, progress=False)
+    stats = MatchStats()
+    image_topic = IMAGE_TOPIC + ("/compressed" if compressed else "")
+    frames = list(read_labelled_frames(bag, image_topic, LABEL_TOPIC, stats=stats))
+    assert stats.matched == 4 and stats.unmatched_images == stats.unmatched_labels == stats.corrupt == 0
+    expected = list(drive(config))
+    for got, want in zip(frames, expected):
+        assert got.stamp_ns == want.stamp_ns
+        np.testing.assert_array_equal(got.label, want.frame.train_ids)
+        image = got.image[..., ::-1] if got.is_bgr else got.image
+        if compressed:
+            assert np.abs(image.astype(int) - want.frame.rgb).mean() < 4  # JPEG
+        else:
+            np.testing.assert_array_equal(image, want.frame.rgb)
+    reader = open_bag(bag)
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        assert topics[CAMERA_INFO_TOPIC] == "sensor_msgs/msg/CameraInfo"
+        assert topics[GRID_TOPIC] == "nav_msgs/msg/OccupancyGrid"
+        grid_connection = next(c for c in reader.connections if c.topic == GRID_TOPIC)
+        _, _, raw = next(reader.messages(connections=[grid_connection]))
+        grid = reader.deserialize(raw, grid_connection.msgtype)
+        cells = np.asarray(grid.data).reshape(grid.info.height, grid.info.width)
+        np.testing.assert_array_equal(cells, expected[0].ground_truth.astype(np.int8))
+    finally:
+        reader.close()
+
+
+def test_bag_errors_name_what_exists(tmp_path):
+    bag = tmp_path / "drive"
+    write_drive(DriveConfig(frames=1, size=(32, 64)), None, bag=bag, progress=False)
+    with pytest.raises(BagError, match=r"no topic /camera/image.*it has: .*/front/image_raw"):
+        list(read_labelled_frames(bag, "/camera/image", LABEL_TOPIC))
+    with pytest.raises(BagError, match="does not exist"):
+        list(read_labelled_frames(tmp_path / "missing", IMAGE_TOPIC, LABEL_TOPIC))
+    with pytest.raises(BagError, match="exists"):
+        write_drive(DriveConfig(frames=1, size=(32, 64)), None, bag=bag, progress=False)
