@@ -86,6 +86,7 @@ class Trainer:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         self.output = Path(config.output)
         self.label_set = get_label_set(config.labels)
+        torch.manual_seed(config.seed)  # the initial weights are part of the run: same seed, same run
         self.model = build_model(config.model, self.label_set.num_classes).to(device, memory_format=torch.channels_last)
         self.train_set = load_dataset(config, self.label_set, config.train_split, config.data)
         self.val_set = (

@@ -1,0 +1,207 @@
+"""Training: the loss falls, a resumed run continues exactly, fine-tuning changes the class count,
+ImageNet backbones map, two gloo processes train under torchrun, bad datasets say what is wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from denseaspp_ros.errors import CheckpointError
+from denseaspp_ros.labels import CITYSCAPES
+from denseaspp_ros.model import build_model, save_checkpoint
+from denseaspp_ros.synth.drive import DriveConfig
+from denseaspp_ros.synth.outputs import write_drive
+from denseaspp_ros.train import DatasetError, TrainConfig, Trainer, initialise, train
+from denseaspp_ros.train.datasets import CityscapesDataset
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory) -> Path:
+    """A small synthetic Cityscapes-layout dataset: 2 drives to train on, 1 to validate."""
+    root = tmp_path_factory.mktemp("street")
+    for seed in (1, 2):
+        write_drive(DriveConfig(frames=6, seed=seed, size=(64, 128), fps=2.0), root, "train", progress=False)
+    write_drive(DriveConfig(frames=3, seed=50, size=(64, 128), fps=2.0), root, "val", progress=False)
+    return root
+
+
+def config(street: Path, output: Path, **overrides) -> TrainConfig:
+    values = dict(
+        data=str(street), output=str(output), model="MobileNetDenseASPP", steps=40, batch_size=4, crop=(48, 48),
+        scale=(0.75, 1.25), val_every=0, checkpoint_every=10, log_every=5, workers=0, device="cpu", seed=3,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_a_few_dozen_steps_make_the_loss_fall(street, tmp_path):
+    torch.set_num_threads(2)
+    result = train(config(street, tmp_path / "run", val_every=20))
+    log = __import__("json").loads((tmp_path / "run" / "log.json").read_text())["log"]
+    losses = [row["loss"] for row in log if "loss" in row]
+    assert np.mean(losses[-3:]) < 0.7 * losses[0], losses  # from ln(19) = 2.9 at chance
+    assert result["step"] == 40 and 0 <= result["best_miou"] <= 1
+    for name in ("last.pt", "best.pt", "final.safetensors", "best.safetensors", "log.csv", "training.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    # The kept weights load like any checkpoint.
+    build_model("MobileNetDenseASPP", 19, tmp_path / "run" / "best.safetensors")
+
+
+def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(street, tmp_path, monkeypatch):
+    straight = Trainer(config(street, tmp_path / "straight", steps=6, checkpoint_every=100))
+    straight.run()
+
+    original_step = Trainer._train_step
+
+    def interrupt_at_three(self, images, labels):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return original_step(self, images, labels)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupt_at_three)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config(street, tmp_path / "resumed", steps=6, checkpoint_every=100)).run()
+    monkeypatch.setattr(Trainer, "_train_step", original_step)
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["step"] == 3  # nothing lost
+    resumed = Trainer(config(street, tmp_path / "resumed", steps=6, checkpoint_every=100))
+    assert resumed.step == 3
+    resumed.run()
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_resuming_someone_elses_run_is_refused(street, tmp_path):
+    Trainer(config(street, tmp_path / "run", steps=2)).run()
+    with pytest.raises(CheckpointError, match="batch_size"):
+        Trainer(config(street, tmp_path / "run", steps=2, batch_size=2))
+
+
+def test_fine_tuning_to_another_class_count_keeps_all_but_the_classifier(tmp_path):
+    source = build_model("MobileNetDenseASPP", 19)
+    save_checkpoint(source, tmp_path / "cityscapes.pt")
+    target = build_model("MobileNetDenseASPP", 5)
+    report = initialise(target, checkpoint=tmp_path / "cityscapes.pt")
+    assert {name.rsplit(".", 1)[0] for name in report.fresh} == {"classification.1"}
+    torch.testing.assert_close(target.state_dict()["ASPP_3.conv1.weight"], source.state_dict()["ASPP_3.conv1.weight"])
+    with pytest.raises(CheckpointError, match="MobileNetDenseASPP checkpoint, not DenseASPP121"):
+        initialise(build_model("DenseASPP121", 19), checkpoint=tmp_path / "cityscapes.pt")
+
+
+def torchvision_mobilenet_v2_state() -> dict[str, torch.Tensor]:
+    """torchvision's MobileNetV2 state-dict layout, written from its published architecture."""
+    generator = torch.Generator().manual_seed(0)
+    state: dict[str, torch.Tensor] = {}
+
+    def conv(name: str, out: int, inp: int, k: int) -> None:
+        state[f"{name}.weight"] = torch.randn(out, inp, k, k, generator=generator)
+
+    def bn(name: str, channels: int) -> None:
+        for suffix in ("weight", "bias", "running_mean", "running_var"):
+            state[f"{name}.{suffix}"] = torch.rand(channels, generator=generator)
+        state[f"{name}.num_batches_tracked"] = torch.tensor(7)
+
+    conv("features.0.0", 32, 3, 3)
+    bn("features.0.1", 32)
+    index, channels = 1, 32
+    for t, c, n, _ in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+        for _ in range(n):
+            hidden = channels * t
+            prefix = f"features.{index}.conv"
+            if t == 1:
+                conv(f"{prefix}.0.0", hidden, 1, 3)
+                bn(f"{prefix}.0.1", hidden)
+                conv(f"{prefix}.1", c, hidden, 1)
+                bn(f"{prefix}.2", c)
+            else:
+                conv(f"{prefix}.0.0", hidden, channels, 1)
+                bn(f"{prefix}.0.1", hidden)
+                conv(f"{prefix}.1.0", hidden, 1, 3)
+                bn(f"{prefix}.1.1", hidden)
+                conv(f"{prefix}.2", c, hidden, 1)
+                bn(f"{prefix}.3", c)
+            index, channels = index + 1, c
+    conv("features.18.0", 1280, 320, 1)
+    bn("features.18.1", 1280)
+    state["classifier.1.weight"] = torch.randn(1000, 1280, generator=generator)
+    state["classifier.1.bias"] = torch.randn(1000, generator=generator)
+    return state
+
+
+def test_imagenet_mobilenet_v2_backbone_maps_onto_the_dilated_backbone(tmp_path):
+    state = torchvision_mobilenet_v2_state()
+    torch.save(state, tmp_path / "mobilenet_v2.pth")
+    model = build_model("MobileNetDenseASPP", 19)
+    report = initialise(model, imagenet=tmp_path / "mobilenet_v2.pth")
+    loaded = model.state_dict()
+    torch.testing.assert_close(loaded["features.features.5.conv.3.weight"], state["features.5.conv.1.0.weight"])
+    torch.testing.assert_close(loaded["features.features.1.conv.3.weight"], state["features.1.conv.0.0.weight"])
+    fresh_backbone = {n.rsplit(".", 1)[0] for n in report.fresh if n.startswith("features.")}
+    assert fresh_backbone == {"features.features.1.conv.0", "features.features.1.conv.1"}  # the added expansion
+    assert "classifier.1.weight" in report.skipped and "features.18.0.weight" in report.skipped
+    assert "starting fresh" in report.summary()
+
+
+def test_imagenet_densenet_keeps_its_names_and_reports_the_narrower_norm5(tmp_path):
+    model = build_model("DenseASPP121", 19)
+    state = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("features.") and "transition4" not in k}
+    state["features.norm5.weight"] = torch.ones(1024)  # torchvision's DenseNet121 ends with 1024 channels
+    state["classifier.weight"] = torch.zeros(1000, 1024)
+    torch.save(state, tmp_path / "densenet121.pth")
+    report = initialise(build_model("DenseASPP121", 19), imagenet=tmp_path / "densenet121.pth")
+    fresh = {n.rsplit(".", 1)[0] for n in report.fresh if n.startswith("features.")}
+    assert fresh == {"features.norm5", "features.transition4.norm", "features.transition4.conv"}
+    assert "classifier.weight" in report.skipped
+
+
+def test_two_gloo_processes_train_under_torchrun(street, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    command = [
+        str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "denseaspp_ros.cli", "train",
+        "--data", str(street), "--output", str(tmp_path / "ddp"), "--steps", "3", "--batch-size", "2",
+        "--crop", "32x32", "--val-every", "3", "--workers", "0", "--device", "cpu", "--log-every", "1",
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    assert state["step"] == 3
+    assert any("val_miou" in row for row in state["log"])
+
+
+def test_dataset_problems_are_named(tmp_path):
+    root = tmp_path / "data"
+    write_drive(DriveConfig(frames=2, seed=1, size=(32, 64)), root, "train", progress=False)
+    labels = sorted((root / "gtFine" / "train").rglob("*_gtFine_labelTrainIds.png"))
+    label_ids = sorted((root / "gtFine" / "train").rglob("*_gtFine_labelIds.png"))
+    label_ids[0].unlink()
+    labels[0].unlink()
+    with pytest.raises(DatasetError, match="1 of 2 images .* have no gtFine label"):
+        CityscapesDataset(root, "train", CITYSCAPES)
+    write_drive(DriveConfig(frames=2, seed=1, size=(32, 64)), tmp_path / "again", "train", progress=False)
+    dataset_root = tmp_path / "again"
+    label = sorted((dataset_root / "gtFine" / "train").rglob("*_gtFine_labelTrainIds.png"))[0]
+    cv2.imwrite(str(label), np.zeros((16, 64), np.uint8))
+    with pytest.raises(DatasetError, match="is 64x16 but .* is 64x32"):
+        CityscapesDataset(dataset_root, "train", CITYSCAPES)[0]
+    cv2.imwrite(str(label), np.full((32, 64), 40, np.uint8))
+    with pytest.raises(DatasetError, match=r"class ids \[40\] lie outside 0..18"):
+        CityscapesDataset(dataset_root, "train", CITYSCAPES)[0]
+    with pytest.raises(DatasetError, match="no \\*_leftImg8bit.png images"):
+        CityscapesDataset(tmp_path, "train", CITYSCAPES)
+
+
+def test_training_from_a_bag(tmp_path):
+    bag = tmp_path / "drive"
+    write_drive(DriveConfig(frames=8, seed=4, size=(64, 128), fps=2.0), None, bag=bag, compressed=True, progress=False)
+    result = train(TrainConfig(
+        data=str(bag), image_topic="/front/image_raw/compressed", label_topic="/front/labels", output=str(tmp_path / "run"),
+        steps=4, batch_size=2, crop=(32, 32), val_every=0, workers=0, device="cpu",
+    ))
+    assert result["step"] == 4
