@@ -11,9 +11,21 @@ from .checkpoint import (
     to_original_state_dict,
 )
 from .denseaspp import DenseASPP
-from .variants import MODEL_NAMES, PUBLISHED_WEIGHTS, VARIANTS, build_model, find_published_weights, get_variant
+from .variants import (
+    DEMO_WEIGHTS_MODEL,
+    DEMO_WEIGHTS_NAME,
+    MODEL_NAMES,
+    PUBLISHED_WEIGHTS,
+    VARIANTS,
+    build_model,
+    find_published_weights,
+    get_variant,
+    resolve_weights,
+)
 
 __all__ = [
+    "DEMO_WEIGHTS_MODEL",
+    "DEMO_WEIGHTS_NAME",
     "MODEL_NAMES",
     "PUBLISHED_WEIGHTS",
     "VARIANTS",
@@ -26,6 +38,7 @@ __all__ = [
     "identify_variant",
     "load_weights",
     "read_checkpoint",
+    "resolve_weights",
     "save_checkpoint",
     "save_safetensors",
     "to_original_state_dict",

@@ -69,8 +69,24 @@ def get_variant(name: str) -> Variant:
         raise DenseASPPError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None
 
 
+DEMO_WEIGHTS_NAME = "demo"
+DEMO_WEIGHTS_MODEL = "MobileNetDenseASPP"
+# MobileNetDenseASPP trained by `denseaspp train` on the synthetic street world (Cityscapes classes):
+# the demo's weights. Not Cityscapes weights: on real images they mean little.
+DEMO_WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "data" / "weights" / "synthetic_street_mobilenet_denseaspp.safetensors"
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """``demo`` names the packaged synthetic-world weights; any other value is a path."""
+    if str(weights) == DEMO_WEIGHTS_NAME and not Path(weights).exists():
+        if not DEMO_WEIGHTS_FILE.is_file():
+            raise DenseASPPError(f"the demo weights are not installed ({DEMO_WEIGHTS_FILE} is missing)")
+        return DEMO_WEIGHTS_FILE
+    return Path(weights)
+
+
 def build_model(name: str, num_classes: int = 19, weights: str | Path | None = None) -> DenseASPP:
-    """Build a variant in eval mode, loading ``weights`` (any supported checkpoint format) if given."""
+    """Build a variant in eval mode, loading ``weights`` (any supported checkpoint format, or ``demo``) if given."""
     variant = get_variant(name)
     if not 1 <= num_classes <= 255:
         raise DenseASPPError(f"num_classes must be in 1..255 (uint8 masks), got {num_classes}")
@@ -80,7 +96,7 @@ def build_model(name: str, num_classes: int = 19, weights: str | Path | None = N
     if weights is not None:
         from .checkpoint import load_weights
 
-        load_weights(model, weights)
+        load_weights(model, resolve_weights(weights))
     return model.eval()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from std_msgs.msg import String
 from ..errors import DenseASPPError
 from ..inference import Segmenter
 from ..labels import LabelSet, get_label_set
-from ..model import build_model
+from ..model import DEMO_WEIGHTS_MODEL, DEMO_WEIGHTS_NAME, build_model
 from .costmap import CostmapOutput
 from .conversions import MessageError, compressed_to_array, image_to_array, labels_json, mono8_msg, rgb8_msg
 from .frames import Frame, LatestFrameSlots
@@ -82,6 +83,7 @@ class SegmentationNode(LifecycleNode):
         self._batch_sizes: deque[int] = deque(maxlen=200)
         self._costmap_seconds: deque[float] = deque(maxlen=200)
         self.costmap: CostmapOutput | None = None
+        self._weights_in_use: str | None = None
         self._static_publishers: list = []
         self._diagnostics_timer = None
         self._active = False
@@ -91,13 +93,9 @@ class SegmentationNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
             settings = read_settings(self)
-            if not settings.weights and not settings.allow_untrained:
-                raise SettingsError(
-                    "model.weights is empty: set it to a checkpoint (e.g. weights/denseASPP161.pkl), "
-                    "or allow_untrained: true for tests and benchmarks (masks are then meaningless)"
-                )
+            weights = self._weights(settings)
             label_set = get_label_set(settings.labels)
-            model = build_model(settings.model_name, label_set.num_classes, settings.weights or None)
+            model = build_model(settings.model_name, label_set.num_classes, weights)
             segmenter = Segmenter(
                 model,
                 device=settings.device,
@@ -112,15 +110,33 @@ class SegmentationNode(LifecycleNode):
         except (DenseASPPError, SettingsError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
-        if not settings.weights:
-            self.get_logger().warning("allow_untrained: running with random weights, masks are meaningless")
         self.settings, self.label_set, self.segmenter = settings, label_set, segmenter
+        self._weights_in_use = weights
         self._create_publishers(settings, label_set)
         self.get_logger().info(
-            f"configured {settings.model_name} ({settings.weights or 'random weights'}) on {segmenter.device} "
+            f"configured {settings.model_name} ({weights or 'random weights'}) on {segmenter.device} "
             f"({str(segmenter.dtype).removeprefix('torch.')}) for cameras {', '.join(c.name for c in settings.cameras)}"
         )
         return super().on_configure(state)
+
+    def _weights(self, settings: NodeSettings) -> str | None:
+        """The checkpoint to load, None for random weights (only with allow_untrained)."""
+        weights = settings.weights
+        missing = bool(weights) and weights != DEMO_WEIGHTS_NAME and not Path(weights).is_file()
+        if not weights or missing:
+            problem = (
+                f"model.weights {weights} does not exist (relative to {Path.cwd()}): download the release's "
+                "checkpoint there (see the README's Weights section) or give its absolute path"
+                if missing else "model.weights is empty: set it to a checkpoint"
+            )
+            if not settings.allow_untrained:
+                raise SettingsError(
+                    f"{problem}; model.weights: demo with model.name: {DEMO_WEIGHTS_MODEL} runs the synthetic-world "
+                    "demo weights; allow_untrained: true runs random weights (tests and benchmarks only)"
+                )
+            self.get_logger().warning(f"{problem}; allow_untrained: running with random weights, masks are meaningless")
+            return None
+        return weights
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._slots = LatestFrameSlots(list(self.cameras))
@@ -375,7 +391,7 @@ class SegmentationNode(LifecycleNode):
         values = {
             "state": "active" if self._active else "inactive",
             "model": settings.model_name,
-            "weights": settings.weights or "random (allow_untrained)",
+            "weights": self._weights_in_use or "random (allow_untrained)",
             "device": str(segmenter.device),
             "precision": str(segmenter.dtype).removeprefix("torch."),
             "max_batch": settings.max_batch,

@@ -48,7 +48,11 @@ COSTMAP_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
 
 NODE_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "model.name": ("DenseASPP161", "network variant: DenseASPP121/161/169/201 or MobileNetDenseASPP", {}),
-    "model.weights": ("", "checkpoint (.pkl of the release, project .pt or .safetensors); empty = none", {}),
+    "model.weights": (
+        "weights/denseASPP161.pkl",
+        "checkpoint (.pkl of the release, .pt or .safetensors); demo = the synthetic-world demo weights; empty = none",
+        {},
+    ),
     "model.labels": ("cityscapes", "class set: cityscapes or a label set YAML file (sets the class count)", {}),
     "model.device": ("auto", "auto (CUDA when available), cpu, cuda or cuda:N", {}),
     "model.precision": ("auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16", {}),
