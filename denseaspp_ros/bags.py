@@ -61,11 +61,15 @@ class BagWriter:
         self._writer.close()
 
     def _write(self, topic: str, message, stamp_ns: int) -> None:
+        self.write_raw(topic, message.__msgtype__, stamp_ns, TYPESTORE.serialize_cdr(message, message.__msgtype__))
+
+    def write_raw(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
+        """An already serialised (CDR) message, e.g. as an rclpy raw subscription received it."""
         connection = self._connections.get(topic)
         if connection is None:
-            connection = self._writer.add_connection(topic, message.__msgtype__, typestore=TYPESTORE)
+            connection = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
             self._connections[topic] = connection
-        self._writer.write(connection, int(stamp_ns), TYPESTORE.serialize_cdr(message, message.__msgtype__))
+        self._writer.write(connection, int(stamp_ns), data)
 
     def write_image(self, topic: str, stamp_ns: int, frame_id: str, pixels: np.ndarray, encoding: str) -> None:
         """An Image: ``pixels`` HxW (mono8) or HxWx3 (rgb8/bgr8) uint8."""

@@ -213,6 +213,132 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_eval(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from .bags import BagWriter, MatchStats
+    from .eval.evaluate import Shard, bag_samples, cityscapes_samples, evaluate
+    from .eval.report import build_report, merge_reports, read_report, timing, write_report
+
+    labels = get_label_set(args.labels)
+    if args.merge:
+        report = merge_reports([read_report(Path(path)) for path in args.merge], labels)
+        write_report(report, labels, args.output)
+        print(f"merged {len(args.merge)} reports: mIoU {_percent(report['miou'])} over {report['frames_evaluated']} frames; "
+              f"see {args.output}/report.md")
+        return 0
+    if (args.bag is None) == (args.cityscapes is None):
+        raise DenseASPPError("give exactly one source: --bag PATH (with --image-topic and --label-topic) or --cityscapes ROOT")
+    if labels.num_classes != args.num_classes:
+        raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
+    shard = Shard.parse(args.shard)
+    stats = MatchStats()
+    if args.bag is not None:
+        if not args.image_topic or not args.label_topic:
+            raise DenseASPPError("--bag needs --image-topic and --label-topic")
+        samples = bag_samples(args.bag, args.image_topic, args.label_topic, labels, args.label_format, args.tolerance, stats)
+    else:
+        samples = cityscapes_samples(args.cityscapes, args.split, labels)
+    segmenter = _build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
+    with ExitStack() as stack:
+        bag = stack.enter_context(BagWriter(args.write_bag)) if args.write_bag else None
+
+        def keep(sample, prediction) -> None:
+            if args.save_predictions is not None:
+                name = Path(sample.name).name.replace("_leftImg8bit.png", "") if args.cityscapes else f"frame_{sample.name}"
+                target = args.save_predictions / Path(sample.name).parent / f"{name}_pred_labelIds.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_png(target, labels.to_label_ids(prediction))
+            if bag is not None:
+                image = np.ascontiguousarray(sample.image[..., ::-1]) if sample.is_bgr else sample.image
+                bag.write_image("/eval/image", sample.stamp_ns, "camera", image, "rgb8")
+                bag.write_image("/eval/mask", sample.stamp_ns, "camera", prediction, "mono8")
+                bag.write_image("/eval/mask_color", sample.stamp_ns, "camera", labels.colorize(prediction), "rgb8")
+                bag.write_image("/eval/ground_truth", sample.stamp_ns, "camera", sample.truth, "mono8")
+
+        result = evaluate(samples, segmenter, labels, shard, keep, stats=stats if args.bag else None)
+    if result.frames == 0:
+        raise DenseASPPError("no frame was evaluated: " + ("; ".join(result.problems) or "the source is empty"))
+    report = build_report(
+        result.matrix, labels,
+        frames_evaluated=result.frames, frames_unmatched_images=result.unmatched_images,
+        frames_unmatched_labels=result.unmatched_labels, frames_corrupt=result.corrupt, complete=result.complete,
+        problems=result.problems, shard=f"{shard.index}/{shard.count}", source=str(args.bag or args.cityscapes),
+        model=args.model, weights=str(args.weights or find_published_weights(args.model) or "random"),
+        device=str(segmenter.device), precision=str(segmenter.dtype).removeprefix("torch."), **timing(result.seconds),
+    )
+    write_report(report, labels, args.output)
+    print(f"mIoU {_percent(report['miou'])} over {result.frames} frames"
+          f" ({result.unmatched_images + result.unmatched_labels} unmatched, {result.corrupt} unreadable)"
+          f"{'' if result.complete else ', INCOMPLETE'}; report in {args.output}/report.md")
+    return 0 if result.complete else 1
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .ros.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        output=args.output, frames=args.frames, seed=args.seed, size=args.size, model=args.model, weights=args.weights,
+        rate=args.rate, bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,
+    )
+    run_demo(options)
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from .ros.replay import Replayer, ReplayOptions
+
+    options = ReplayOptions(
+        bag=args.bag, image_topic=args.image_topic, node=args.node, camera=args.camera, target_topic=args.target_topic,
+        camera_info_topic=args.camera_info_topic, target_info_topic=args.target_info_topic, label_topic=args.label_topic,
+        rate=args.rate, hz=args.hz, clock=args.clock, max_frames=args.max_frames,
+    )
+    replayer = Replayer(get_label_set(args.labels))
+    try:
+        if args.find_peak:
+            rows = _find_peak(replayer, options)
+            peak = max((r for r in rows if r["dropped_fraction"] < 0.05), key=lambda r: r["input_rate_hz"], default=None)
+            summary = {"trials": rows, "peak_hz": peak["input_rate_hz"] if peak else None}
+            print(f"peak input rate with < 5% dropped: {summary['peak_hz'] or 'none of the rates tried'}")
+        else:
+            summary = replayer.replay(options).summary()
+            print("  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+    finally:
+        replayer.close()
+    if args.json:
+        text = json.dumps(summary, indent=2) + "\n"
+        atomic_write(args.json, lambda temporary: Path(temporary).write_text(text))
+    return 0
+
+
+def _find_peak(replayer, options) -> list[dict]:
+    """The method of ros2_benchmark: raise a fixed input rate until 5% of frames are dropped, then bisect."""
+    from dataclasses import replace
+
+    rows: list[dict] = []
+
+    def trial(hz: float) -> bool:
+        summary = replayer.replay(replace(options, hz=hz, max_frames=options.max_frames or 40)).summary()
+        rows.append(summary)
+        print(f"{hz:7.2f} Hz in: {summary['output_rate_hz']:.2f} Hz out, {100 * summary['dropped_fraction']:.1f}% dropped")
+        return summary["dropped_fraction"] < 0.05
+
+    low, high = 0.0, 1.0
+    while trial(high) and high < 1000:
+        low, high = high, high * 2
+    for _ in range(4):
+        middle = (low + high) / 2
+        if trial(middle):
+            low = middle
+        else:
+            high = middle
+    return rows
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="denseaspp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +416,58 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
                        help="continue OUTPUT/last.pt when it exists (default)")
     train.set_defaults(run=run_train)
+
+    evaluation = commands.add_parser(
+        "eval", help="mIoU of a model on a bag or a Cityscapes folder (official convention), or --merge shards"
+    )
+    evaluation.add_argument("--bag", type=Path, help="ROS 2 bag (folder or .mcap) or ROS 1 .bag")
+    evaluation.add_argument("--image-topic", help="Image or CompressedImage topic")
+    evaluation.add_argument("--label-topic", help="mono8 label topic, matched to images by header stamp")
+    evaluation.add_argument("--label-format", choices=("trainid", "labelid"), default="trainid")
+    evaluation.add_argument("--tolerance", type=float, default=0.001, help="stamp matching tolerance in seconds")
+    evaluation.add_argument("--cityscapes", type=Path, help="Cityscapes-layout root (leftImg8bit/, gtFine/)")
+    evaluation.add_argument("--split", default="val")
+    evaluation.add_argument("--output", type=Path, required=True, help="report.json, report.md, confusion.png, per_class_iou.png")
+    evaluation.add_argument("--save-predictions", type=Path, help="labelId PNGs for cityscapesscripts")
+    evaluation.add_argument("--write-bag", type=Path, help="bag of the images, predicted masks and colour masks")
+    evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
+    evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
+    evaluation.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file")
+    evaluation.add_argument("--multiscale", action="store_true")
+    evaluation.add_argument("--input-size", type=_size)
+    _add_engine_options(evaluation)
+    evaluation.set_defaults(run=run_eval)
+
+    demo = commands.add_parser("demo", help="synthetic drive -> segmentation_node (demo weights, costmap) -> scores and pictures")
+    demo.add_argument("--output", type=Path, default=Path("out/demo"))
+    demo.add_argument("--frames", type=_count(1), default=60)
+    demo.add_argument("--seed", type=_count(0), default=7, help="scene of the drive (the demo weights never saw seed 7)")
+    demo.add_argument("--size", type=_size, default=(256, 512))
+    demo.add_argument("--model", default="MobileNetDenseASPP", choices=MODEL_NAMES)
+    demo.add_argument("--weights", default="demo", help="checkpoint for the node; demo = the synthetic-world weights")
+    demo.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    demo.add_argument("--bag", type=Path, help="replay this bag instead of a synthetic drive")
+    demo.add_argument("--image-topic", default="/front/image_raw")
+    demo.add_argument("--label-topic", default="/front/labels", help="mono8 trainIds matched by stamp (for mIoU)")
+    demo.set_defaults(run=run_demo)
+
+    replay = commands.add_parser("replay", help="replay a bag into a running segmentation node and measure it")
+    replay.add_argument("bag", type=Path)
+    replay.add_argument("--image-topic", required=True, help="the bag's Image or CompressedImage topic")
+    replay.add_argument("--label-topic", help="mono8 trainIds in the bag: score the published masks")
+    replay.add_argument("--camera-info-topic", help="the bag's CameraInfo topic, republished to --target-info-topic")
+    replay.add_argument("--node", default="segmentation_node", help="name of the running node")
+    replay.add_argument("--camera", default="front", help="the node's camera the frames are for")
+    replay.add_argument("--target-topic", default="/front/image_raw", help="the node's image topic")
+    replay.add_argument("--target-info-topic", default="/front/camera_info")
+    replay.add_argument("--rate", type=float, default=1.0, help="factor on the recorded timing")
+    replay.add_argument("--hz", type=float, help="fixed input rate instead of the recorded timing")
+    replay.add_argument("--clock", action="store_true", help="keep the recorded stamps and publish /clock (use_sim_time)")
+    replay.add_argument("--max-frames", type=_count(1))
+    replay.add_argument("--find-peak", action="store_true", help="search the highest rate with < 5%% dropped frames")
+    replay.add_argument("--labels", default="cityscapes")
+    replay.add_argument("--json", type=Path)
+    replay.set_defaults(run=run_replay)
     return parser
 
 
