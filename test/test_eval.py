@@ -1,0 +1,169 @@
+"""Evaluation: metrics against hand-computed matrices, the official Cityscapes script on our
+predictions, shards merged exactly, bags of every kind read, stamps matched as documented."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from denseaspp_ros import cli
+from denseaspp_ros.bags import BagWriter, MatchStats, read_labelled_frames
+from denseaspp_ros.eval.metrics import ConfusionMatrix
+from denseaspp_ros.labels import CITYSCAPES, IGNORE_INDEX
+from denseaspp_ros.model import build_model, save_checkpoint
+from denseaspp_ros.synth.drive import DriveConfig
+from denseaspp_ros.synth.outputs import write_drive
+
+
+def test_metrics_against_a_hand_computed_matrix():
+    truth = np.array([[0, 0, 1, 1], [2, 2, IGNORE_INDEX, IGNORE_INDEX]], np.uint8)
+    prediction = np.array([[0, 1, 1, 1], [2, 0, 2, 3]], np.uint8)
+    matrix = ConfusionMatrix(5)
+    matrix.update(truth, prediction)
+    expected = np.zeros((5, 5), int)
+    expected[0, 0], expected[0, 1], expected[1, 1], expected[2, 2], expected[2, 0] = 1, 1, 2, 1, 1
+    np.testing.assert_array_equal(matrix.counts, expected)  # ignored ground truth does not count, whatever predicted
+    iou = matrix.iou()
+    assert iou[0] == pytest.approx(1 / 3)  # tp 1, fp 1 (from class 2), fn 1
+    assert iou[1] == pytest.approx(2 / 3)
+    assert iou[2] == pytest.approx(1 / 2)
+    assert math.isnan(iou[3]) and math.isnan(iou[4])  # predicted only on ignored pixels / absent: left out
+    assert matrix.miou() == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+    assert matrix.pixel_accuracy() == pytest.approx(4 / 6)
+    assert matrix.mean_class_accuracy() == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+
+
+def test_a_class_only_predicted_counts_with_iou_zero():
+    matrix = ConfusionMatrix(3)
+    matrix.update(np.array([0, 0, 0], np.uint8), np.array([0, 0, 2], np.uint8))
+    assert matrix.iou()[2] == 0.0 and math.isnan(matrix.iou()[1])
+    assert matrix.miou() == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_category_iou_groups_classes():
+    matrix = ConfusionMatrix(CITYSCAPES.num_classes)
+    road, sidewalk, car = (CITYSCAPES.class_names.index(n) for n in ("road", "sidewalk", "car"))
+    matrix.update(np.array([road, sidewalk, car], np.uint8), np.array([sidewalk, road, car], np.uint8))
+    categories = matrix.category_iou(CITYSCAPES.categories)
+    assert categories["flat"] == 1.0 and categories["vehicle"] == 1.0  # road/sidewalk confusions stay within flat
+    assert matrix.miou() == pytest.approx(1 / 3)
+
+
+@pytest.fixture(scope="module")
+def drive_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("drive")
+    write_drive(DriveConfig(frames=6, seed=5, size=(64, 128)), root, "val", progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> str:
+    """One fixed set of (untrained) weights, so that separate runs compute the same predictions."""
+    path = tmp_path_factory.mktemp("weights") / "mobilenet.pt"
+    save_checkpoint(build_model("MobileNetDenseASPP", 19), path)
+    return str(path)
+
+
+def _report(path: Path) -> dict:
+    return json.loads((path / "report.json").read_text())
+
+
+def test_cityscapesscripts_scores_the_saved_predictions_like_the_report(drive_folder, tmp_path):
+    """The official evaluation, unmodified, on --save-predictions gives the report's mIoU."""
+    code = cli.main([
+        "eval", "--cityscapes", str(drive_folder), "--split", "val", "--model", "MobileNetDenseASPP", "--device", "cpu",
+        "--output", str(tmp_path / "report"), "--save-predictions", str(tmp_path / "predictions"),
+    ])
+    assert code == 0
+    report = _report(tmp_path / "report")
+    assert report["frames_evaluated"] == 6 and report["complete"]
+    for name in ("report.md", "confusion.png", "per_class_iou.png"):
+        assert (tmp_path / "report" / name).is_file()
+
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
+
+    args = copy.copy(official.args)
+    args.predictionPath, args.predictionWalk = str(tmp_path / "predictions"), None
+    args.exportFile = str(tmp_path / "official.json")
+    args.evalInstLevelScore = False  # the synthetic world has no instance masks
+    args.quiet, args.colorized, args.bold, args.nocol = True, False, "", ""
+    truths = sorted(str(p) for p in (drive_folder / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))
+    predictions = [official.getPrediction(args, truth) for truth in truths]
+    results = official.evaluateImgLists(predictions, truths, args)
+    official_miou = results["averageScoreClasses"]
+    assert official_miou == pytest.approx(report["miou"], abs=1e-9)
+
+
+def test_sharded_evaluation_merges_to_the_unsharded_one(drive_folder, tmp_path, weights):
+    common = ["eval", "--cityscapes", str(drive_folder), "--model", "MobileNetDenseASPP", "--weights", weights, "--device", "cpu"]
+    assert cli.main([*common, "--output", str(tmp_path / "whole")]) == 0
+    for index in range(3):
+        assert cli.main([*common, "--shard", f"{index}/3", "--output", str(tmp_path / f"shard{index}")]) == 0
+    assert [_report(tmp_path / f"shard{i}")["frames_evaluated"] for i in range(3)] == [2, 2, 2]
+    shards = [str(tmp_path / f"shard{i}" / "report.json") for i in range(3)]
+    assert cli.main(["eval", "--merge", *shards, "--output", str(tmp_path / "merged")]) == 0
+    whole, merged = _report(tmp_path / "whole"), _report(tmp_path / "merged")
+    assert merged["confusion"] == whole["confusion"]
+    assert merged["miou"] == whole["miou"] and merged["frames_evaluated"] == 6
+
+
+@pytest.mark.parametrize("storage, compressed", [("mcap", False), ("mcap", True), ("sqlite3", False), ("sqlite3", True)])
+def test_bags_of_both_storages_and_image_types_evaluate(tmp_path, storage, compressed):
+    bag = tmp_path / "drive"
+    write_drive(DriveConfig(frames=3, seed=6, size=(64, 128)), None, bag=bag, compressed=compressed, storage=storage,
+                progress=False)
+    topic = "/front/image_raw" + ("/compressed" if compressed else "")
+    code = cli.main([
+        "eval", "--bag", str(bag), "--image-topic", topic, "--label-topic", "/front/labels",
+        "--model", "MobileNetDenseASPP", "--device", "cpu", "--output", str(tmp_path / "report"),
+        "--write-bag", str(tmp_path / "results"),
+    ])
+    assert code == 0
+    report = _report(tmp_path / "report")
+    assert report["frames_evaluated"] == 3 and report["frames_unmatched_images"] == 0
+    stats = MatchStats()
+    frames = list(read_labelled_frames(tmp_path / "results", "/eval/image", "/eval/mask", stats=stats))
+    assert len(frames) == 3  # the results bag pairs each image with its predicted mask
+
+
+def test_stamp_matching_with_jitter_and_missing_labels(tmp_path):
+    """Labels 0.4 ms off their image match within the default 1 ms; one image without a label and one
+    label without an image are counted, never silently dropped."""
+    bag = tmp_path / "jitter"
+    image = np.zeros((8, 16, 3), np.uint8)
+    label = np.zeros((8, 16), np.uint8)
+    second = 1_000_000_000
+    with BagWriter(bag) as writer:
+        for index in range(5):
+            stamp = 1_700_000_000 * second + index * second // 10
+            if index != 2:  # frame 2 has no label
+                writer.write_image("/labels", stamp + 400_000, "c", label, "mono8")
+            writer.write_image("/image", stamp, "c", image, "rgb8")
+        writer.write_image("/labels", 1_700_000_000 * second + 7 * second, "c", label, "mono8")  # no image
+    stats = MatchStats()
+    frames = list(read_labelled_frames(bag, "/image", "/labels", tolerance_s=0.001, stats=stats))
+    assert len(frames) == 4 and stats.unmatched_images == 1 and stats.unmatched_labels == 1
+    strict = MatchStats()
+    assert list(read_labelled_frames(bag, "/image", "/labels", tolerance_s=0.0001, stats=strict)) == []
+    assert strict.unmatched_images == 5 and strict.unmatched_labels == 5
+
+
+def test_bad_sources_fail_clearly(tmp_path, capsys):
+    bag = tmp_path / "drive"
+    write_drive(DriveConfig(frames=1, size=(32, 64)), None, bag=bag, progress=False)
+    common = ["eval", "--model", "MobileNetDenseASPP", "--device", "cpu", "--output", str(tmp_path / "r")]
+    assert cli.main([*common, "--bag", str(bag), "--image-topic", "/nope", "--label-topic", "/front/labels"]) == 2
+    assert "no topic /nope" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    with BagWriter(empty) as writer:
+        writer.write_image("/other", 1, "c", np.zeros((2, 2), np.uint8), "mono8")
+    assert cli.main([*common, "--bag", str(empty), "--image-topic", "/image", "--label-topic", "/labels"]) == 2
+    assert "no topic /image" in capsys.readouterr().err
+    (tmp_path / "broken.mcap").write_bytes(b"not a bag at all")
+    assert cli.main([*common, "--bag", str(tmp_path / "broken.mcap"), "--image-topic", "/a", "--label-topic", "/b"]) == 2
+    assert "cannot read bag" in capsys.readouterr().err
