@@ -291,7 +291,7 @@ def run_replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         bag=args.bag, image_topic=args.image_topic, node=args.node, camera=args.camera, target_topic=args.target_topic,
         camera_info_topic=args.camera_info_topic, target_info_topic=args.target_info_topic, label_topic=args.label_topic,
-        rate=args.rate, hz=args.hz, clock=args.clock, max_frames=args.max_frames,
+        rate=args.rate, hz=args.hz, clock=args.clock, max_frames=args.max_frames, wait=args.wait,
     )
     replayer = Replayer(get_label_set(args.labels))
     try:
@@ -464,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--hz", type=float, help="fixed input rate instead of the recorded timing")
     replay.add_argument("--clock", action="store_true", help="keep the recorded stamps and publish /clock (use_sim_time)")
     replay.add_argument("--max-frames", type=_count(1))
+    replay.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the node to subscribe")
     replay.add_argument("--find-peak", action="store_true", help="search the highest rate with < 5%% dropped frames")
     replay.add_argument("--labels", default="cityscapes")
     replay.add_argument("--json", type=Path)

@@ -48,6 +48,7 @@ class ReplayOptions:
     clock: bool = False
     max_frames: int | None = None
     grace: float = 3.0  # seconds to wait for the last outputs
+    wait: float = 30.0  # seconds to wait for the node to subscribe
     record: list[tuple[str, type]] = field(default_factory=list)  # extra outputs to record raw: (topic, type)
 
 
@@ -149,8 +150,8 @@ class Replayer:
                 subscriptions.append(self.node.create_subscription(
                     kind, topic, lambda raw, t=topic: result.recorded.setdefault(t, []).append((time.time_ns(), raw)), qos, raw=True,
                 ))
-            if not self.spin_for(30.0, lambda: publisher.get_subscription_count() > 0):
-                raise BagError(f"nothing subscribes to {target}: is the node running (and active)?")
+            if not self.spin_for(options.wait, lambda: publisher.get_subscription_count() > 0):
+                raise BagError(f"nothing subscribes to {target} after {options.wait:g} s: is the node running (and active)?")
             self.spin_for(1.0)  # let the node's outputs match our subscriptions too
             wanted = [connections[t] for t in (options.image_topic, options.label_topic, options.camera_info_topic) if t]
             start_wall = time.monotonic()
