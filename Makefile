@@ -25,8 +25,7 @@ $(STAMP): setup.py setup.cfg
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/denseaspp infer denseaspp_ros/data/samples --output demo_output \
-		--model MobileNetDenseASPP --save trainid,labelid,color,overlay,confidence
+	$(VENV)/bin/denseaspp demo --output out/demo
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
@@ -36,4 +35,4 @@ bench: $(STAMP)
 	$(VENV)/bin/denseaspp bench --model DenseASPP161 --size 256x512 --batch 1
 
 clean:
-	rm -rf $(VENV) demo_output build *.egg-info
+	rm -rf $(VENV) out build *.egg-info

@@ -163,8 +163,9 @@ def run_infer(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     if args.target.suffix != ".safetensors":
         raise DenseASPPError(f"the output must end in .safetensors, got {args.target}")
-    convert_checkpoint(args.source, args.target, args.model, args.num_classes)
-    print(f"wrote {args.target} ({args.model}, {args.num_classes} classes) from {args.source}")
+    convert_checkpoint(args.source, args.target, args.model, args.num_classes, half=args.half)
+    precision = "float16" if args.half else "float32"
+    print(f"wrote {args.target} ({args.model}, {args.num_classes} classes, {precision}) from {args.source}")
     return 0
 
 
@@ -358,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("target", type=Path, help="the .safetensors file to write")
     convert.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES)
     convert.add_argument("--num-classes", type=int, default=19)
+    convert.add_argument("--half", action="store_true", help="store float16 (half the size)")
     convert.set_defaults(run=run_convert)
 
     bench = commands.add_parser("bench", help="throughput and latency of the raw forward and the Segmenter path")

@@ -249,9 +249,14 @@ def save_safetensors(model: nn.Module, path: str | Path, **metadata: str) -> Non
     atomic_write(Path(path), lambda target: save_safetensors_file(tensors, target, metadata=header))
 
 
-def convert_checkpoint(source: str | Path, target: str | Path, model_name: str, num_classes: int = 19) -> None:
-    """Turn any supported checkpoint (typically the release's ``.pkl``) into a verified ``.safetensors``."""
+def convert_checkpoint(
+    source: str | Path, target: str | Path, model_name: str, num_classes: int = 19, half: bool = False
+) -> None:
+    """Turn any supported checkpoint (typically the release's ``.pkl``) into a verified ``.safetensors``.
+
+    ``half`` stores float16 (half the size; loading casts back to the model's float32).
+    """
     from .variants import build_model
 
     model = build_model(model_name, num_classes, weights=source)
-    save_safetensors(model, target, source=Path(source).name)
+    save_safetensors(model.half() if half else model, target, source=Path(source).name)

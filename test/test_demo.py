@@ -1,0 +1,59 @@
+"""The packaged demo weights and the README's main command, at a reduced length.
+
+Thresholds come from measurement (BENCHMARKS.md): the weights' held-out mIoU is recomputed and
+must match the figure recorded beside them; the demo must score the node's live masks and its
+costmap clearly above chance.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from denseaspp_ros import cli
+from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
+from denseaspp_ros.inference import Segmenter
+from denseaspp_ros.labels import CITYSCAPES
+from denseaspp_ros.model import build_model
+from denseaspp_ros.model.variants import DEMO_WEIGHTS_FILE
+from denseaspp_ros.synth.drive import DriveConfig
+from denseaspp_ros.synth.outputs import write_drive
+
+RECORD = json.loads(DEMO_WEIGHTS_FILE.with_suffix(".json").read_text())
+
+
+def test_demo_weights_score_their_recorded_held_out_miou(tmp_path):
+    held_out = RECORD["held_out"]
+    for seed in held_out["seeds"]:
+        config = DriveConfig(frames=held_out["frames"], seed=seed, fps=held_out["fps"], size=tuple(held_out["size"]))
+        write_drive(config, tmp_path, "val", progress=False)
+    segmenter = Segmenter(build_model("MobileNetDenseASPP", 19, "demo"), device="cpu")
+    result = evaluate(cityscapes_samples(tmp_path, "val", CITYSCAPES), segmenter, CITYSCAPES)
+    assert result.frames == len(held_out["seeds"]) * held_out["frames"]
+    assert result.matrix.miou() == pytest.approx(RECORD["miou"], abs=0.005)
+
+
+def test_demo_weights_refuse_another_variant():
+    from denseaspp_ros.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="holds MobileNetDenseASPP weights, not DenseASPP121"):
+        build_model("DenseASPP121", 19, "demo")
+
+
+def test_the_demo_runs_end_to_end(tmp_path):
+    output = tmp_path / "demo"
+    assert cli.main(["demo", "--output", str(output), "--frames", "16", "--rate", "0.5"]) == 0
+    for name in ("report.json", "report.md", "confusion.png", "per_class_iou.png", "drive.gif", "costmap.png", "node.log"):
+        assert (output / name).is_file(), name
+    assert (output / "published_bag" / "metadata.yaml").is_file()
+    report = json.loads((output / "report.json").read_text())
+    assert report["frames_sent"] == 16
+    assert report["frames_received"] + report["frames_dropped"] == 16
+    assert report["frames_received"] >= 8, (output / "node.log").read_text()
+    assert report["miou"] >= RECORD["demo_thresholds"]["miou"]
+    assert report["costmap"]["free_iou"] >= RECORD["demo_thresholds"]["costmap_free_iou"]
+    assert report["latency_ms_p50"] is not None
+    # Run again into the same folder: an earlier demo's results are replaced, nothing else would be.
+    (output / "report.json").unlink()
+    assert cli.main(["demo", "--output", str(output), "--frames", "2", "--rate", "0.5"]) == 0
