@@ -241,6 +241,7 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         samples = cityscapes_samples(args.cityscapes, args.split, labels)
     segmenter = _build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
+    costmap = _camera_costmap(args.camera, labels) if args.camera else None
     with ExitStack() as stack:
         bag = stack.enter_context(BagWriter(args.write_bag)) if args.write_bag else None
 
@@ -256,6 +257,9 @@ def run_eval(args: argparse.Namespace) -> int:
                 bag.write_image("/eval/mask", sample.stamp_ns, "camera", prediction, "mono8")
                 bag.write_image("/eval/mask_color", sample.stamp_ns, "camera", labels.colorize(prediction), "rgb8")
                 bag.write_image("/eval/ground_truth", sample.stamp_ns, "camera", sample.truth, "mono8")
+                if costmap is not None:
+                    costmap.update("camera", prediction, sample.stamp_ns / 1e9)
+                    bag.write_grid("/eval/costmap", sample.stamp_ns, costmap.grid, costmap.snapshot().costs)
 
         result = evaluate(samples, segmenter, labels, shard, keep, stats=stats if args.bag else None)
     if result.frames == 0:
@@ -334,6 +338,23 @@ def _find_peak(replayer, options) -> list[dict]:
         else:
             high = middle
     return rows
+
+
+def _camera_costmap(path: Path, labels: LabelSet):
+    """A one-camera SemanticCostmap from a camera description (``denseaspp synth``'s camera.yaml)."""
+    import yaml
+
+    from .costmap import CameraModel, CameraPose, CostmapSettings, SemanticCostmap, load_cost_table
+
+    try:
+        camera = yaml.safe_load(path.read_text())["camera"]
+        model = CameraModel.from_intrinsics(camera["intrinsics"], camera["image_width"], camera["image_height"])
+        pose = CameraPose.from_list(camera["pose"], f"{path}: camera.pose")
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise DenseASPPError(f"{path} is not a camera description (camera: intrinsics, image_width, image_height, pose): {error}") from None
+    costmap = SemanticCostmap(load_cost_table(None, labels), CostmapSettings())
+    costmap.set_camera("camera", model, pose)
+    return costmap
 
 
 def _percent(value: float | None) -> str:
@@ -432,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--output", type=Path, required=True, help="report.json, report.md, confusion.png, per_class_iou.png")
     evaluation.add_argument("--save-predictions", type=Path, help="labelId PNGs for cityscapesscripts")
     evaluation.add_argument("--write-bag", type=Path, help="bag of the images, predicted masks and colour masks")
+    evaluation.add_argument("--camera", type=Path, help="camera.yaml (as denseaspp synth writes it): costmaps in --write-bag too")
     evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
     evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
     evaluation.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file")

@@ -131,6 +131,23 @@ def test_bags_of_both_storages_and_image_types_evaluate(tmp_path, storage, compr
     assert len(frames) == 3  # the results bag pairs each image with its predicted mask
 
 
+def test_result_bag_carries_costmaps_with_a_camera_description(drive_folder, tmp_path):
+    from denseaspp_ros.bags import open_bag
+
+    code = cli.main([
+        "eval", "--cityscapes", str(drive_folder), "--model", "MobileNetDenseASPP", "--device", "cpu",
+        "--output", str(tmp_path / "report"), "--write-bag", str(tmp_path / "results"),
+        "--camera", str(drive_folder / "camera.yaml"),
+    ])
+    assert code == 0
+    reader = open_bag(tmp_path / "results")
+    try:
+        assert {c.topic: c.msgtype for c in reader.connections}["/eval/costmap"] == "nav_msgs/msg/OccupancyGrid"
+        assert sum(1 for c in reader.connections if c.topic == "/eval/costmap") == 1
+    finally:
+        reader.close()
+
+
 def test_stamp_matching_with_jitter_and_missing_labels(tmp_path):
     """Labels 0.4 ms off their image match within the default 1 ms; one image without a label and one
     label without an image are counted, never silently dropped."""

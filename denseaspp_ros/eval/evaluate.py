@@ -81,7 +81,8 @@ def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet) -> Ite
     image_root = Path(root) / "leftImg8bit" / split
     for index in range(len(dataset)):
         image, truth = dataset[index]
-        yield Sample(str(dataset.items[index][0].relative_to(image_root)), image, False, truth)
+        # Folder images have no time: space them 0.1 s apart for result bags and costmap decay.
+        yield Sample(str(dataset.items[index][0].relative_to(image_root)), image, False, truth, index * 100_000_000)
 
 
 def evaluate(
