@@ -154,6 +154,16 @@ def open_bag(path: str | Path) -> AnyReader:
     return reader
 
 
+def count_messages(path: str | Path, topic: str) -> int | None:
+    """Messages on ``topic`` according to the bag's index (None when the bag does not say)."""
+    reader = open_bag(path)
+    try:
+        counts = [c.msgcount for c in reader.connections if c.topic == topic]
+        return sum(counts) if counts else None
+    finally:
+        reader.close()
+
+
 def read_labelled_frames(
     path: str | Path,
     image_topic: str,

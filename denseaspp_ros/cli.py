@@ -217,7 +217,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from .bags import BagWriter, MatchStats
+    from .bags import BagWriter, MatchStats, count_messages
     from .eval.evaluate import Shard, bag_samples, cityscapes_samples, evaluate
     from .eval.report import build_report, merge_reports, read_report, timing, write_report
 
@@ -234,12 +234,16 @@ def run_eval(args: argparse.Namespace) -> int:
         raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
     shard = Shard.parse(args.shard)
     stats = MatchStats()
+    total = None
     if args.bag is not None:
         if not args.image_topic or not args.label_topic:
             raise DenseASPPError("--bag needs --image-topic and --label-topic")
         samples = bag_samples(args.bag, args.image_topic, args.label_topic, labels, args.label_format, args.tolerance, stats)
+        total = count_messages(args.bag, args.image_topic)
     else:
         samples = cityscapes_samples(args.cityscapes, args.split, labels)
+    if total is not None:
+        total = len(range(shard.index, total, shard.count))  # for the progress bar's ETA
     segmenter = _build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
     costmap = _camera_costmap(args.camera, labels) if args.camera else None
     with ExitStack() as stack:
@@ -261,7 +265,7 @@ def run_eval(args: argparse.Namespace) -> int:
                     costmap.update("camera", prediction, sample.stamp_ns / 1e9)
                     bag.write_grid("/eval/costmap", sample.stamp_ns, costmap.grid, costmap.snapshot().costs)
 
-        result = evaluate(samples, segmenter, labels, shard, keep, stats=stats if args.bag else None)
+        result = evaluate(samples, segmenter, labels, shard, keep, total=total, stats=stats if args.bag else None)
     if result.frames == 0:
         raise DenseASPPError("no frame was evaluated: " + ("; ".join(result.problems) or "the source is empty"))
     report = build_report(
@@ -291,6 +295,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    import os
+
+    # Discovery stays on this machine unless the user says otherwise; the domain is the user's
+    # (export the node's ROS_DOMAIN_ID), since replay talks to a node it did not start.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     from .ros.replay import Replayer, ReplayOptions
 
     options = ReplayOptions(
