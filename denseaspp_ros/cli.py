@@ -289,7 +289,10 @@ def run_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(
         output=args.output, frames=args.frames, seed=args.seed, size=args.size, model=args.model, weights=args.weights,
         rate=args.rate, bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,
+        cityscapes=args.cityscapes, split=args.split,
     )
+    if args.bag is not None and args.cityscapes is not None:
+        raise DenseASPPError("give --bag or --cityscapes, not both")
     run_demo(options)
     return 0
 
@@ -480,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", default="demo", help="checkpoint for the node; demo = the synthetic-world weights")
     demo.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     demo.add_argument("--bag", type=Path, help="replay this bag instead of a synthetic drive")
+    demo.add_argument("--cityscapes", type=Path, help="replay this Cityscapes-layout folder (as a 10 Hz drive) instead")
+    demo.add_argument("--split", default="val", help="the --cityscapes split")
     demo.add_argument("--image-topic", default="/front/image_raw")
     demo.add_argument("--label-topic", default="/front/labels", help="mono8 trainIds matched by stamp (for mIoU)")
     demo.set_defaults(run=run_demo)

@@ -50,6 +50,8 @@ class DemoOptions:
     weights: str = "demo"
     rate: float = 1.0
     bag: Path | None = None  # a user's bag instead of the synthetic drive
+    cityscapes: Path | None = None  # or a Cityscapes-layout folder, replayed as a 10 Hz drive
+    split: str = "val"
     image_topic: str = IMAGE_TOPIC
     label_topic: str | None = LABEL_TOPIC
 
@@ -97,7 +99,11 @@ def run_demo(options: DemoOptions, say=print) -> dict:
     output = options.output
     prepare_output(output)
     bag = options.bag
-    if bag is None:
+    if options.cityscapes is not None:
+        bag = output / "cityscapes_bag"
+        say(f"[1/4] packing {options.cityscapes} ({options.split}) into {bag} as a 10 Hz drive")
+        _cityscapes_bag(options.cityscapes, options.split, bag)
+    elif bag is None:
         bag = output / "drive_bag"
         say(f"[1/4] rendering a {options.frames}-frame synthetic drive (seed {options.seed}) into {bag}")
         write_drive(DriveConfig(frames=options.frames, seed=options.seed, size=options.size), None, bag=bag, progress=False)
@@ -167,6 +173,18 @@ def _write_results(options: DemoOptions, bag: Path, result, output: Path, say) -
     )
     say(f"results in {output}/: report.md, confusion.png, per_class_iou.png, drive.gif, costmap.png, published_bag/, node.log")
     return report
+
+
+def _cityscapes_bag(root: Path, split: str, bag: Path) -> None:
+    from ..eval.evaluate import cityscapes_samples
+    from ..synth.drive import START_STAMP_NS
+    from ..synth.outputs import CAMERA_FRAME
+
+    with BagWriter(bag) as writer:
+        for sample in cityscapes_samples(root, split, CITYSCAPES):
+            stamp = START_STAMP_NS + sample.stamp_ns
+            writer.write_image(IMAGE_TOPIC, stamp, CAMERA_FRAME, sample.image, "rgb8")
+            writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, sample.truth, "mono8")
 
 
 def _percent(value) -> str:
