@@ -205,7 +205,7 @@ def run_train(args: argparse.Namespace) -> int:
         for name in (
             "data", "output", "model", "labels", "train_split", "val_split", "val_data", "image_topic", "label_topic",
             "label_format", "steps", "batch_size", "lr", "weight_decay", "poly_power", "crop", "scale", "flip",
-            "init_checkpoint", "imagenet", "val_every", "checkpoint_every", "log_every", "workers", "amp", "device",
+            "init_checkpoint", "imagenet", "val_every", "bn_batches", "checkpoint_every", "log_every", "workers", "amp", "device",
             "seed", "resume",
         )
     }
@@ -442,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-checkpoint", help="fine-tune from a DenseASPP checkpoint (.pkl/.pt/.safetensors)")
     train.add_argument("--imagenet", help="start the backbone from torchvision ImageNet weights (.pth)")
     train.add_argument("--val-every", type=_count(0), help="steps between validations (0: none)")
+    train.add_argument("--bn-batches", type=_count(0), help="batches re-estimating BatchNorm statistics (default 20; 0 off)")
     train.add_argument("--checkpoint-every", type=_count(1))
     train.add_argument("--log-every", type=_count(1))
     train.add_argument("--workers", type=_count(0), help="data loader processes")

@@ -34,6 +34,7 @@ class TrainConfig:
     init_checkpoint: str | None = None  # fine-tune from a DenseASPP checkpoint (any class count)
     imagenet: str | None = None  # torchvision ImageNet backbone weights (.pth)
     val_every: int = 1000  # 0: no validation
+    bn_batches: int = 20  # batches that re-estimate BatchNorm statistics before validation and saving; 0: off
     checkpoint_every: int = 200
     log_every: int = 10
     workers: int = 2

@@ -37,6 +37,8 @@ from .initialise import initialise
 
 LAST = "last.pt"
 BEST = "best.pt"
+# Crops for BatchNorm re-estimation come from this pseudo-epoch, never used for training.
+_BN_EPOCH = 10**6
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -109,6 +111,7 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.scale, self.shift = normalization(device)
+        self.crops = TrainingCrops(self.train_set, Augmentation(config.crop, config.scale, config.flip), config.seed)
 
     @property
     def leader(self) -> bool:
@@ -143,7 +146,7 @@ class Trainer:
         config = self.config
         if self.leader:
             self.output.mkdir(parents=True, exist_ok=True)
-        crops = TrainingCrops(self.train_set, Augmentation(config.crop, config.scale, config.flip), config.seed)
+        crops = self.crops
         batches = StepBatches(len(self.train_set), config.batch_size, config.seed, self.step, config.steps, self.rank, self.world)
         loader = DataLoader(
             crops, batch_sampler=batches, num_workers=config.workers,
@@ -199,8 +202,34 @@ class Trainer:
         self.schedule.step()
         return float(loss.detach())
 
+    def _recalibrate_batchnorm(self) -> None:
+        """Re-estimate BatchNorm running statistics with the current weights (cumulative average).
+
+        The release's ASPP BatchNorms use momentum 0.0003: their running statistics need tens of
+        thousands of steps to follow the weights, so after a short run or fine-tune the network
+        would be evaluated (and deployed) with stale statistics. Training itself uses batch
+        statistics and is unaffected.
+        """
+        if self.config.bn_batches < 1:
+            return
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [norm.momentum for norm in norms]
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+        self.model.train()
+        size = len(self.train_set)
+        with torch.no_grad():
+            for batch in range(self.config.bn_batches):
+                items = [self.crops[(_BN_EPOCH, (batch * self.config.batch_size + i) % size)] for i in range(self.config.batch_size)]
+                images = torch.stack([image for image, _ in items]).to(self.device).permute(0, 3, 1, 2).float()
+                self.model(images.mul_(self.scale).add_(self.shift).contiguous(memory_format=torch.channels_last))
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+
     def _validate(self) -> None:
         """mIoU over the validation set with the inference Segmenter (each rank a share, summed)."""
+        self._recalibrate_batchnorm()
         segmenter = Segmenter(self.model, device=str(self.device), precision="fp32", max_batch=1)
         matrix = ConfusionMatrix(self.label_set.num_classes)
         for index in range(self.rank, len(self.val_set), self.world):
@@ -232,6 +261,8 @@ class Trainer:
         self._write_log()
 
     def _finish(self) -> None:
+        if self.val_set is None:  # validation already re-estimated the statistics of the last step
+            self._recalibrate_batchnorm()
         if not self.leader:
             return
         save_safetensors(self.model, self.output / "final.safetensors", step=str(self.step), labels=self.config.labels)

@@ -1,0 +1,67 @@
+"""Held-out mIoU of the packaged demo weights on synthetic scenes they never saw (new seeds).
+
+Renders the held-out drives, evaluates them with the Segmenter, prints the per-class table and,
+with --write-record, stores the figures beside the weights (the JSON the tests check against):
+
+    .venv/bin/python bench/demo_weights.py [--weights demo] [--write-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
+from denseaspp_ros.inference import Segmenter
+from denseaspp_ros.labels import CITYSCAPES
+from denseaspp_ros.model import build_model
+from denseaspp_ros.model.variants import DEMO_WEIGHTS_FILE
+from denseaspp_ros.synth.drive import DriveConfig
+from denseaspp_ros.synth.outputs import write_drive
+
+# Seeds 0-59 trained the weights and 1000-1004 chose the best checkpoint: these were never seen.
+HELD_OUT = {"seeds": [2000, 2001, 2002, 2003, 2004], "frames": 8, "fps": 2.0, "size": [256, 512]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", default="demo")
+    parser.add_argument("--write-record", action="store_true", help="store the figures in the weights' JSON record")
+    parser.add_argument("--demo-miou", type=float, help="live-demo mIoU measured with `denseaspp demo` (recorded)")
+    parser.add_argument("--demo-free-iou", type=float, help="live-demo costmap free-cell IoU (recorded)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for seed in HELD_OUT["seeds"]:
+            config = DriveConfig(frames=HELD_OUT["frames"], seed=seed, fps=HELD_OUT["fps"], size=tuple(HELD_OUT["size"]))
+            write_drive(config, root, "val", progress=False)
+        segmenter = Segmenter(build_model("MobileNetDenseASPP", 19, args.weights), device="cpu")
+        result = evaluate(cityscapes_samples(root, "val", CITYSCAPES), segmenter, CITYSCAPES)
+    iou = result.matrix.iou()
+    present = result.matrix.counts.sum(1) > 0  # classes that occur in the held-out ground truth
+    print(f"held-out mIoU {100 * result.matrix.miou():.2f}% over {result.frames} frames "
+          f"({int(present.sum())} classes present); pixel accuracy {100 * result.matrix.pixel_accuracy():.2f}%")
+    for name, value, here in zip(CITYSCAPES.class_names, iou, present):
+        print(f"  {name:14s} {'n/a' if np.isnan(value) else f'{100 * value:6.2f}'}{'' if here else '  (absent)'}")
+    if args.write_record:
+        path = DEMO_WEIGHTS_FILE.with_suffix(".json")
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        record.update({
+            "what": "MobileNetDenseASPP trained on the synthetic street world (Cityscapes classes); not Cityscapes weights",
+            "held_out": HELD_OUT,
+            "miou": result.matrix.miou(),
+            "pixel_accuracy": result.matrix.pixel_accuracy(),
+            "per_class": {n: (None if np.isnan(v) else float(v)) for n, v in zip(CITYSCAPES.class_names, iou)},
+        })
+        if args.demo_miou is not None:
+            record["demo_thresholds"] = {"miou": args.demo_miou, "costmap_free_iou": args.demo_free_iou}
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
