@@ -497,7 +497,11 @@ def test_stale_frames_are_dropped_not_queued(client, slow_node):
     message = image_msg(Header(frame_id="slow"), pattern_image(64, 128))
     try:
         # Warm up (first passes are slower) and make sure the mask subscription is matched.
-        assert client.publish_until(lambda: publisher.publish(message), lambda: len(latencies) >= 2, 30.0, period=0.3)
+        def warm_up() -> None:
+            message.header.stamp = client.now_stamp()  # a warm-up frame still in flight later must not look stale
+            publisher.publish(message)
+
+        assert client.publish_until(warm_up, lambda: len(latencies) >= 2, 30.0, period=0.3)
         latencies.clear()
         published = 0
         start = time.monotonic()
