@@ -21,7 +21,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from .costmap import CameraModel, GridSpec
 from .errors import DenseASPPError
-from .image_messages import MessageError, class_mask_to_array, compressed_to_array, image_to_array
+from .image_messages import MessageError, class_mask_to_array, decode_image
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -227,13 +227,6 @@ def _expire(pending: dict[str, dict[int, Any]], image_topic: str, label_topic: s
         for stamp in old:
             del pending[topic][stamp]
         setattr(stats, attribute, getattr(stats, attribute) + len(old))
-
-
-def decode_image(message: Any) -> tuple[np.ndarray, bool]:
-    """An Image or CompressedImage (rosbags or rclpy) as HxWx3 uint8 and whether it is BGR."""
-    if hasattr(message, "format"):
-        return compressed_to_array(message)
-    return image_to_array(message)
 
 
 def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats) -> LabelledFrame | None:

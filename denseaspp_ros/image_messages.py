@@ -117,3 +117,10 @@ def compressed_to_array(msg: Any) -> tuple[np.ndarray, bool]:
             f" OpenCV cannot decode its {data.size} bytes"
         )
     return image, True
+
+
+def decode_image(msg: Any) -> tuple[np.ndarray, bool]:
+    """An Image or CompressedImage (rclpy's or rosbags') as HxWx3 uint8, and whether it is BGR."""
+    if hasattr(msg, "format"):  # only CompressedImage has a format field
+        return compressed_to_array(msg)
+    return image_to_array(msg)

@@ -63,9 +63,10 @@ class GroundProjection:
         order = np.argsort(pixel_cells[seen_pixels], kind="stable")
         self._vote_pixels = (seen_pixels[order] - offset).astype(np.int64)
         vote_cells = pixel_cells[seen_pixels[order]]
-        starts = np.flatnonzero(np.diff(vote_cells, prepend=-1)) if vote_cells.size else np.zeros(0, np.int64)
+        new_cell = np.diff(vote_cells, prepend=-1) != 0  # votes are sorted by cell: each cell is one segment
+        starts = np.flatnonzero(new_cell)
         self._segment_starts = starts
-        self._segment_ids = (np.cumsum(np.diff(vote_cells, prepend=-1) != 0) - 1).astype(np.int64)
+        self._segment_ids = np.cumsum(new_cell) - 1
         self._fill_pixels = (fill_pixels - offset).astype(np.int64)
         self.cells = np.concatenate([vote_cells[starts], fill_cells]).astype(np.int32)
         self.cells.setflags(write=False)

@@ -17,6 +17,7 @@ from ..image_messages import (  # noqa: F401 (the node's conversions, re-exporte
     MessageError,
     class_mask_to_array,
     compressed_to_array,
+    decode_image,
     image_to_array,
 )
 from ..labels import IGNORE_INDEX, LabelSet

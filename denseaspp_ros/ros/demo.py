@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -30,7 +31,7 @@ from ..bags import BagWriter, open_bag
 from ..costmap import load_cost_table
 from ..errors import DenseASPPError
 from ..eval.report import build_report, write_report
-from ..image_messages import class_mask_to_array
+from ..image_messages import class_mask_to_array, decode_image
 from ..labels import CITYSCAPES
 from ..synth.drive import DriveConfig
 from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, write_drive
@@ -150,7 +151,8 @@ def _write_results(options: DemoOptions, bag: Path, result, output: Path, say) -
     mask_topic = f"/{NODE}/front/mask"
     costmap_topic = f"/{NODE}/costmap"
     to_original = result.sent_stamps
-    agreement = _costmap_agreement(bag, result.recorded.get(costmap_topic, []), to_original, output)
+    recorded = _read_topics(bag, (options.image_topic, GRID_TOPIC))  # one pass over the input bag
+    agreement = _costmap_agreement(recorded[GRID_TOPIC], result.recorded.get(costmap_topic, []), to_original, output)
     details = {**result.summary(), "costmap": agreement, "model": options.model, "weights": options.weights,
                "source": str(bag), "complete": True}
     details.pop("miou")
@@ -159,8 +161,8 @@ def _write_results(options: DemoOptions, bag: Path, result, output: Path, say) -
         write_report(report, CITYSCAPES, output)
     else:
         report = {"miou": None, **details}
-    (output / _MARKER).write_text(__import__("json").dumps(report, indent=2))
-    _write_gif(bag, result.recorded.get(mask_topic, []), to_original, output / "drive.gif")
+    (output / _MARKER).write_text(json.dumps(report, indent=2))
+    _write_gif(recorded[options.image_topic], result.recorded.get(mask_topic, []), to_original, output / "drive.gif")
     with BagWriter(output / "published_bag") as writer:
         for topic, kind in ((mask_topic, "sensor_msgs/msg/Image"), (costmap_topic, "nav_msgs/msg/OccupancyGrid")):
             for received, raw in result.recorded.get(topic, []):
@@ -195,23 +197,25 @@ def _number(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def _read_topic(bag: Path, topic: str) -> dict[int, object]:
+def _read_topics(bag: Path, topics: tuple[str, ...]) -> dict[str, dict[int, object]]:
+    """topic -> {header stamp: message} for the given topics (empty for those the bag lacks)."""
+    found: dict[str, dict[int, object]] = {topic: {} for topic in topics}
     reader = open_bag(bag)
     try:
-        connections = [c for c in reader.connections if c.topic == topic]
-        found = {}
+        connections = [c for c in reader.connections if c.topic in found]
         for connection, _, raw in reader.messages(connections=connections):
             message = reader.deserialize(raw, connection.msgtype)
-            found[message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec] = message
+            found[connection.topic][message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec] = message
         return found
     finally:
         reader.close()
 
 
-def _costmap_agreement(bag: Path, grids: list[tuple[int, bytes]], to_original: dict[int, int], output: Path) -> dict:
+def _costmap_agreement(
+    truths: dict[int, object], grids: list[tuple[int, bytes]], to_original: dict[int, int], output: Path
+) -> dict:
     """IoU of free (cost 0) and lethal (100) cells between the node's costmaps and the ground truth,
     over the cells the costmap knows; and costmap.png of the last pair."""
-    truths = _read_topic(bag, GRID_TOPIC)
     if not grids or not truths:
         return {"frames": 0, "free_iou": None, "lethal_iou": None}
     table = load_cost_table(None, CITYSCAPES)
@@ -278,15 +282,14 @@ def _plot_costmaps(predicted: np.ndarray, expected: np.ndarray, classes: np.ndar
     plt.close(figure)
 
 
-def _write_gif(bag: Path, masks: list[tuple[int, bytes]], to_original: dict[int, int], path: Path, limit: int = 80) -> None:
+def _write_gif(
+    images: dict[int, object], masks: list[tuple[int, bytes]], to_original: dict[int, int], path: Path, limit: int = 80
+) -> None:
     """The published masks blended over their input images, in drive order."""
     from PIL import Image as Picture
 
-    from ..bags import decode_image
-
     if not masks:
         return
-    images = _read_topic(bag, IMAGE_TOPIC) or _read_topic(bag, IMAGE_TOPIC + "/compressed")
     frames = []
     for _, raw in masks[:limit]:
         mask = deserialize_message(raw, Image)

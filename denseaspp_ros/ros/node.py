@@ -26,7 +26,7 @@ from ..inference import Segmenter
 from ..labels import LabelSet, get_label_set
 from ..model import DEMO_WEIGHTS_MODEL, DEMO_WEIGHTS_NAME, build_model
 from .costmap import CostmapOutput
-from .conversions import MessageError, compressed_to_array, image_to_array, labels_json, mono8_msg, rgb8_msg
+from .conversions import MessageError, decode_image, labels_json, mono8_msg, rgb8_msg
 from .frames import Frame, LatestFrameSlots
 from .runner import run_lifecycle_node
 from .settings import (
@@ -338,10 +338,7 @@ class SegmentationNode(LifecycleNode):
         self._costmap_seconds.append(time.perf_counter() - start)
 
     def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
-        if isinstance(message, CompressedImage):
-            image, is_bgr = compressed_to_array(message)
-        else:
-            image, is_bgr = image_to_array(message)
+        image, is_bgr = decode_image(message)
         info = camera.camera_info
         if info is not None:
             expected = (info.height // max(info.binning_y, 1), info.width // max(info.binning_x, 1))

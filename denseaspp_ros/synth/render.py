@@ -143,9 +143,7 @@ class Renderer:
                     clipped.append((a + (_NEAR - a[2]) / (b[2] - a[2]) * (b - a))[None])
             optical = np.concatenate(clipped)
         height, width = self.camera.height, self.camera.width
-        K = self.camera.K
-        u = K[0, 0] * optical[:, 0] / optical[:, 2] + K[0, 2]
-        v = K[1, 1] * optical[:, 1] / optical[:, 2] + K[1, 2]
+        u, v = self.camera.project(optical).T
         u0, u1 = int(np.clip(np.floor(u.min()) - 1, 0, width)), int(np.clip(np.ceil(u.max()) + 2, 0, width))
         v0, v1 = int(np.clip(np.floor(v.min()) - 1, 0, height)), int(np.clip(np.ceil(v.max()) + 2, 0, height))
         if u0 >= u1 or v0 >= v1:

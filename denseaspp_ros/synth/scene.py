@@ -48,13 +48,20 @@ class Primitives:
     geometry: list[tuple[float, ...]] = field(default_factory=list)
     classes: list[int] = field(default_factory=list)
     colors: list[tuple[float, float, float]] = field(default_factory=list)
+    _arrays: tuple | None = field(default=None, repr=False)  # built once, for every frame rendered
 
     def add(self, geometry: tuple[float, ...], class_name: str, color: tuple[float, float, float]) -> None:
         self.geometry.append(tuple(float(v) for v in geometry))
         self.classes.append(CLASS[class_name])
         self.colors.append(color)
+        self._arrays = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = self._build_arrays()
+        return self._arrays
+
+    def _build_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         width = len(self.geometry[0]) if self.geometry else 1
         return (
             np.array(self.geometry, np.float64).reshape(-1, width),
@@ -81,9 +88,7 @@ class Scene:
         side = (y < 0).astype(int)  # 0 left, 1 right
         distance = np.abs(y)
         sidewalk = np.take(self.sidewalk_width, side)
-        terrain = np.take(self.terrain_width, side)
-        classes = np.full(y.shape, CLASS["terrain"], np.uint8)
-        classes[distance < ROAD_HALF_WIDTH + sidewalk + terrain] = CLASS["terrain"]
+        classes = np.full(y.shape, CLASS["terrain"], np.uint8)  # terrain strips, and ground between buildings
         classes[distance < ROAD_HALF_WIDTH + sidewalk] = CLASS["sidewalk"]
         classes[distance < ROAD_HALF_WIDTH] = CLASS["road"]
         return classes
