@@ -13,16 +13,28 @@ cvtColor plus a packed copy (bench/conversions.py).
 
 from __future__ import annotations
 
+import io
+import re
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 from .errors import DenseASPPError
 
 
+# The largest image accepted by default (4096x4096, 16.8 MP): a 30000x30000 PNG of 875 KB would
+# otherwise decode for seconds into 10.8 GB.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
 class MessageError(DenseASPPError):
     """An image message that cannot be converted: unknown encoding, inconsistent sizes, corrupt data."""
+
+
+class ImageTooLarge(MessageError):
+    """An image declaring more pixels than allowed, refused before decoding."""
 
 
 BYTES_PER_PIXEL = {
@@ -105,22 +117,82 @@ def _pixel_view(msg: Any, encoding: str | None = None) -> np.ndarray:
     return rows[:, :row_bytes].reshape(height, width, bytes_per_pixel)
 
 
-def compressed_to_array(msg: Any) -> tuple[np.ndarray, bool]:
-    """Decode a jpeg/png CompressedImage; returns BGR, OpenCV's native order, to avoid a swap."""
+# image_transport's format strings: "jpeg"/"png" (old publishers), "<encoding>; jpeg compressed
+# <encoding>" (compressed), "<encoding>; compressedDepth [png|rvl]" (compressedDepth).
+_TRANSPORT_FORMAT = re.compile(r"^\s*(?P<encoding>[\w]+)\s*;\s*(?P<rest>.*)$")
+_PLAIN_FORMATS = ("", "jpeg", "jpg", "png")
+_EIGHT_BIT = re.compile(r"^(rgb8|bgr8|rgba8|bgra8|mono8|8UC[134]|bayer_\w+8|yuv422(_yuy2)?)$")
+# PIL modes of images with more than 8 bits per channel, which the network was never trained on.
+_WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def check_compressed_format(fmt: str) -> None:
+    """Refuse what is not an 8-bit colour or grey picture: depth maps, 16-bit and float images."""
+    plain = fmt.strip().lower()
+    if plain in _PLAIN_FORMATS:
+        return
+    match = _TRANSPORT_FORMAT.match(fmt)
+    if match is None:
+        raise MessageError(f"unknown compressed image format {fmt!r}: expected jpeg, png or \"<encoding>; jpeg compressed <encoding>\"")
+    encoding, rest = match["encoding"], match["rest"].lower()
+    if "compresseddepth" in rest:
+        raise MessageError(f"compressed image format {fmt!r} is a depth image (compressedDepth), not a camera picture")
+    if not _EIGHT_BIT.match(encoding):
+        raise MessageError(
+            f"compressed image format {fmt!r}: {encoding} is not an 8-bit colour or grey encoding "
+            "(depth, 16-bit and float images cannot be segmented)"
+        )
+    if not re.match(r"^(jpeg|jpg|png) compressed", rest):
+        raise MessageError(f"unknown compressed image format {fmt!r}: expected \"{encoding}; jpeg|png compressed ...\"")
+
+
+def image_header(data: np.ndarray | bytes, what: str = "compressed image") -> tuple[int, int, str]:
+    """(width, height, PIL mode) an encoded image declares in its header, without decoding its pixels."""
+    try:
+        with PILImage.open(io.BytesIO(memoryview(data))) as header:
+            return (*header.size, header.mode)
+    except PILImage.DecompressionBombError as error:
+        raise MessageError(f"{what} declares an enormous size ({error})") from None
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's UnidentifiedImageError is an OSError
+        raise MessageError(f"corrupt or unsupported {what}: its header cannot be read ({error})") from None
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None, what: str) -> None:
+    """Refuse an image by its declared size, before anything is decoded or allocated for it."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{what} is {width}x{height} = {width * height / 1e6:.1f} MP, above max_image_pixels "
+            f"{max_pixels} ({max_pixels / 1e6:.1f} MP): refused before decoding"
+        )
+
+
+def compressed_to_array(msg: Any, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """Decode a jpeg/png CompressedImage; returns BGR, OpenCV's native order, to avoid a swap.
+
+    The format string and the declared size are checked first, so a depth image or a
+    decompression bomb costs a header read, not a decode.
+    """
+    check_compressed_format(msg.format)
     data = np.frombuffer(msg.data, np.uint8)
+    what = f"compressed image (format {msg.format!r})"
     if data.size == 0:
-        raise MessageError(f"compressed image (format {msg.format!r}) has no data")
+        raise MessageError(f"{what} has no data")
+    width, height, mode = image_header(data, what)
+    if mode in _WIDE_MODES:
+        raise MessageError(f"{what} holds {mode} pixels (16-bit or float, e.g. depth): only 8-bit pictures can be segmented")
+    check_pixels(width, height, max_pixels, what)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
-        raise MessageError(
-            f"corrupt or truncated compressed image (format {msg.format!r}):"
-            f" OpenCV cannot decode its {data.size} bytes"
-        )
+        raise MessageError(f"corrupt or truncated {what}: OpenCV cannot decode its {data.size} bytes")
     return image, True
 
 
-def decode_image(msg: Any) -> tuple[np.ndarray, bool]:
-    """An Image or CompressedImage (rclpy's or rosbags') as HxWx3 uint8, and whether it is BGR."""
+def decode_image(msg: Any, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
+    """An Image or CompressedImage (rclpy's or rosbags') as HxWx3 uint8, and whether it is BGR.
+
+    ``max_pixels`` bounds the declared size, checked before any decode or allocation.
+    """
     if hasattr(msg, "format"):  # only CompressedImage has a format field
-        return compressed_to_array(msg)
+        return compressed_to_array(msg, max_pixels)
+    check_pixels(msg.width, msg.height, max_pixels, f"{msg.encoding} image")
     return image_to_array(msg)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import DenseASPPError, ImageError
+from .image_messages import MessageError, check_pixels, image_header
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -66,9 +67,22 @@ def _clashing_outputs(items: list[ImageItem]) -> list[str]:
     return clashes
 
 
-def read_bgr(path: Path) -> np.ndarray:
-    """Any 8/16-bit, grey or colour image file as HxWx3 uint8 BGR (OpenCV's order)."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+def read_bgr(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """Any 8/16-bit, grey or colour image file as HxWx3 uint8 BGR (OpenCV's order).
+
+    ``max_pixels`` bounds the size the file's header declares, checked before decoding.
+    """
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as error:
+        raise ImageError(f"cannot read image {path}: {error.strerror or error}") from None
+    if max_pixels is not None:
+        try:
+            width, height, _ = image_header(data, f"image {path}")
+            check_pixels(width, height, max_pixels, f"image {path}")
+        except MessageError as error:
+            raise ImageError(str(error)) from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise ImageError(f"cannot read image {path} (corrupt or unsupported format)")
     return image

@@ -4,8 +4,10 @@ Each camera keeps a layer: the key its latest frames voted into each cell and wh
 overwrites the cells it sees (what a camera sees now replaces what it saw before, so a car that
 drove away is cleared); the fused grid takes, per cell, the highest key over the cameras whose
 observation of it is fresh, i.e. the highest cost. A cell no camera observed within
-``decay_time`` of the newest frame returns to unknown; keep it above the cameras' frame period,
-or a camera's cells vanish between its frames.
+``decay_time`` of now returns to unknown; keep it above the cameras' frame period, or a camera's
+cells vanish between its frames. "Now" is the caller's clock (a node's ROS time), so a camera
+whose clock runs ahead cannot age the other cameras' cells; offline, without a clock, it is the
+newest frame's stamp.
 
 Without odometry the grid moves with the vehicle (``base_link``): a remembered cell is where the
 obstacle was relative to the vehicle when it was seen, so ``decay_time`` should stay short on a
@@ -152,21 +154,26 @@ class SemanticCostmap:
         layer.latest = max(layer.latest, stamp)
         return int(cells.size)
 
-    def snapshot(self) -> Snapshot:
-        """The fused grid now: per cell the highest fresh key over the cameras."""
-        stamp = max((layer.latest for layer in self._layers.values()), default=_NEVER)
+    def snapshot(self, now: float | None = None) -> Snapshot:
+        """The fused grid at ``now`` (seconds; default the newest frame's stamp): per cell the highest fresh key.
+
+        The snapshot is stamped with the newest frame still fresh at ``now``, or ``now`` when
+        every cell has decayed.
+        """
+        newest = max((layer.latest for layer in self._layers.values()), default=_NEVER)
+        now = newest if now is None else now
         fused = np.zeros(self.grid.size, np.uint8)
-        horizon = stamp - self.settings.decay_time
+        horizon = now - self.settings.decay_time
+        stamp = _NEVER
         for layer in self._layers.values():
-            if layer.latest == _NEVER:
-                continue
-            if layer.latest < horizon:
+            if layer.latest == _NEVER or layer.latest < horizon:
                 continue  # a camera that stopped sending: all it saw has decayed
+            stamp = max(stamp, layer.latest)
             fresh = layer.seen >= horizon
             np.maximum(fused, np.where(fresh, layer.keys, 0).astype(np.uint8), out=fused)
-        return Snapshot(
-            stamp if stamp != _NEVER else 0.0, fused.reshape(self.grid.height, self.grid.width), self.table, self.grid
-        )
+        if stamp == _NEVER:
+            stamp = now if now != _NEVER else 0.0
+        return Snapshot(stamp, fused.reshape(self.grid.height, self.grid.width), self.table, self.grid)
 
     def forget(self, name: str) -> None:
         """Drop a camera and what it saw."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DenseASPPError, ImageError
+from ..image_messages import MAX_IMAGE_PIXELS
 from ..model import build_model
 
 # Normalisation of the release (RGB/255, Cityscapes statistics).
@@ -36,6 +37,7 @@ class Segmentation:
     train_ids: np.ndarray  # HxW uint8 class ids
     confidence: np.ndarray | None = None  # HxW uint8, max softmax probability scaled to 0..255
     logits: torch.Tensor | None = None  # CxHxW float32 on the device (fused log-probabilities when multi-scale)
+    finite: bool = True  # False: some logit was NaN/inf (bad weights, fp16 overflow): the ids mean nothing
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -76,8 +78,8 @@ def normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return (1.0 / (255.0 * std)).to(device), (-torch.tensor(MEAN_RGB).view(1, 3, 1, 1) / std).to(device)
 
 
-def check_image(image: object, index: int = 0) -> np.ndarray:
-    """Accept only HxWx3 uint8 arrays, naming what was wrong otherwise."""
+def check_image(image: object, index: int = 0, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Accept only HxWx3 uint8 arrays of at most ``max_pixels``, naming what was wrong otherwise."""
     if not isinstance(image, np.ndarray):
         raise ImageError(f"image {index}: expected a numpy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
@@ -86,6 +88,10 @@ def check_image(image: object, index: int = 0) -> np.ndarray:
         raise ImageError(f"image {index}: expected an HxWx3 colour image, got shape {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ImageError(f"image {index}: empty image of shape {image.shape}")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ImageError(
+            f"image {index}: {image.shape[1]}x{image.shape[0]} has more than the {max_pixels} pixels allowed (max_image_pixels)"
+        )
     return image
 
 
@@ -110,6 +116,7 @@ class Segmenter:
         scales: Sequence[float] = MULTISCALE_SCALES,
         flip: bool = True,
         max_batch: int = 8,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         if max_batch < 1:
             raise DenseASPPError(f"max_batch must be at least 1, got {max_batch}")
@@ -125,6 +132,7 @@ class Segmenter:
         self.scales = tuple(scales)
         self.flip = flip
         self.max_batch = max_batch
+        self.max_image_pixels = max_image_pixels
         self.model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.num_classes = int(getattr(model, "num_classes", 0))
         self._scale, self._shift = normalization(self.device)
@@ -154,7 +162,7 @@ class Segmenter:
         ``bgr`` says the channel order, for all images or per image (cameras of one batch may
         differ); images of one size and order are batched together.
         """
-        images = [check_image(image, index) for index, image in enumerate(images)]
+        images = [check_image(image, index, self.max_image_pixels) for index, image in enumerate(images)]
         orders = [bgr] * len(images) if isinstance(bgr, bool) else list(bgr)
         if len(orders) != len(images):
             raise DenseASPPError(f"got {len(orders)} bgr flags for {len(images)} images")
@@ -175,7 +183,7 @@ class Segmenter:
 
     def preprocess(self, images: Sequence[np.ndarray], bgr: bool = False) -> torch.Tensor:
         """Equal-size uint8 images -> the normalised NCHW batch the network takes (for training and benchmarks)."""
-        return self._upload([check_image(image, index) for index, image in enumerate(images)], bgr)
+        return self._upload([check_image(image, index, self.max_image_pixels) for index, image in enumerate(images)], bgr)
 
     def _upload(self, images: list[np.ndarray], bgr: bool) -> torch.Tensor:
         staging = self._staging_buffer((len(images), *images[0].shape))
@@ -205,6 +213,8 @@ class Segmenter:
     def _segment_batch(self, batch: torch.Tensor, want_confidence: bool, want_logits: bool) -> list[Segmentation]:
         scores = self._scores(batch)
         best, train_ids = scores.max(1)
+        # max propagates NaN and +inf, so checking the per-pixel best covers every logit at 1/C the cost.
+        finite = torch.isfinite(best).flatten(1).all(1).tolist()
         train_ids = train_ids.to(torch.uint8).cpu().numpy()
         confidence = None
         if want_confidence:
@@ -216,6 +226,7 @@ class Segmenter:
                 train_ids[i],
                 None if confidence is None else confidence[i],
                 scores[i] if want_logits else None,
+                finite[i],
             )
             for i in range(len(train_ids))
         ]

@@ -1,8 +1,11 @@
 """DenseASPP networks and their weights (no ROS imports)."""
 
 from .checkpoint import (
+    CLI_OPTIONS,
     Checkpoint,
+    OptionNames,
     convert_checkpoint,
+    identify_checkpoint,
     identify_variant,
     load_weights,
     read_checkpoint,
@@ -12,6 +15,7 @@ from .checkpoint import (
 )
 from .denseaspp import DenseASPP
 from .variants import (
+    AUTO_MODEL,
     DEMO_WEIGHTS_MODEL,
     DEMO_WEIGHTS_NAME,
     MODEL_NAMES,
@@ -24,6 +28,10 @@ from .variants import (
 )
 
 __all__ = [
+    "AUTO_MODEL",
+    "CLI_OPTIONS",
+    "OptionNames",
+    "identify_checkpoint",
     "DEMO_WEIGHTS_MODEL",
     "DEMO_WEIGHTS_NAME",
     "MODEL_NAMES",

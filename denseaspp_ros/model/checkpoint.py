@@ -72,9 +72,21 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"weights file {path} does not exist" if not path.exists() else f"{path} is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy?")
-    if path.suffix == ".safetensors":
-        return _read_safetensors(path)
-    return _read_pickle(path)
+    checkpoint = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
+    _require_finite(checkpoint.state_dict, path)
+    return checkpoint
+
+
+def _require_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse NaN/inf anywhere: one NaN weight makes every pixel one class (e.g. road = free space)."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            nans = int(torch.isnan(tensor).sum())
+            raise CheckpointError(
+                f"{path}: tensor {key} holds {bad} non-finite values ({nans} NaN, {bad - nans} inf) of "
+                f"{tensor.numel()}: a corrupt file or a diverged training run; refusing to load it"
+            )
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
@@ -85,7 +97,12 @@ def _read_safetensors(path: Path) -> Checkpoint:
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path} is not a readable .safetensors file (truncated or corrupt?): {error}") from None
     if "num_classes" in metadata:
-        metadata["num_classes"] = int(metadata["num_classes"])
+        try:
+            metadata["num_classes"] = int(metadata["num_classes"])
+        except ValueError:
+            raise CheckpointError(
+                f"{path}: the header's num_classes is {metadata['num_classes']!r}, not a whole number"
+            ) from None
     return Checkpoint(tensors, "safetensors", metadata)
 
 
@@ -142,17 +159,30 @@ def _tensors_only(payload: Any, path: Path) -> Mapping[str, torch.Tensor]:
     return payload
 
 
-def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
-    """Load a weights file into ``model`` with strict key and shape matching.
+@dataclass(frozen=True)
+class OptionNames:
+    """How the caller's user names the model and class-count settings, for advice in errors."""
+
+    model: str = "--model {}"
+    num_classes: str = "--num-classes {}"
+
+
+CLI_OPTIONS = OptionNames()
+
+
+def load_weights(
+    model: nn.Module, path: str | Path, checkpoint: Checkpoint | None = None, options: OptionNames = CLI_OPTIONS
+) -> Checkpoint:
+    """Load a weights file (or its already read ``checkpoint``) into ``model`` with strict key and shape matching.
 
     Raises ``CheckpointError`` naming the missing/unexpected keys and shape mismatches, and the
     variant the file seems to belong to, when it does not fit.
     """
-    checkpoint = read_checkpoint(path)
+    checkpoint = checkpoint or read_checkpoint(path)
     claimed_model = checkpoint.metadata.get("model")
     variant = getattr(model, "variant_name", None)
     if claimed_model and variant and claimed_model != variant:
-        raise CheckpointError(f"{path} holds {claimed_model} weights, not {variant}: use --model {claimed_model}")
+        raise CheckpointError(f"{path} holds {claimed_model} weights, not {variant}: use {options.model.format(claimed_model)}")
     problems = _mismatches(model.state_dict(), checkpoint.state_dict)
     if problems:
         identified = identify_variant(checkpoint.state_dict)
@@ -161,13 +191,25 @@ def load_weights(model: nn.Module, path: str | Path) -> Checkpoint:
                 f"{path} does not fit {_describe(model)} and matches none of the known variants: {problems}"
             )
         name, num_classes = identified
-        option = f" --model {name}" if name != variant else ""
+        advice = [options.model.format(name)] if name != variant else []
+        advice.append(options.num_classes.format(num_classes))
         raise CheckpointError(
             f"{path} is a {name} checkpoint with {num_classes} classes, not {_describe(model)}: "
-            f"use{option} --num-classes {num_classes}. Mismatches: {problems}"
+            f"use {' '.join(advice)}. Mismatches: {problems}"
         )
     model.load_state_dict(checkpoint.state_dict, strict=False)  # strictness checked above
     return checkpoint
+
+
+def identify_checkpoint(checkpoint: Checkpoint, path: str | Path) -> tuple[str, int]:
+    """(variant, num_classes) of a checkpoint: from its header when it has one, else from its tensors."""
+    claimed, classes = checkpoint.metadata.get("model"), checkpoint.metadata.get("num_classes")
+    if isinstance(claimed, str) and isinstance(classes, int):
+        return claimed, classes
+    identified = identify_variant(checkpoint.state_dict)
+    if identified is None:
+        raise CheckpointError(f"{path} matches none of the known DenseASPP variants: its network cannot be identified")
+    return identified
 
 
 def _describe(model: nn.Module) -> str:

@@ -10,6 +10,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import DenseASPPError
+from .checkpoint import CLI_OPTIONS, OptionNames, identify_checkpoint, load_weights, read_checkpoint
 from .denseaspp import DenseASPP
 from .densenet import DenseNetConfig, DilatedDenseNet
 from .mobilenet import DilatedMobileNetV2
@@ -85,8 +86,30 @@ def resolve_weights(weights: str | Path) -> Path:
     return Path(weights)
 
 
-def build_model(name: str, num_classes: int = 19, weights: str | Path | None = None) -> DenseASPP:
-    """Build a variant in eval mode, loading ``weights`` (any supported checkpoint format, or ``demo``) if given."""
+AUTO_MODEL = "auto"
+
+
+def build_model(
+    name: str, num_classes: int = 19, weights: str | Path | None = None, options: OptionNames = CLI_OPTIONS
+) -> DenseASPP:
+    """Build a variant in eval mode, loading ``weights`` (any supported checkpoint format, or ``demo``) if given.
+
+    ``name`` ``auto`` takes the variant from the weights (header or tensor shapes), whose class
+    count must then be ``num_classes``; ``options`` names the settings that errors advise on.
+    """
+    checkpoint = None
+    if weights is not None:
+        weights = resolve_weights(weights)
+    if name == AUTO_MODEL:
+        if weights is None:
+            raise DenseASPPError(f"{options.model.format(AUTO_MODEL)} identifies the network from its weights: give a checkpoint")
+        checkpoint = read_checkpoint(weights)
+        name, file_classes = identify_checkpoint(checkpoint, weights)
+        if file_classes != num_classes:
+            raise DenseASPPError(
+                f"{weights} is a {name} checkpoint with {file_classes} classes, but {num_classes} are expected: "
+                f"use {options.num_classes.format(file_classes)}"
+            )
     variant = get_variant(name)
     if not 1 <= num_classes <= 255:
         raise DenseASPPError(f"num_classes must be in 1..255 (uint8 masks), got {num_classes}")
@@ -94,9 +117,7 @@ def build_model(name: str, num_classes: int = 19, weights: str | Path | None = N
     model = DenseASPP(backbone, backbone.out_channels, num_classes, variant.d_feature0, variant.d_feature1)
     model.variant_name = name
     if weights is not None:
-        from .checkpoint import load_weights
-
-        load_weights(model, resolve_weights(weights))
+        load_weights(model, weights, checkpoint, options)
     return model.eval()
 
 

@@ -4,11 +4,17 @@ Shared by segmentation_node (fed with the masks it has just computed, no seriali
 semantic_costmap_node (fed with mask messages). Camera geometry comes from the camera's latest
 CameraInfo when one has arrived, else from ``<camera>.intrinsics``; a camera without a pose or
 intrinsics does not contribute, which is logged once.
+
+Time is the node's clock (ROS time, so ``use_sim_time`` replays work): cells decay against it,
+a frame stamped further ahead of it than ``costmap.max_stamp_skew`` (or before 1970, or not at
+all) is refused, and a timer republishes the grid while nothing arrives, so cells decay to
+unknown on the clock instead of the last grid standing forever.
 """
 
 from __future__ import annotations
 
 import array
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +28,7 @@ from ..costmap import CameraModel, SemanticCostmap, Snapshot, bird_eye_image, lo
 from ..errors import DenseASPPError
 from ..labels import LabelSet
 from .conversions import rgb8_msg
+from .frames import stamp_ns
 from .settings import Calibration, CostmapConfig
 
 # Nav2's map/costmap subscribers use reliable + transient local: a late subscriber gets the last grid.
@@ -78,6 +85,10 @@ def obstacle_cloud_msg(snapshot: Snapshot, header: Header) -> PointCloud2:
     return msg
 
 
+class StampRejected(DenseASPPError):
+    """A frame whose stamp the costmap cannot trust: in the future, before 1970, or zero."""
+
+
 @dataclass
 class _CameraState:
     calibration: Calibration
@@ -86,21 +97,37 @@ class _CameraState:
 
 
 class CostmapOutput:
-    """Projects masks into one grid and publishes it, for the cameras given at construction."""
+    """Projects masks into one grid and publishes it, for the cameras given at construction.
+
+    Thread-safe: segmentation_node updates it from its inference worker while the republishing
+    timer runs on the executor.
+    """
 
     def __init__(self, node: LifecycleNode, config: CostmapConfig, label_set: LabelSet, cameras: dict[str, Calibration]) -> None:
         self.node, self.config = node, config
         self.costmap = SemanticCostmap(load_cost_table(config.classes_file or None, label_set), config.settings)
         self._cameras = {name: _CameraState(calibration) for name, calibration in cameras.items()}
-        self._newest: Header | None = None
+        self._lock = threading.Lock()
+        self._active = False
+        self._last_publish_ns: int | None = None
+        self._stamps: dict[str, int] = {}  # camera -> newest accepted stamp, exact for the grid's header
         self._publishers = {"costmap": node.create_lifecycle_publisher(OccupancyGrid, "~/costmap", COSTMAP_QOS)}
         if config.publish_color:
             self._publishers["color"] = node.create_lifecycle_publisher(Image, "~/costmap_color", OUTPUT_QOS)
         if config.publish_obstacles:
             self._publishers["obstacles"] = node.create_lifecycle_publisher(PointCloud2, "~/costmap_obstacles", OUTPUT_QOS)
+        # Republish while no frame comes, so what was seen decays to unknown on the clock.
+        self._period_s = min(max(config.settings.decay_time / 2, 0.1), 1.0)
+        self._timer = node.create_timer(self._period_s, self._republish)
         for name, state in self._cameras.items():
             if state.calibration.pose is None:
                 self._report(name, state, f"camera {name} has no {name}.pose: it does not contribute to the costmap")
+
+    def activate(self) -> None:
+        self._active = True
+
+    def deactivate(self) -> None:
+        self._active = False
 
     def wanted(self) -> bool:
         """Someone subscribes to the grid or its views (transient local: the grid is kept for later ones)."""
@@ -110,39 +137,59 @@ class CostmapOutput:
         state = self._cameras.get(camera)
         return state is not None and state.calibration.pose is not None
 
+    def check_stamp(self, header: Header) -> int:
+        """The frame's stamp in nanoseconds, if the costmap may use it; raises ``StampRejected`` otherwise."""
+        stamp = stamp_ns(header)
+        if stamp <= 0:
+            raise StampRejected(
+                "unstamped frame (stamp 0): the costmap cannot age it" if stamp == 0
+                else f"frame stamped before 1970 ({stamp / 1e9:.3f} s)"
+            )
+        ahead = (stamp - self._now_ns()) / 1e9
+        if ahead > self.config.max_stamp_skew:
+            raise StampRejected(
+                f"frame stamped {ahead:.3f} s ahead of this node's clock (costmap.max_stamp_skew "
+                f"{self.config.max_stamp_skew} s): check the camera's clock synchronisation"
+            )
+        return stamp
+
     def update(
         self, camera: str, train_ids: np.ndarray, header: Header, camera_info: CameraInfo | None,
         confidence: np.ndarray | None = None,
     ) -> bool:
-        """Fold one mask in; False when the camera cannot contribute (reported once, not raised)."""
+        """Fold one mask in; False when the camera cannot contribute (reported once, not raised).
+
+        Raises ``StampRejected`` for a frame whose stamp cannot be trusted (it changes nothing).
+        """
         state = self._cameras[camera]
         if state.calibration.pose is None:
             return False
-        try:
-            self._define(camera, state, camera_info, train_ids.shape)
-        except DenseASPPError as error:
-            self._report(camera, state, f"camera {camera} does not contribute to the costmap: {error}")
-            return False
-        if not self.costmap.has_camera(camera):
-            self._report(
-                camera, state,
-                f"camera {camera} has neither camera_info nor {camera}.intrinsics: it does not contribute to the costmap",
-            )
-            return False
-        projection = self.costmap.projection(camera, train_ids.shape)
-        if projection.visible_cells == 0:
-            self._report(
-                camera, state,
-                f"camera {camera} sees no ground cell of the grid within costmap.max_range: check {camera}.pose "
-                "(a positive pitch looks down) and the grid's extent",
-            )
-            return False
-        if state.problem is not None:
-            self.node.get_logger().info(f"camera {camera} contributes to the costmap again")
-            state.problem = None
-        self.costmap.update(camera, train_ids, _seconds(header), confidence)
-        if self._newest is None or _seconds(header) >= _seconds(self._newest):
-            self._newest = header
+        stamp = self.check_stamp(header)
+        with self._lock:
+            try:
+                self._define(camera, state, camera_info, train_ids.shape)
+            except DenseASPPError as error:
+                self._report(camera, state, f"camera {camera} does not contribute to the costmap: {error}")
+                return False
+            if not self.costmap.has_camera(camera):
+                self._report(
+                    camera, state,
+                    f"camera {camera} has neither camera_info nor {camera}.intrinsics: it does not contribute to the costmap",
+                )
+                return False
+            projection = self.costmap.projection(camera, train_ids.shape)
+            if projection.visible_cells == 0:
+                self._report(
+                    camera, state,
+                    f"camera {camera} sees no ground cell of the grid within costmap.max_range: check {camera}.pose "
+                    "(a positive pitch looks down) and the grid's extent",
+                )
+                return False
+            if state.problem is not None:
+                self.node.get_logger().info(f"camera {camera} contributes to the costmap again")
+                state.problem = None
+            self.costmap.update(camera, train_ids, stamp / 1e9, confidence)
+            self._stamps[camera] = max(stamp, self._stamps.get(camera, 0))
         return True
 
     def _define(self, camera: str, state: _CameraState, info: CameraInfo | None, mask_shape: tuple[int, int]) -> None:
@@ -165,23 +212,38 @@ class CostmapOutput:
             state.problem = problem
             self.node.get_logger().warning(problem)
 
+    def _now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
+
     def publish(self) -> None:
-        """Publish the fused grid (and its views) stamped with the newest contributing image."""
-        if self._newest is None:
+        """Publish the fused grid as it is now on the node's clock (and its views), when active."""
+        if not self._active:
             return
-        snapshot = self.costmap.snapshot()
-        header = Header(stamp=self._newest.stamp, frame_id=self.config.settings.grid.frame_id)
+        now = self._now_ns()
+        horizon = now - round(self.config.settings.decay_time * 1e9)
+        with self._lock:
+            snapshot = self.costmap.snapshot(now / 1e9)
+            self._last_publish_ns = now
+            # Stamped like the newest image still fresh (exactly), or now when all has decayed.
+            stamp = max((s for s in self._stamps.values() if s >= horizon), default=now)
+        header = Header(frame_id=self.config.settings.grid.frame_id)
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         self._publishers["costmap"].publish(occupancy_grid_msg(snapshot, header))
         if "color" in self._publishers:
             self._publishers["color"].publish(rgb8_msg(header, bird_eye_image(snapshot)))
         if "obstacles" in self._publishers:
             self._publishers["obstacles"].publish(obstacle_cloud_msg(snapshot, header))
 
+    def _republish(self) -> None:
+        """The timer: publish the decaying grid when no frame brought a publication for a period."""
+        if self._last_publish_ns is None:
+            return  # nothing was ever seen: no grid to decay
+        if (self._now_ns() - self._last_publish_ns) / 1e9 >= 0.9 * self._period_s:
+            self.publish()
+
     def destroy(self) -> None:
+        self._active = False
+        self.node.destroy_timer(self._timer)
         for publisher in self._publishers.values():
             self.node.destroy_lifecycle_publisher(publisher)
         self._publishers.clear()
-
-
-def _seconds(header: Header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9

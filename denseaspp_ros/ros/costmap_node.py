@@ -9,19 +9,19 @@ the executor thread as it arrives and the grid is published after each one.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
+import numpy as np
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..errors import DenseASPPError
-from ..labels import get_label_set
+from ..labels import IGNORE_INDEX, get_label_set
 from .conversions import class_mask_to_array
-from .costmap import CostmapOutput
-from .runner import run_lifecycle_node
+from .costmap import CostmapOutput, StampRejected
+from .runner import configure_failure, run_lifecycle_node, watch_parameters
 from .settings import (
     COSTMAP_PARAMETERS,
-    SettingsError,
     calibration_parameters,
     camera_names,
     declare,
@@ -43,7 +43,9 @@ PARAMETERS = {
 def camera_parameters(camera: str) -> dict:
     return {
         f"{camera}.mask_topic": (
-            f"/segmentation_node/{camera}/mask", "sensor_msgs/Image mono8 class ids (trainIds of the label set)", {}
+            f"segmentation_node/{camera}/mask",
+            "sensor_msgs/Image mono8 class ids (trainIds of the label set); relative names resolve in the node's namespace",
+            {},
         ),
         f"{camera}.camera_info_topic": ("", "sensor_msgs/CameraInfo of the camera; empty = use intrinsics", {}),
         **calibration_parameters(camera),
@@ -55,12 +57,17 @@ class SemanticCostmapNode(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         declare(self, PARAMETERS)
         self.camera_names = camera_names(self)
+        ours = set(PARAMETERS)
         for camera in self.camera_names:
             declare(self, camera_parameters(camera))
+            ours.update(camera_parameters(camera))
         self.output: CostmapOutput | None = None
         self.camera_info: dict[str, CameraInfo | None] = {}
+        self.num_classes = 0
+        self.problems: Counter[tuple[str, str]] = Counter()  # (camera, why) -> masks refused
         self._subscriptions: list = []
-        self._warned: dict[str, float] = {}  # message -> when it was last logged
+        self._warned: dict[str, float] = {}  # problem -> when it was last logged
+        watch_parameters(self, ours, lambda: self.output is not None)
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
@@ -68,9 +75,9 @@ class SemanticCostmapNode(LifecycleNode):
             calibrations = {camera: read_calibration(self, camera) for camera in self.camera_names}
             label_set = get_label_set(self.get_parameter("labels").value)
             self.output = CostmapOutput(self, config, label_set, calibrations)
-        except (DenseASPPError, SettingsError) as error:
-            self.get_logger().error(f"configure failed: {error}")
-            return TransitionCallbackReturn.FAILURE
+        except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
+            return configure_failure(self, error)
+        self.num_classes = label_set.num_classes
         grid = config.settings.grid
         self.get_logger().info(
             f"configured: {grid.width}x{grid.height} cells of {grid.resolution} m in {grid.frame_id} "
@@ -96,11 +103,13 @@ class SemanticCostmapNode(LifecycleNode):
                         qos_profile_sensor_data,
                     )
                 )
+        self.output.activate()
         self.get_logger().info("active")
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._unsubscribe()
+        self.output.deactivate()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -125,18 +134,34 @@ class SemanticCostmapNode(LifecycleNode):
     def _on_mask(self, camera: str, msg: Image) -> None:
         try:
             train_ids = class_mask_to_array(msg)
+            self._check_classes(camera, train_ids)
             if self.output.update(camera, train_ids, msg.header, self.camera_info.get(camera)):
                 self.output.publish()
+        except StampRejected as error:
+            self._report(camera, "stamp", f"dropped a mask: {error}")
         except Exception as error:  # a bad message must not end the node, nor cost the other cameras
-            self._warn(f"{camera}: dropped a mask: {error}")
+            self._report(camera, "bad_mask", f"dropped a mask: {error}")
 
-    def _warn(self, message: str) -> None:
-        """Each distinct problem at most once per throttle period (rclpy throttles per call site,
-        which would hide a second kind of bad input behind the first)."""
+    def _check_classes(self, camera: str, train_ids: np.ndarray) -> None:
+        """Ids outside the label set (a segmenter with other classes?) vote for nothing: say so."""
+        unknown = (train_ids >= self.num_classes) & (train_ids != IGNORE_INDEX)
+        if unknown.any():
+            ids = sorted(int(i) for i in np.unique(train_ids[unknown]))
+            self._report(
+                camera, "unknown_class",
+                f"{int(unknown.sum())} pixels hold class ids {ids[:10]} outside the label set's 0..{self.num_classes - 1}: "
+                "they are left unknown (is labels the segmenter's label set?)",
+            )
+
+    def _report(self, camera: str, why: str, problem: str) -> None:
+        """Count the problem; log each kind at most once per throttle period (rclpy throttles per
+        call site, which would hide a second kind of bad input behind the first)."""
+        self.problems[(camera, why)] += 1
         now = time.monotonic()
-        if now - self._warned.get(message, -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
-            self._warned[message] = now
-            self.get_logger().warning(message)
+        key = problem if why == "bad_mask" else f"{camera}/{why}"  # bad masks: each distinct problem
+        if now - self._warned.get(key, -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
+            self._warned[key] = now
+            self.get_logger().warning(f"{camera}: {problem} ({self.problems[(camera, why)]} so far)")
 
 
 def main(args: list[str] | None = None) -> None:

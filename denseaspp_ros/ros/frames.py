@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def stamp_ns(header: Any) -> int:
+    """A std_msgs/Header's stamp as integer nanoseconds (negative before 1970, 0 when unstamped).
+
+    Plain integers: rclpy's Time refuses stamps before 1970, which would end a worker thread.
+    """
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 @dataclass
 class Frame:
     camera: str

@@ -21,14 +21,14 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
-from ..errors import DenseASPPError
+from ..image_messages import ImageTooLarge
 from ..inference import Segmenter
 from ..labels import LabelSet, get_label_set
-from ..model import DEMO_WEIGHTS_MODEL, DEMO_WEIGHTS_NAME, build_model
-from .costmap import CostmapOutput
+from ..model import DEMO_WEIGHTS_NAME, OptionNames, build_model
+from .costmap import CostmapOutput, StampRejected
 from .conversions import MessageError, decode_image, labels_json, mono8_msg, rgb8_msg
-from .frames import Frame, LatestFrameSlots
-from .runner import run_lifecycle_node
+from .frames import Frame, LatestFrameSlots, stamp_ns
+from .runner import configure_failure, run_lifecycle_node, watch_parameters
 from .settings import (
     NODE_PARAMETERS,
     CameraSettings,
@@ -39,11 +39,13 @@ from .settings import (
     declare,
     read_settings,
 )
-from .stats import CameraStats
+from .stats import NONFINITE, RATE_WINDOW_S, CameraStats
 
 NODE_NAME = "segmentation_node"
 _WORKER_POLL_S = 0.2
 _LOG_THROTTLE_S = 5.0
+# Checkpoint mismatches advise on the node's parameters, not on CLI flags.
+NODE_OPTIONS = OptionNames(model="model.name: {}", num_classes="model.labels with {} classes")
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
 
@@ -70,8 +72,10 @@ class SegmentationNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         declare(self, NODE_PARAMETERS)
+        ours = set(NODE_PARAMETERS)
         for camera in camera_names(self):
             declare(self, camera_parameters(camera))
+            ours.update(camera_parameters(camera))
         self.settings: NodeSettings | None = None
         self.segmenter: Segmenter | None = None
         self.label_set: LabelSet | None = None
@@ -82,11 +86,14 @@ class SegmentationNode(LifecycleNode):
         self._batch_seconds: deque[float] = deque(maxlen=200)
         self._batch_sizes: deque[int] = deque(maxlen=200)
         self._costmap_seconds: deque[float] = deque(maxlen=200)
+        self._warned: dict[tuple, float] = {}
         self.costmap: CostmapOutput | None = None
         self._weights_in_use: str | None = None
+        self._model_in_use: str | None = None
         self._static_publishers: list = []
         self._diagnostics_timer = None
         self._active = False
+        watch_parameters(self, ours, lambda: self.settings is not None)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -95,7 +102,7 @@ class SegmentationNode(LifecycleNode):
             settings = read_settings(self)
             weights = self._weights(settings)
             label_set = get_label_set(settings.labels)
-            model = build_model(settings.model_name, label_set.num_classes, weights)
+            model = build_model(settings.model_name, label_set.num_classes, weights, NODE_OPTIONS)
             segmenter = Segmenter(
                 model,
                 device=settings.device,
@@ -103,18 +110,19 @@ class SegmentationNode(LifecycleNode):
                 input_size=settings.input_size,
                 multiscale=settings.multiscale,
                 max_batch=settings.max_batch,
+                max_image_pixels=settings.max_image_pixels,
             )
             if settings.costmap is not None:
                 calibrations = {camera.name: camera.calibration for camera in settings.cameras}
                 self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
-        except (DenseASPPError, SettingsError) as error:
-            self.get_logger().error(f"configure failed: {error}")
-            return TransitionCallbackReturn.FAILURE
+        except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
+            return configure_failure(self, error)
         self.settings, self.label_set, self.segmenter = settings, label_set, segmenter
         self._weights_in_use = weights
+        self._model_in_use = model.variant_name
         self._create_publishers(settings, label_set)
         self.get_logger().info(
-            f"configured {settings.model_name} ({weights or 'random weights'}) on {segmenter.device} "
+            f"configured {model.variant_name} ({weights or 'random weights'}) on {segmenter.device} "
             f"({str(segmenter.dtype).removeprefix('torch.')}) for cameras {', '.join(c.name for c in settings.cameras)}"
         )
         return super().on_configure(state)
@@ -131,9 +139,11 @@ class SegmentationNode(LifecycleNode):
             )
             if not settings.allow_untrained:
                 raise SettingsError(
-                    f"{problem}; model.weights: demo with model.name: {DEMO_WEIGHTS_MODEL} runs the synthetic-world "
-                    "demo weights; allow_untrained: true runs random weights (tests and benchmarks only)"
+                    f"{problem}; model.weights: demo runs the synthetic-world demo weights; "
+                    "allow_untrained: true runs random weights (tests and benchmarks only)"
                 )
+            if settings.model_name == "auto":
+                raise SettingsError(f"{problem}; random weights (allow_untrained) need an explicit model.name")
             self.get_logger().warning(f"{problem}; allow_untrained: running with random weights, masks are meaningless")
             return None
         return weights
@@ -146,6 +156,8 @@ class SegmentationNode(LifecycleNode):
         self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
         self._worker.start()
         self._active = True
+        if self.costmap is not None:
+            self.costmap.activate()
         self.get_logger().info("active: subscribed to " + ", ".join(c.settings.image_topic for c in self.cameras.values()))
         return super().on_activate(state)
 
@@ -170,6 +182,8 @@ class SegmentationNode(LifecycleNode):
 
     def _unsubscribe(self) -> None:
         self._active = False
+        if self.costmap is not None:
+            self.costmap.deactivate()
         for camera in self.cameras.values():
             for subscription in camera.subscriptions:
                 self.destroy_subscription(subscription)
@@ -290,8 +304,8 @@ class SegmentationNode(LifecycleNode):
             try:
                 image, is_bgr = self._to_array(camera, frame.message)
             except MessageError as error:
-                camera.stats.on_error("bad_message")
-                self.get_logger().warning(f"{frame.camera}: dropped a frame: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+                camera.stats.on_error("too_large" if isinstance(error, ImageTooLarge) else "bad_message")
+                self._warn(f"{frame.camera}: dropped a frame: {error}")
                 continue
             jobs.append((frame, camera, image, is_bgr, wanted))
         if not jobs:
@@ -314,10 +328,22 @@ class SegmentationNode(LifecycleNode):
         inference_s = time.perf_counter() - start
         self._batch_seconds.append(inference_s)
         self._batch_sizes.append(len(jobs))
+        costmap_jobs = []
         for (frame, camera, image, is_bgr, wanted), result in zip(jobs, results):
+            if not result.finite:  # NaN/inf logits: the class ids are garbage, never to be taken as free road
+                camera.stats.on_error(NONFINITE)
+                self.get_logger().error(
+                    f"{frame.camera}: non-finite logits (NaN/inf): masks withheld, costmap not updated; "
+                    "check the weights and model.precision",
+                    throttle_duration_sec=_LOG_THROTTLE_S,
+                )
+                continue
+            if self._stop_worker.is_set():
+                return  # shutting down: the context may already be gone
             self._publish(camera, frame.message.header, image, is_bgr, wanted, result)
             camera.stats.on_published(self._latency(frame.message.header), inference_s)
-        costmap_jobs = [(frame, camera, result) for (frame, camera, *_, wanted), result in zip(jobs, results) if "costmap" in wanted]
+            if "costmap" in wanted:
+                costmap_jobs.append((frame, camera, result))
         if costmap_jobs:
             self._update_costmap(costmap_jobs)
 
@@ -329,6 +355,9 @@ class SegmentationNode(LifecycleNode):
                 self.costmap.update(
                     frame.camera, result.train_ids, frame.message.header, camera.camera_info, result.confidence
                 )
+            except StampRejected as error:
+                camera.stats.on_error("costmap_stamp")
+                self._warn(f"{frame.camera}: not in the costmap: {error}")
             except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
                 camera.stats.on_error("costmap")
                 self.get_logger().error(
@@ -338,10 +367,10 @@ class SegmentationNode(LifecycleNode):
         self._costmap_seconds.append(time.perf_counter() - start)
 
     def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
-        image, is_bgr = decode_image(message)
+        image, is_bgr = decode_image(message, self.settings.max_image_pixels)
         info = camera.camera_info
         if info is not None:
-            expected = (info.height // max(info.binning_y, 1), info.width // max(info.binning_x, 1))
+            expected = published_size(info)
             if expected != image.shape[:2]:
                 camera.stats.on_error("camera_info_mismatch")
                 self.get_logger().warning(
@@ -366,11 +395,18 @@ class SegmentationNode(LifecycleNode):
 
     def _latency(self, header) -> float | None:
         """now - header.stamp in seconds; None for an unstamped (zero) header, common with some drivers."""
-        # Plain integers: rclpy's Time raises on a stamp before 1970, which would end the worker.
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        if stamp_ns == 0:
+        stamp = stamp_ns(header)
+        if stamp == 0:
             return None
-        return (self.get_clock().now().nanoseconds - stamp_ns) / 1e9
+        return (self.get_clock().now().nanoseconds - stamp) / 1e9
+
+    def _warn(self, message: str) -> None:
+        """Throttled per message: rclpy throttles per call site, which would hide a second camera's problem."""
+        now = time.monotonic()
+        key = message.split(":", 2)[:2]  # "<camera>: <what>" without the details that vary
+        if now - self._warned.get(tuple(key), -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
+            self._warned[tuple(key)] = now
+            self.get_logger().warning(message)
 
     # --- diagnostics -------------------------------------------------------------------------
 
@@ -387,7 +423,7 @@ class SegmentationNode(LifecycleNode):
         batch_ms = 1000 * float(np.median(self._batch_seconds)) if self._batch_seconds else None
         values = {
             "state": "active" if self._active else "inactive",
-            "model": settings.model_name,
+            "model": self._model_in_use,
             "weights": self._weights_in_use or "random (allow_untrained)",
             "device": str(segmenter.device),
             "precision": str(segmenter.dtype).removeprefix("torch."),
@@ -423,15 +459,45 @@ class SegmentationNode(LifecycleNode):
         level, message = DiagnosticStatus.OK, "ok"
         silent = snapshot["silent_for_s"]
         p95 = snapshot["latency_p95_s"]
+        received, published = snapshot["received_recent"], snapshot["published_recent"]
+        failed = snapshot["errors_recent"]
+        wanted = bool(camera.wanted_outputs()) or (
+            self.costmap is not None and self.costmap.contributes(name) and self.costmap.wanted()
+        )
         if not self._active:
             message = "inactive"
+        elif snapshot["nonfinite_recent"]:
+            level = DiagnosticStatus.ERROR
+            message = f"non-finite logits in {snapshot['nonfinite_recent']} frames: masks withheld"
+        elif received and failed >= received:
+            level = DiagnosticStatus.ERROR
+            message = f"all {received} frames of the last {RATE_WINDOW_S:.0f} s failed ({_kinds(camera)})"
+        elif received and failed / received > settings.max_error_fraction:
+            level = DiagnosticStatus.WARN
+            message = f"{failed} of {received} frames of the last {RATE_WINDOW_S:.0f} s failed ({_kinds(camera)})"
         elif silent is None or silent > settings.silence_timeout:
             level = DiagnosticStatus.ERROR if silent is not None and silent > 5 * settings.silence_timeout else DiagnosticStatus.WARN
             message = "no images yet" if silent is None else f"silent for {silent:.1f} s"
+        elif not wanted:
+            message = "idle (no subscribers)"
+        elif received >= 2 and not published:
+            level = DiagnosticStatus.WARN
+            message = f"received {received} frames in the last {RATE_WINDOW_S:.0f} s but published none"
         elif p95 is not None and p95 > settings.max_latency:
             level = DiagnosticStatus.ERROR if p95 > 2 * settings.max_latency else DiagnosticStatus.WARN
             message = f"p95 latency {1000 * p95:.0f} ms above {1000 * settings.max_latency:.0f} ms"
         return _status(f"{self.get_name()}: camera {name}", level, message, values)
+
+
+def published_size(info: CameraInfo) -> tuple[int, int]:
+    """(height, width) of the images a CameraInfo describes: its ROI (when set), then binning."""
+    roi = info.roi
+    height, width = (roi.height, roi.width) if roi.width and roi.height else (info.height, info.width)
+    return height // max(info.binning_y, 1), width // max(info.binning_x, 1)
+
+
+def _kinds(camera: Camera) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in camera.stats.error_counts().items())
 
 
 def _ms(seconds: float | None) -> float | None:

@@ -7,6 +7,7 @@ declared up front so ``ros2 param list/describe`` shows them before the node is 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,9 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from ..costmap import CameraPose, CostmapSettings, GridSpec
+from ..costmap.projection import RULES
 from ..errors import DenseASPPError
+from ..image_messages import MAX_IMAGE_PIXELS
 
 RELIABILITIES = ("best_effort", "reliable")
 OUTPUT_KINDS = ("mask", "mask_color", "overlay", "confidence")
@@ -39,6 +42,9 @@ COSTMAP_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "costmap.origin_y": (-15.0, "y of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
     "costmap.max_range": (30.0, "ground points farther than this from the camera are ignored, metres", _floating(0.1, 10000.0)),
     "costmap.decay_time": (1.0, "seconds after which a cell no camera sees again returns to unknown", _floating(0.0, 3600.0)),
+    "costmap.max_stamp_skew": (
+        0.5, "frames stamped further ahead of this node's clock are refused (seconds)", _floating(0.0, 3600.0)
+    ),
     "costmap.classes_file": ("", "class -> cost table (costmap.yaml); empty = the built-in table of the label set", {}),
     "costmap.rule": ("max", "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", {}),
     "costmap.occluded_unknown": (False, "cells in view whose ground is hidden become unknown at once (else they decay)", {}),
@@ -47,7 +53,9 @@ COSTMAP_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
 }
 
 NODE_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
-    "model.name": ("DenseASPP161", "network variant: DenseASPP121/161/169/201 or MobileNetDenseASPP", {}),
+    "model.name": (
+        "auto", "network variant: auto (identified from the weights), DenseASPP121/161/169/201 or MobileNetDenseASPP", {}
+    ),
     "model.weights": (
         "weights/denseASPP161.pkl",
         "checkpoint (.pkl of the release, .pt or .safetensors); demo = the synthetic-world demo weights; empty = none",
@@ -61,6 +69,9 @@ NODE_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "model.multiscale": (False, "multi-scale + flip inference (about 12x the compute)", {}),
     "allow_untrained": (False, "allow configuring without weights (random masks: tests and benchmarks only)", {}),
     "max_batch": (4, "most frames (one per camera) run as one batch", _integer(1, 64)),
+    "max_image_pixels": (
+        MAX_IMAGE_PIXELS, "larger images (by their declared size) are refused before decoding", _integer(1, 2**31 - 1)
+    ),
     "cameras": (["front"], "camera names; each gets <name>.image_topic etc. (read once at start-up)", {}),
     "publish.mask": (True, "publish ~/<camera>/mask (mono8 trainIds)", {}),
     "publish.mask_color": (True, "publish ~/<camera>/mask_color (rgb8 palette)", {}),
@@ -72,6 +83,9 @@ NODE_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "diagnostics.period": (1.0, "seconds between /diagnostics messages", _floating(0.1, 60.0)),
     "diagnostics.silence_timeout": (2.0, "WARN when a camera sends nothing for this long (ERROR after 5x)", _floating(0.1, 3600.0)),
     "diagnostics.max_latency": (1.0, "WARN when p95 latency exceeds this many seconds (ERROR above 2x)", _floating(0.001, 3600.0)),
+    "diagnostics.max_error_fraction": (
+        0.1, "WARN when more of a camera's frames fail over the last 5 s (ERROR when all do)", _floating(0.0, 1.0)
+    ),
     "autostart": (True, "configure and activate on start-up (no lifecycle manager needed)", {}),
     "costmap.enabled": (True, "publish ~/costmap: the masks of the cameras with a pose, projected onto the ground", {}),
     **COSTMAP_PARAMETERS,
@@ -80,7 +94,9 @@ NODE_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
 
 def camera_parameters(camera: str) -> dict[str, tuple[Any, str, dict[str, Any]]]:
     return {
-        f"{camera}.image_topic": (f"/{camera}/image_raw", "sensor_msgs/Image (or CompressedImage) topic", {}),
+        f"{camera}.image_topic": (
+            f"{camera}/image_raw", "sensor_msgs/Image (or CompressedImage) topic; relative names resolve in the node's namespace", {}
+        ),
         f"{camera}.compressed": (False, "subscribe to sensor_msgs/CompressedImage (jpeg/png) instead of Image", {}),
         f"{camera}.camera_info_topic": ("", "sensor_msgs/CameraInfo topic checked against the images; empty = none", {}),
         f"{camera}.reliability": ("best_effort", "QoS reliability of the input: best_effort (sensor data) or reliable", {}),
@@ -123,6 +139,7 @@ class CostmapConfig:
     classes_file: str
     publish_color: bool
     publish_obstacles: bool
+    max_stamp_skew: float
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,7 @@ class NodeSettings:
     multiscale: bool
     allow_untrained: bool
     max_batch: int
+    max_image_pixels: int
     cameras: tuple[CameraSettings, ...]
     outputs: tuple[str, ...]
     output_reliability: str
@@ -155,6 +173,7 @@ class NodeSettings:
     diagnostics_period: float
     silence_timeout: float
     max_latency: float
+    max_error_fraction: float
     costmap: CostmapConfig | None  # None: costmap.enabled is false
 
 
@@ -203,6 +222,7 @@ def read_settings(node: Node) -> NodeSettings:
         multiscale=value("model.multiscale"),
         allow_untrained=value("allow_untrained"),
         max_batch=value("max_batch"),
+        max_image_pixels=value("max_image_pixels"),
         cameras=cameras,
         outputs=outputs,
         output_reliability=reliability("publish.reliability"),
@@ -211,6 +231,7 @@ def read_settings(node: Node) -> NodeSettings:
         diagnostics_period=value("diagnostics.period"),
         silence_timeout=value("diagnostics.silence_timeout"),
         max_latency=value("diagnostics.max_latency"),
+        max_error_fraction=value("diagnostics.max_error_fraction"),
         costmap=costmap,
     )
 
@@ -239,23 +260,16 @@ def read_costmap_config(node: Node) -> CostmapConfig:
         )
     except DenseASPPError as error:
         raise SettingsError(str(error)) from None
-    return CostmapConfig(settings, value("classes_file"), value("publish_color"), value("publish_obstacles"))
+    return CostmapConfig(
+        settings, value("classes_file"), value("publish_color"), value("publish_obstacles"), value("max_stamp_skew")
+    )
 
 
 def read_calibration(node: Node, camera: str) -> Calibration:
     """``<camera>.pose``/``intrinsics``/``image_width``/``image_height``: empty lists mean unknown."""
 
     def numbers(name: str, count: int, meaning: str) -> tuple[float, ...] | None:
-        raw = node.get_parameter(f"{camera}.{name}").value
-        if raw is None or (isinstance(raw, (list, tuple)) and len(raw) == 0):
-            return None
-        if not isinstance(raw, (list, tuple)) or len(raw) != count:
-            raise SettingsError(f"{camera}.{name} must be {meaning} ({count} numbers) or empty, got {raw!r}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
-            raise SettingsError(f"{camera}.{name} must hold numbers, got {raw!r}")
-        if not all(math.isfinite(v) for v in raw):
-            raise SettingsError(f"{camera}.{name} must be finite numbers, got {list(raw)}")
-        return tuple(float(v) for v in raw)
+        return number_list(f"{camera}.{name}", node.get_parameter(f"{camera}.{name}").value, count, meaning)
 
     pose = numbers("pose", 6, "[x, y, z, roll, pitch, yaw]")
     intrinsics = numbers("intrinsics", 4, "[fx, fy, cx, cy]")
@@ -268,6 +282,39 @@ def read_calibration(node: Node, camera: str) -> Calibration:
     if (width == 0) != (height == 0):
         raise SettingsError(f"set both {camera}.image_width and {camera}.image_height, or neither (0)")
     return Calibration(CameraPose(*pose) if pose else None, intrinsics, (width, height) if width else None)
+
+
+def number_list(name: str, raw: Any, count: int, meaning: str) -> tuple[float, ...] | None:
+    """``count`` finite numbers, or None for an empty value.
+
+    Any sequence rclpy hands over: a list from YAML, an ``array('d')`` or ``array('q')`` from a
+    parameter set at run time.
+    """
+    if raw is None or (isinstance(raw, Sequence) and not isinstance(raw, str) and len(raw) == 0):
+        return None
+    if isinstance(raw, str) or not isinstance(raw, Sequence) or len(raw) != count:
+        raise SettingsError(f"{name} must be {meaning} ({count} numbers) or empty, got {raw!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw):
+        raise SettingsError(f"{name} must hold numbers, got {raw!r}")
+    if not all(math.isfinite(v) for v in raw):
+        raise SettingsError(f"{name} must be finite numbers, got {list(raw)}")
+    return tuple(float(v) for v in raw)
+
+
+def check_parameter(name: str, value: Any) -> None:
+    """The checks of one parameter that need no other (ranges are ROS's): for changes at run time.
+
+    Raises ``SettingsError`` with the reason; read_settings applies the same rules at configure.
+    """
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "reliability" and value not in RELIABILITIES:
+        raise SettingsError(f"{name} must be one of {', '.join(RELIABILITIES)}, got {value!r}")
+    if leaf == "pose":
+        number_list(name, value, 6, "[x, y, z, roll, pitch, yaw]")
+    elif leaf == "intrinsics":
+        number_list(name, value, 4, "[fx, fy, cx, cy]")
+    elif name == "costmap.rule" and value not in RULES:
+        raise SettingsError(f"costmap.rule must be {' or '.join(RULES)}, got {value!r}")
 
 
 def camera_names(node: Node) -> list[str]:

@@ -11,6 +11,8 @@ import numpy as np
 # Rates are measured over this window; latency percentiles over the last LATENCY_SAMPLES frames.
 RATE_WINDOW_S = 5.0
 LATENCY_SAMPLES = 200
+# The error kind of a batch whose logits were NaN/inf: its masks are withheld, an ERROR at once.
+NONFINITE = "nonfinite_logits"
 
 
 class RateMeter:
@@ -25,8 +27,12 @@ class RateMeter:
         self._trim(now)
 
     def rate(self, now: float) -> float:
+        return self.count(now) / self._window
+
+    def count(self, now: float) -> int:
+        """Events within the window."""
         self._trim(now)
-        return len(self._events) / self._window
+        return len(self._events)
 
     def _trim(self, now: float) -> None:
         while self._events and self._events[0] < now - self._window:
@@ -46,6 +52,8 @@ class CameraStats:
         self.last_received: float | None = None
         self._input = RateMeter()
         self._output = RateMeter()
+        self._errors = RateMeter()
+        self._nonfinite = RateMeter()
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._inference: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
@@ -73,8 +81,12 @@ class CameraStats:
                 self._latencies.append(latency_s)
 
     def on_error(self, kind: str) -> None:
+        now = time.monotonic()
         with self._lock:
             self.errors[kind] += 1
+            self._errors.tick(now)
+            if kind == NONFINITE:
+                self._nonfinite.tick(now)
 
     def snapshot(self) -> dict[str, float | int | None]:
         now = time.monotonic()
@@ -88,6 +100,10 @@ class CameraStats:
                 "unstamped": self.unstamped,
                 "inference_p50_s": float(np.median(self._inference)) if self._inference else None,
                 "errors": sum(self.errors.values()),
+                "received_recent": self._input.count(now),
+                "published_recent": self._output.count(now),
+                "errors_recent": self._errors.count(now),
+                "nonfinite_recent": self._nonfinite.count(now),
                 "input_rate_hz": self._input.rate(now),
                 "output_rate_hz": self._output.rate(now),
                 "latency_p50_s": p50,
