@@ -3,20 +3,33 @@
 rosbags' CDR is what rclpy serialises, so these bags play in ``ros2 bag play`` and the messages
 read here are what a node would receive. Message types come from rosbags' Humble type store,
 whose definitions of these messages are the same in every ROS 2 release since.
+
+A bag is written as ``PATH.partial/PATH`` and renamed to ``PATH`` once closed, so ``PATH`` is
+always a finished bag; a killed writer leaves ``PATH.partial`` with a note saying so, and
+``recover_bag`` (``denseaspp bag-recover``) makes what it wrote readable.
 """
 
 from __future__ import annotations
 
+import fcntl
+import io
+import os
+import shutil
+import sqlite3
+import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapWriter
+from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys import Stores, get_typestore
 
 from .costmap import CameraModel, GridSpec
@@ -30,6 +43,9 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 OCCUPANCY_GRID = "nav_msgs/msg/OccupancyGrid"
+PARTIAL = ".partial"
+NOTE = "INCOMPLETE.txt"  # in PATH.partial/, beside the bag: says what happened and how to recover
+SYNC_SECONDS = 1.0  # a write this long after the last sync syncs: a kill loses about the last second of writing
 
 
 class BagError(DenseASPPError):
@@ -41,8 +57,27 @@ def _header(stamp_ns: int, frame_id: str):
     return _T["std_msgs/msg/Header"](stamp=_T["builtin_interfaces/msg/Time"](sec=seconds, nanosec=nanoseconds), frame_id=frame_id)
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where a bag for ``path`` lives until its writer closes it."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL)
+
+
+def _note(handle: IO[str], text: str) -> None:
+    handle.seek(0)
+    handle.truncate()
+    handle.write(text)
+    handle.flush()
+
+
 class BagWriter:
-    """Writes one topic per call site; each ``write_*`` serialises one message at its stamp."""
+    """Writes one topic per call site; each ``write_*`` serialises one message at its stamp.
+
+    Until closed, the bag is ``PATH.partial/PATH`` beside a note (locked while this writer runs)
+    saying it is unfinished. ``sync()``, and every write at least ``SYNC_SECONDS`` after the last
+    sync, hands the messages so far to the operating system: they survive a kill, and
+    ``recover_bag`` gets them back. A bag closed by an exception is finished but stays partial.
+    """
 
     def __init__(self, path: str | Path, storage: str = "mcap") -> None:
         if storage not in STORAGES:
@@ -50,15 +85,60 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f"{self.path} exists: a bag is written into a new folder")
-        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self.partial = partial_path(self.path)
+        if self.partial.exists():
+            raise BagError(f"{self.partial} exists: an earlier writer of {self.path} was interrupted; "
+                           f"see {self.partial / NOTE}, then recover or delete it")
+        self._writer = Writer(self.partial / self.path.name, version=9, storage_plugin=STORAGES[storage])
         self._connections: dict[str, object] = {}
+        self._note: IO[str] | None = None
+        self._synced = 0.0
 
     def __enter__(self) -> BagWriter:
+        try:
+            self.partial.mkdir(parents=True)
+        except FileExistsError:
+            raise BagError(f"{self.partial} exists: another writer of {self.path} is running or was interrupted") from None
+        self._note = (self.partial / NOTE).open("w")
+        fcntl.flock(self._note, fcntl.LOCK_EX)  # released by the kernel however this process ends
+        partial = self.partial.absolute()  # the note may be read from anywhere
+        _note(self._note, (
+            f"Unfinished bag: process {os.getpid()} started writing it at {time.strftime('%Y-%m-%d %H:%M:%S')}.\n"
+            f"Finished, it would have been renamed to {self.path.absolute()}. If that process is gone, make\n"
+            f"what it wrote readable (as {partial / self.path.name}) with:\n    denseaspp bag-recover {partial}\n"
+        ))
         self._writer.open()
+        self._synced = time.monotonic()
         return self
 
     def __exit__(self, kind: type | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        self._writer.close()
+        assert self._note is not None
+        try:
+            self._writer.close()  # on an exception too: what was written stays readable
+            if error is None:
+                os.rename(self._writer.path, self.path)
+                (self.partial / NOTE).unlink()
+                self.partial.rmdir()
+            else:
+                count = sum(self._writer.counts.values())
+                _note(self._note, (
+                    f"Unfinished bag: its writer stopped early ({type(error).__name__}: {error}).\n"
+                    f"{self._writer.path.absolute()} is readable and holds the {count} messages written.\n"
+                ))
+        finally:
+            self._note.close()
+
+    def sync(self) -> None:
+        """Hand every message written so far to the operating system: killing this process cannot lose
+        it (a power cut still can; there is no fsync)."""
+        storage = self._writer.storage
+        if isinstance(storage, McapWriter):
+            if storage.chunk.bio.tell():
+                storage.close_chunk()  # rosbags holds up to 1 MiB of messages in memory otherwise
+            storage.bio.flush()
+        elif isinstance(storage, Sqlite3Writer):
+            storage.conn.commit()  # rosbags otherwise commits only when closing
+        self._synced = time.monotonic()
 
     def _write(self, topic: str, message, stamp_ns: int) -> None:
         self.write_raw(topic, message.__msgtype__, stamp_ns, TYPESTORE.serialize_cdr(message, message.__msgtype__))
@@ -70,6 +150,8 @@ class BagWriter:
             connection = self._writer.add_connection(topic, msgtype, typestore=TYPESTORE)
             self._connections[topic] = connection
         self._writer.write(connection, int(stamp_ns), data)
+        if time.monotonic() - self._synced > SYNC_SECONDS:
+            self.sync()
 
     def write_image(self, topic: str, stamp_ns: int, frame_id: str, pixels: np.ndarray, encoding: str) -> None:
         """An Image: ``pixels`` HxW (mono8) or HxWx3 (rgb8/bgr8) uint8."""
@@ -145,13 +227,114 @@ def open_bag(path: str | Path) -> AnyReader:
     """An open reader over a ROS 2 bag folder (sqlite3 or MCAP), a .mcap file or a ROS 1 .bag; close it."""
     path = Path(path)
     if not path.exists():
-        raise BagError(f"bag {path} does not exist")
+        unfinished = partial_path(path)
+        hint = f" ({unfinished} is unfinished: see {unfinished / NOTE})" if unfinished.exists() else ""
+        raise BagError(f"bag {path} does not exist{hint}")
+    if (path / NOTE).is_file():
+        raise BagError(f"{path}: {' '.join((path / NOTE).read_text().split())}")
     try:
         reader = AnyReader([path], default_typestore=TYPESTORE)
         reader.open()
     except Exception as error:  # rosbags raises its own errors for unreadable, unfinished or foreign files
         raise BagError(f"cannot read bag {path}: {error} (still being recorded, or not a bag?)") from None
     return reader
+
+
+def recover_bag(path: str | Path) -> Path:
+    """Make what an interrupted ``BagWriter`` wrote into ``PATH.partial`` readable; returns the bag to read.
+
+    A killed writer leaves an MCAP file without its summary and footer, or an SQLite file with an
+    open transaction, and no metadata.yaml: the messages up to its last sync are copied into a
+    complete bag that replaces the storage file. The result keeps the ``.partial`` name, since it
+    is not the whole run. ``path`` may name the bag or its ``.partial`` folder.
+    """
+    path = Path(path)
+    partial = path if path.name.endswith(PARTIAL) else partial_path(path)
+    bag = partial / partial.name.removesuffix(PARTIAL)
+    if not (partial / NOTE).is_file():
+        raise BagError(f"{partial} is not an unfinished bag (it has no {NOTE})")
+    with (partial / NOTE).open("r+") as note:
+        try:
+            fcntl.flock(note, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BagError(f"{partial} is still being written by a running process; see {partial / NOTE}") from None
+        if (bag / "metadata.yaml").is_file():
+            return bag  # recovered before, or closed after an exception: readable already
+        candidates = ((storage, bag / f"{bag.name}{suffix}") for storage, suffix in (("mcap", ".mcap"), ("sqlite3", ".db3")))
+        found = [(storage, file) for storage, file in candidates if file.is_file()]
+        if not found:
+            raise BagError(f"{partial} holds no bag file: nothing was written, or {bag.name} was finished and moved")
+        storage, file = found[0]
+        rebuilt = partial / "recovering"
+        shutil.rmtree(rebuilt, ignore_errors=True)  # left by a recovery that was itself interrupted
+        writer = Writer(rebuilt / bag.name, version=9, storage_plugin=STORAGES[storage])
+        with writer:
+            connections: dict[str, object] = {}
+            for topic, msgtype, stamp_ns, data in (_mcap_messages if storage == "mcap" else _sqlite_messages)(file):
+                if topic not in connections:
+                    connections[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
+                writer.write(connections[topic], stamp_ns, data)
+        count = sum(writer.counts.values())
+        os.replace(writer.path / file.name, file)  # then metadata.yaml, whose presence means recovered
+        os.replace(writer.path / "metadata.yaml", bag / "metadata.yaml")
+        shutil.rmtree(rebuilt)
+        _note(note, (
+            f"Unfinished bag: its writer was interrupted. Recovered: {bag.absolute()} is readable and holds the {count}\n"
+            "messages written up to the writer's last sync; any later ones were lost.\n"
+        ))
+    return bag
+
+
+def _mcap_messages(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, type, stamp, data) of the messages in the complete records of an MCAP file, in file order.
+
+    Reading stops at the first record the kill cut short, or at the end of a finished file's data.
+    """
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+
+    def string(body: bytes, offset: int) -> bytes:
+        (length,) = struct.unpack_from("<I", body, offset)
+        return body[offset + 4 : offset + 4 + length]
+
+    def records(stream: IO[bytes]) -> Iterator[tuple[str, str, int, bytes]]:
+        while len(head := stream.read(9)) == 9:
+            op, length = struct.unpack("<BQ", head)
+            body = stream.read(length)
+            if len(body) < length or op == 0x0F:  # cut short, or the data end record
+                return
+            if op == 0x03:  # schema: id, name, ...
+                schemas[struct.unpack_from("<H", body)[0]] = string(body, 2).decode()
+            elif op == 0x04:  # channel: id, schema id, topic, ...
+                key, schema = struct.unpack_from("<HH", body)
+                channels[key] = (string(body, 4).decode(), schemas[schema])
+            elif op == 0x05:  # message: channel, sequence, log time, publish time, data
+                key, _, stamp_ns, _ = struct.unpack_from("<HIQQ", body)
+                yield (*channels[key], stamp_ns, body[22:])
+            elif op == 0x06:  # chunk: start, end, size, crc, compression, records
+                compression = string(body, 28)
+                if compression:
+                    raise BagError(f"{path}: cannot recover {compression.decode()}-compressed chunks")
+                yield from records(io.BytesIO(body[28 + 4 + len(compression) + 8 :]))
+
+    with path.open("rb") as stream:
+        magic = stream.read(8)
+        if magic != b"\x89MCAP0\r\n"[: len(magic)]:  # shorter when killed before its first sync
+            raise BagError(f"{path} is not an MCAP file")
+        yield from records(stream)
+
+
+def _sqlite_messages(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
+    """(topic, type, stamp, data) of the committed messages; opening read-write rolls back the rest."""
+    database = sqlite3.connect(path)
+    try:
+        topics = {key: (name, msgtype) for key, name, msgtype in database.execute("SELECT id, name, type FROM topics")}
+        for key, stamp_ns, data in database.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
+            yield (*topics[key], stamp_ns, data)
+    except sqlite3.DatabaseError as error:
+        raise BagError(f"cannot recover {path}: {error}") from None
+    finally:
+        database.close()
 
 
 def count_messages(path: str | Path, topic: str) -> int | None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +114,21 @@ def _write_outputs(
         write_png(_outputs(kind, item, output), picture)
 
 
+def _check_writable(folder: Path, option: str) -> None:
+    """Create ``folder`` and a file in it, then remove what this made: an unwritable destination fails
+    before any work. Permission bits cannot tell (root, read-only mounts, a file where a folder goes)."""
+    made = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise DenseASPPError(f"{option}: cannot write into {folder}: {error.strerror or error}") from None
+    finally:
+        for path in made:
+            with suppress(OSError):
+                path.rmdir()
+
+
 def run_infer(args: argparse.Namespace) -> int:
     items = find_images(args.inputs, exclude=args.output)  # every input is checked before anything is loaded or written
     if args.output.exists() and not args.output.is_dir():
@@ -121,6 +138,7 @@ def run_infer(args: argparse.Namespace) -> int:
         raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
     if "labelid" in args.save and labels.label_ids is None:
         raise DenseASPPError(f"label set {labels.name!r} defines no label ids; drop labelid from --save")
+    _check_writable(args.output, "--output")
     segmenter = _build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
     want_confidence = "confidence" in args.save
     batches = [items[i : i + args.batch] for i in range(0, len(items), args.batch)]
@@ -233,6 +251,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if labels.num_classes != args.num_classes:
         raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
     shard = Shard.parse(args.shard)
+    for folder, option in ((args.output, "--output"), (args.save_predictions, "--save-predictions"),
+                           (args.write_bag.parent if args.write_bag else None, "--write-bag")):
+        if folder is not None:
+            _check_writable(folder, option)
+    result_bag = BagWriter(args.write_bag) if args.write_bag else None  # refuses an existing bag now, not after the work
     stats = MatchStats()
     total = None
     if args.bag is not None:
@@ -247,14 +270,9 @@ def run_eval(args: argparse.Namespace) -> int:
     segmenter = _build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
     costmap = _camera_costmap(args.camera, labels) if args.camera else None
     with ExitStack() as stack:
-        bag = stack.enter_context(BagWriter(args.write_bag)) if args.write_bag else None
+        bag = stack.enter_context(result_bag) if result_bag is not None else None
 
         def keep(sample, prediction) -> None:
-            if args.save_predictions is not None:
-                name = Path(sample.name).name.replace("_leftImg8bit.png", "") if args.cityscapes else f"frame_{sample.name}"
-                target = args.save_predictions / Path(sample.name).parent / f"{name}_pred_labelIds.png"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_png(target, labels.to_label_ids(prediction))
             if bag is not None:
                 image = np.ascontiguousarray(sample.image[..., ::-1]) if sample.is_bgr else sample.image
                 bag.write_image("/eval/image", sample.stamp_ns, "camera", image, "rgb8")
@@ -264,6 +282,12 @@ def run_eval(args: argparse.Namespace) -> int:
                 if costmap is not None:
                     costmap.update("camera", prediction, sample.stamp_ns / 1e9)
                     bag.write_grid("/eval/costmap", sample.stamp_ns, costmap.grid, costmap.snapshot().costs)
+                bag.sync()  # a kill loses no finished frame; and a saved prediction means its frame is in the bag
+            if args.save_predictions is not None:
+                name = Path(sample.name).name.replace("_leftImg8bit.png", "") if args.cityscapes else f"frame_{sample.name}"
+                target = args.save_predictions / Path(sample.name).parent / f"{name}_pred_labelIds.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_png(target, labels.to_label_ids(prediction))
 
         result = evaluate(samples, segmenter, labels, shard, keep, total=total, stats=stats if args.bag else None)
     if result.frames == 0:
@@ -281,6 +305,19 @@ def run_eval(args: argparse.Namespace) -> int:
           f" ({result.unmatched_images + result.unmatched_labels} unmatched, {result.corrupt} unreadable)"
           f"{'' if result.complete else ', INCOMPLETE'}; report in {args.output}/report.md")
     return 0 if result.complete else 1
+
+
+def run_bag_recover(args: argparse.Namespace) -> int:
+    from .bags import open_bag, recover_bag
+
+    bag = recover_bag(args.partial)
+    reader = open_bag(bag)
+    try:
+        count = reader.message_count
+    finally:
+        reader.close()
+    print(f"{bag} is readable: the {count} messages written before its writer stopped (it is not the whole run)")
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -508,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--labels", default="cityscapes")
     replay.add_argument("--json", type=Path)
     replay.set_defaults(run=run_replay)
+
+    recover = commands.add_parser("bag-recover", help="make what an interrupted bag writer left in PATH.partial readable")
+    recover.add_argument("partial", type=Path, help="the PATH.partial folder (or PATH)")
+    recover.set_defaults(run=run_bag_recover)
     return parser
 
 
