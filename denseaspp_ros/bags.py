@@ -353,8 +353,11 @@ def read_labelled_frames(
     label_topic: str,
     tolerance_s: float = 0.001,
     stats: MatchStats | None = None,
+    max_pixels: int | None = None,
 ) -> Iterator[LabelledFrame]:
     """Stream (image, label) pairs whose header stamps agree within ``tolerance_s``, in bag order.
+
+    Images declaring more than ``max_pixels`` are counted as undecodable without being decoded.
 
     Memory stays bounded: a message waits for its partner only while messages up to
     ``tolerance_s`` + one second later (by receive time) are read; then it is counted unmatched.
@@ -387,7 +390,7 @@ def read_labelled_frames(
             else:
                 image, label = (message, pending[other_topic].pop(partner)) if connection.topic == image_topic else (
                     pending[other_topic].pop(partner), message)
-                frame = _decode_pair(image, label, stats)
+                frame = _decode_pair(image, label, stats, max_pixels)
                 if frame is not None:
                     stats.matched += 1
                     yield frame
@@ -412,10 +415,10 @@ def _expire(pending: dict[str, dict[int, Any]], image_topic: str, label_topic: s
         setattr(stats, attribute, getattr(stats, attribute) + len(old))
 
 
-def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats) -> LabelledFrame | None:
+def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats, max_pixels: int | None) -> LabelledFrame | None:
     stamp = image_message.header.stamp.sec * 1_000_000_000 + image_message.header.stamp.nanosec
     try:
-        image, is_bgr = decode_image(image_message)
+        image, is_bgr = decode_image(image_message, max_pixels)
         if hasattr(label_message, "format"):  # a PNG-compressed label image
             label = cv2.imdecode(np.frombuffer(label_message.data, np.uint8), cv2.IMREAD_UNCHANGED)
             if label is None or label.ndim != 2 or label.dtype != np.uint8:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -18,7 +19,8 @@ from .atomic import atomic_write
 from .errors import DenseASPPError
 from .imageio import ImageItem, find_images, read_bgr, write_png
 from .labels import LabelSet, get_label_set
-from .model import MODEL_NAMES, build_model, convert_checkpoint, find_published_weights
+from .image_messages import MAX_IMAGE_PIXELS
+from .model import AUTO_MODEL, MODEL_NAMES, build_model, convert_checkpoint, find_published_weights
 from .inference import Segmentation, Segmenter
 
 SAVE_KINDS = ("trainid", "labelid", "color", "overlay", "confidence")
@@ -59,7 +61,9 @@ def _save_kinds(text: str) -> tuple[str, ...]:
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help="network variant")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, choices=(AUTO_MODEL, *MODEL_NAMES), help="network variant (auto: from --weights)"
+    )
     parser.add_argument("--weights", type=Path, help="checkpoint: original .pkl, project .pt or .safetensors")
     parser.add_argument("--num-classes", type=int, default=19, help="classes the weights were trained for")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -71,6 +75,10 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="NHWC memory format (default; faster on CPUs and tensor cores)",
     )
     parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
+    parser.add_argument(
+        "--max-image-pixels", type=_count(1), default=MAX_IMAGE_PIXELS,
+        help="larger images (by the size their header declares) are refused before decoding (default 4096x4096)",
+    )
 
 
 def _build_segmenter(args: argparse.Namespace, **options: object) -> Segmenter:
@@ -88,6 +96,7 @@ def _build_segmenter(args: argparse.Namespace, **options: object) -> Segmenter:
         precision=args.precision,
         channels_last=args.channels_last,
         max_batch=args.batch,
+        max_image_pixels=args.max_image_pixels,
         **options,
     )
 
@@ -149,7 +158,7 @@ def run_infer(args: argparse.Namespace) -> int:
         loaded = []
         for item in batch:
             try:
-                loaded.append((item, read_bgr(item.source)))
+                loaded.append((item, read_bgr(item.source, args.max_image_pixels)))
             except DenseASPPError as error:
                 failures.append(str(error))
         return loaded
@@ -163,6 +172,9 @@ def run_infer(args: argparse.Namespace) -> int:
                 next_batch = reader.submit(read_batch, batches[index + 1])  # read ahead while the model runs
             results = segmenter.segment([image for _, image in loaded], bgr=True, confidence=want_confidence)
             for (item, image), result in zip(loaded, results):
+                if not result.finite:  # NaN/inf logits: no mask is better than a mask of garbage
+                    failures.append(f"{item.source}: non-finite logits (NaN/inf), nothing written")
+                    continue
                 writes.append(writer.submit(_write_outputs, item, image, result, args.save, labels, args.output))
             bar.update(len(batches[index]))
         for write in writes:
@@ -261,10 +273,13 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.bag is not None:
         if not args.image_topic or not args.label_topic:
             raise DenseASPPError("--bag needs --image-topic and --label-topic")
-        samples = bag_samples(args.bag, args.image_topic, args.label_topic, labels, args.label_format, args.tolerance, stats)
+        samples = bag_samples(
+            args.bag, args.image_topic, args.label_topic, labels, args.label_format, args.tolerance, stats,
+            args.max_image_pixels,
+        )
         total = count_messages(args.bag, args.image_topic)
     else:
-        samples = cityscapes_samples(args.cityscapes, args.split, labels)
+        samples = cityscapes_samples(args.cityscapes, args.split, labels, args.max_image_pixels)
     if total is not None:
         total = len(range(shard.index, total, shard.count))  # for the progress bar's ETA
     segmenter = _build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
@@ -565,6 +580,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get("DENSEASPP_TRACEBACK"):
+            raise
+        print(
+            f"denseaspp {args.command}: internal error: {type(error).__name__}: {error} "
+            "(set DENSEASPP_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

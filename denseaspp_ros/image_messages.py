@@ -152,7 +152,7 @@ def image_header(data: np.ndarray | bytes, what: str = "compressed image") -> tu
         with PILImage.open(io.BytesIO(memoryview(data))) as header:
             return (*header.size, header.mode)
     except PILImage.DecompressionBombError as error:
-        raise MessageError(f"{what} declares an enormous size ({error})") from None
+        raise ImageTooLarge(f"{what} declares an enormous size, refused before decoding ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:  # PIL's UnidentifiedImageError is an OSError
         raise MessageError(f"corrupt or unsupported {what}: its header cannot be read ({error})") from None
 

@@ -81,6 +81,7 @@ class NodeProcess:
         log_file: Path,
         env: dict[str, str] | None = None,
         program: str = "segmentation_node",
+        namespace: str | None = None,
     ) -> None:
         self.name = name
         self.log_file = log_file
@@ -90,6 +91,8 @@ class NodeProcess:
         else:  # not installed as a console script: the same entry point as a module
             executable = [sys.executable, "-m", PROGRAMS[program]]
         self.command = [*executable, "--ros-args", "--params-file", str(params_file), "-r", f"__node:={name}"]
+        if namespace:
+            self.command += ["-r", f"__ns:={namespace}"]
         # One torch thread: the CI runners have two cores, shared with the test's own process.
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
         self.env.update(env or {})

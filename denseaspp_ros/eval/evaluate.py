@@ -67,17 +67,17 @@ class EvalResult:
 
 def bag_samples(
     path: str | Path, image_topic: str, label_topic: str, label_set: LabelSet, label_format: str, tolerance_s: float,
-    stats: MatchStats,
+    stats: MatchStats, max_pixels: int | None = None,
 ) -> Iterator[Sample]:
-    for frame in read_labelled_frames(path, image_topic, label_topic, tolerance_s, stats):
+    for frame in read_labelled_frames(path, image_topic, label_topic, tolerance_s, stats, max_pixels):
         truth = label_set.to_train_ids(frame.label) if label_format == "labelid" else frame.label
         yield Sample(str(frame.stamp_ns), frame.image, frame.is_bgr, truth, frame.stamp_ns)
 
 
-def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet) -> Iterator[Sample]:
+def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet, max_pixels: int | None = None) -> Iterator[Sample]:
     from ..train.datasets import CityscapesDataset
 
-    dataset = CityscapesDataset(root, split, label_set)
+    dataset = CityscapesDataset(root, split, label_set, max_pixels)
     image_root = Path(root) / "leftImg8bit" / split
     for index in range(len(dataset)):
         image, truth = dataset[index]
@@ -106,8 +106,13 @@ def evaluate(
                 result.problems.append(f"{sample.name}: label and image sizes differ")
                 continue
             start = time.perf_counter()
-            prediction = segmenter.segment([sample.image], bgr=sample.is_bgr)[0].train_ids
+            segmentation = segmenter.segment([sample.image], bgr=sample.is_bgr)[0]
             result.seconds.append(time.perf_counter() - start)
+            if not segmentation.finite:  # NaN/inf logits: no prediction to score, and the run is not valid
+                result.complete = False
+                result.problems.append(f"{sample.name}: non-finite logits (NaN/inf): not scored")
+                continue
+            prediction = segmentation.train_ids
             result.matrix.update(sample.truth, prediction)
             result.frames += 1
             if on_prediction is not None:

@@ -304,8 +304,9 @@ class SegmentationNode(LifecycleNode):
             try:
                 image, is_bgr = self._to_array(camera, frame.message)
             except MessageError as error:
-                camera.stats.on_error("too_large" if isinstance(error, ImageTooLarge) else "bad_message")
-                self._warn(f"{frame.camera}: dropped a frame: {error}")
+                kind = "too_large" if isinstance(error, ImageTooLarge) else "bad_message"
+                camera.stats.on_error(kind)
+                self._warn((frame.camera, kind, str(error)[:30]), f"{frame.camera}: dropped a frame: {error}")
                 continue
             jobs.append((frame, camera, image, is_bgr, wanted))
         if not jobs:
@@ -357,7 +358,7 @@ class SegmentationNode(LifecycleNode):
                 )
             except StampRejected as error:
                 camera.stats.on_error("costmap_stamp")
-                self._warn(f"{frame.camera}: not in the costmap: {error}")
+                self._warn((frame.camera, "costmap_stamp", str(error)[:20]), f"{frame.camera}: not in the costmap: {error}")
             except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
                 camera.stats.on_error("costmap")
                 self.get_logger().error(
@@ -400,12 +401,12 @@ class SegmentationNode(LifecycleNode):
             return None
         return (self.get_clock().now().nanoseconds - stamp) / 1e9
 
-    def _warn(self, message: str) -> None:
-        """Throttled per message: rclpy throttles per call site, which would hide a second camera's problem."""
+    def _warn(self, key: tuple, message: str) -> None:
+        """At most once per throttle period for each ``key`` (camera, kind, start of the reason): rclpy
+        throttles per call site, which would hide a second camera's or a second kind of problem."""
         now = time.monotonic()
-        key = message.split(":", 2)[:2]  # "<camera>: <what>" without the details that vary
-        if now - self._warned.get(tuple(key), -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
-            self._warned[tuple(key)] = now
+        if now - self._warned.get(key, -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
+            self._warned[key] = now
             self.get_logger().warning(message)
 
     # --- diagnostics -------------------------------------------------------------------------

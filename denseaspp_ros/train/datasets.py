@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..bags import MatchStats, read_labelled_frames
-from ..errors import DenseASPPError
+from ..errors import DenseASPPError, ImageError
+from ..imageio import read_bgr
 from ..labels import IGNORE_INDEX, LabelSet
 
 _IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -42,8 +43,9 @@ class CityscapesDataset(Dataset):
     """``ROOT/leftImg8bit/SPLIT/<city>/*_leftImg8bit.png`` with ``ROOT/gtFine/SPLIT/<city>/*_gtFine_labelTrainIds.png``
     (or ``*_gtFine_labelIds.png``, converted to trainIds through the label set)."""
 
-    def __init__(self, root: str | Path, split: str, label_set: LabelSet) -> None:
+    def __init__(self, root: str | Path, split: str, label_set: LabelSet, max_pixels: int | None = None) -> None:
         self.root, self.split, self.label_set = Path(root), split, label_set
+        self.max_pixels = max_pixels  # images declaring more are refused before decoding
         image_folder = self.root / "leftImg8bit" / split
         images = sorted(image_folder.rglob(f"*{_IMAGE_SUFFIX}"))
         if not images:
@@ -73,10 +75,11 @@ class CityscapesDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path, label_ids = self.items[index]
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        try:
+            image = read_bgr(image_path, self.max_pixels)
+        except ImageError as error:
+            raise DatasetError(str(error)) from None
         label = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise DatasetError(f"cannot read image {image_path}")
         if label is None or label.ndim != 2 or label.dtype != np.uint8:
             raise DatasetError(f"{label_path} is not a single-channel 8-bit label image")
         if label.shape != image.shape[:2]:
