@@ -1,27 +1,46 @@
-# Self-bootstrapping entry points: the first `make demo` or `make test` builds .venv.
+# Self-bootstrapping entry points: the first `make demo` or `make test` builds the venv.
+#
+# ROS_DISTRO picks the ROS 2 Python wheels the venv gets from PyPI, each distro in its own venv:
+#   kilted (default): .venv         `make test`
+#   jazzy:            .venv-jazzy   `make test ROS_DISTRO=jazzy`
+# Humble (Python 3.10) has no such wheels: `make compat` checks the code statically instead.
+ROS_DISTRO ?= kilted
+ifeq ($(ROS_DISTRO),kilted)
 VENV ?= .venv
+ROS_WHEEL_PREFIX := ros-
+else ifeq ($(ROS_DISTRO),jazzy)
+VENV ?= .venv-jazzy
+ROS_WHEEL_PREFIX := ros-jazzy-
+else
+$(error ROS_DISTRO=$(ROS_DISTRO) (a sourced ROS setup exports it): the venvs are built for kilted or jazzy, e.g. `make test ROS_DISTRO=kilted`)
+endif
+export ROS_DISTRO
+
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The CPU wheel these machines hold offline; an unpinned torch pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
-ROS_WHEELS := ros-rclpy ros-sensor-msgs ros-nav-msgs ros-std-msgs ros-geometry-msgs \
-	ros-diagnostic-msgs ros-visualization-msgs ros-rmw-fastrtps-cpp
+ROS_WHEELS := $(addprefix $(ROS_WHEEL_PREFIX),rclpy sensor-msgs nav-msgs std-msgs geometry-msgs \
+	diagnostic-msgs visualization-msgs rmw-fastrtps-cpp)
+# The oldest Python the package supports (Humble's), checked statically by `make compat`.
+MIN_PYTHON := 3.10
+COMPAT_PATHS := denseaspp_ros test bench launch setup.py
 
 # Everything these targets start keeps DDS discovery on this machine, in a private domain.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 ROS_DOMAIN_ID ?= $(shell python3 -c 'import random; print(random.randint(10, 100))')
 export ROS_DOMAIN_ID
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test compat bench clean
 
 venv: $(STAMP)
 
-$(STAMP): setup.py setup.cfg
+$(STAMP): setup.py setup.cfg Makefile
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PYTHON) -m pip install --quiet $(ROS_WHEELS)
-	$(PYTHON) -m pip install --quiet -e ".[test]"
+	$(PYTHON) -m pip install --quiet -e ".[test]" vermin
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,9 +49,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
 
+# Fails on any construct or standard-library name newer than MIN_PYTHON.
+compat: $(STAMP)
+	$(VENV)/bin/vermin --target=$(MIN_PYTHON)- --violations --no-tips --eval-annotations \
+		--no-parse-comments $(COMPAT_PATHS)
+
 bench: $(STAMP)
 	$(VENV)/bin/denseaspp bench --model MobileNetDenseASPP --size 256x512 --batch 1
 	$(VENV)/bin/denseaspp bench --model DenseASPP161 --size 256x512 --batch 1
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(sort $(VENV) .venv .venv-jazzy) out build *.egg-info

@@ -28,7 +28,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(10, 100)))
 # shared-memory segment and all but the last are lost: use the package's profile in this
 # process (the sender) and the node (inherits the environment).
 _PROFILE = Path(__file__).resolve().parent.parent / "config" / "fastdds_large_images.xml"
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_PROFILE))
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(_PROFILE))  # Fast DDS 3 (Kilted)
+os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(_PROFILE))  # Fast DDS 2 (Humble, Jazzy)
 
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402

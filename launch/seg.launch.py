@@ -1,7 +1,10 @@
 """Start segmentation_node with the package's config/params.yaml (or params_file:=...).
 
     ros2 launch denseaspp_ros seg.launch.py weights:=/path/denseASPP161.pkl
+    ros2 launch denseaspp_ros seg.launch.py weights:=demo model:=MobileNetDenseASPP device:=cpu
     ros2 launch denseaspp_ros seg.launch.py params_file:=my_cameras.yaml namespace:=car1 use_sim_time:=true
+
+weights, model and device override model.weights, model.name and model.device only when given.
 """
 
 import os
@@ -15,11 +18,17 @@ from launch_ros.actions import Node
 
 def _segmentation_node(context):
     parameters = [LaunchConfiguration("params_file"), {"use_sim_time": LaunchConfiguration("use_sim_time")}]
-    # Only a weights:= actually given overrides model.weights: an empty one would wipe the
-    # checkpoint a params_file names.
+    # Only an argument actually given overrides its parameter: an empty one would wipe what the
+    # params_file says (its checkpoint, network or device). Later entries override earlier ones.
     weights = LaunchConfiguration("weights").perform(context)
     if weights:
         parameters.append({"model.weights": weights})
+    model = LaunchConfiguration("model").perform(context)
+    if model:
+        parameters.append({"model.name": model})
+    device = LaunchConfiguration("device").perform(context)
+    if device:
+        parameters.append({"model.device": device})
     return [
         Node(
             package="denseaspp_ros",
@@ -41,6 +50,14 @@ def generate_launch_description():
             DeclareLaunchArgument("params_file", default_value=default_params, description="node parameters (YAML)"),
             DeclareLaunchArgument(
                 "weights", default_value="", description="checkpoint (.pkl/.pt/.safetensors); overrides model.weights"
+            ),
+            DeclareLaunchArgument(
+                "model",
+                default_value="",
+                description="network (DenseASPP161, MobileNetDenseASPP, ...); overrides model.name",
+            ),
+            DeclareLaunchArgument(
+                "device", default_value="", description="auto, cpu, cuda or cuda:N; overrides model.device"
             ),
             DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
             DeclareLaunchArgument(

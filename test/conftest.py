@@ -6,6 +6,7 @@ Set before any test imports rclpy, and inherited by every node process a test st
 import os
 import random
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # Kilted ignores ROS_LOCALHOST_ONLY
-os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")  # the same for Humble
+# Jazzy and Kilted read the discovery range. ROS_LOCALHOST_ONLY (Humble's variable) is not set:
+# Jazzy warns that it overrides the range, Kilted ignores it.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(10, 100))

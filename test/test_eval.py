@@ -75,6 +75,10 @@ def _report(path: Path) -> dict:
 
 def test_cityscapesscripts_scores_the_saved_predictions_like_the_report(drive_folder, tmp_path):
     """The official evaluation, unmodified, on --save-predictions gives the report's mIoU."""
+    # pip-only (the test extra; rosdep has no key): a rosdep-installed workspace skips this.
+    pytest.importorskip(
+        "cityscapesscripts", reason="cityscapesscripts is not installed (pip install cityscapesscripts; no rosdep key)"
+    )
     code = cli.main([
         "eval", "--cityscapes", str(drive_folder), "--split", "val", "--model", "MobileNetDenseASPP", "--device", "cpu",
         "--output", str(tmp_path / "report"), "--save-predictions", str(tmp_path / "predictions"),

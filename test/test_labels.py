@@ -73,7 +73,10 @@ def test_label_ids_outside_cityscapes_range_are_ignored():
 
 
 def test_matches_cityscapesscripts_when_installed():
-    cs_labels = pytest.importorskip("cityscapesscripts.helpers.labels")
+    cs_labels = pytest.importorskip(
+        "cityscapesscripts.helpers.labels",
+        reason="cityscapesscripts is not installed (pip install cityscapesscripts; no rosdep key)",
+    )
     for label in cs_labels.labels:
         if label.id < 0:  # 'license plate' has id -1; it never occurs in uint8 label maps
             continue

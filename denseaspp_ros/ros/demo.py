@@ -80,7 +80,6 @@ def network_environment() -> dict[str, str]:
     return {
         **os.environ,
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "ROS_LOCALHOST_ONLY": os.environ.get("ROS_LOCALHOST_ONLY", "1"),
         "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(random.randint(10, 100))),
         "FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", profile),
         "FASTRTPS_DEFAULT_PROFILES_FILE": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE", profile),
@@ -117,7 +116,11 @@ def run_demo(options: DemoOptions, say=print) -> dict:
     ]
     say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...)")
     environment = network_environment()
-    os.environ.update({k: environment[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE")})
+    # This process replays into the node: the same domain, discovery range and Fast DDS profile
+    # (FASTDDS_* for Fast DDS 3 on Kilted, FASTRTPS_* for Fast DDS 2 on Humble and Jazzy).
+    os.environ.update({k: environment[k] for k in (
+        "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
+    )})
     log = (output / "node.log").open("wb")
     process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
     replayer = Replayer(CITYSCAPES)
