@@ -37,9 +37,9 @@ setup(
     zip_safe=False,
     entry_points={
         "console_scripts": [
-            "denseaspp = denseaspp_ros.cli:main",
-            "segmentation_node = denseaspp_ros.ros.node:main",
-            "semantic_costmap_node = denseaspp_ros.ros.costmap_node:main",
+            "denseaspp = denseaspp_ros.ros.entry:denseaspp",
+            "segmentation_node = denseaspp_ros.ros.entry:segmentation_node",
+            "semantic_costmap_node = denseaspp_ros.ros.entry:semantic_costmap_node",
         ]
     },
 )

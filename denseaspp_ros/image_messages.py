@@ -154,7 +154,9 @@ def image_header(data: np.ndarray | bytes, what: str = "compressed image") -> tu
     except PILImage.DecompressionBombError as error:
         raise ImageTooLarge(f"{what} declares an enormous size, refused before decoding ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:  # PIL's UnidentifiedImageError is an OSError
-        raise MessageError(f"corrupt or unsupported {what}: its header cannot be read ({error})") from None
+        raise MessageError(
+            f"corrupt or truncated {what}: the header of its {len(memoryview(data))} bytes cannot be read ({error})"
+        ) from None
 
 
 def check_pixels(width: int, height: int, max_pixels: int | None, what: str) -> None:

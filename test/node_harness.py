@@ -194,15 +194,22 @@ class RosClient:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def call(self, service_type, name: str, request, timeout: float = 20.0):
+    def call(self, service_type, name: str, request, timeout: float = 20.0, retry_every: float = 3.0):
+        """Call and wait; the request is sent again every ``retry_every`` s, since Fast DDS drops a
+        reply sent before the server's response writer has matched this client."""
         client = self.node.create_client(service_type, name)
+        deadline = time.monotonic() + timeout
         try:
             if not self.spin_until(client.service_is_ready, timeout):
                 raise TimeoutError(f"service {name} is not available")
-            future = client.call_async(request)
-            if not self.spin_until(future.done, timeout):
-                raise TimeoutError(f"service {name} did not answer within {timeout} s")
-            return future.result()
+            while True:
+                future = client.call_async(request)
+                remaining = deadline - time.monotonic()
+                if self.spin_until(future.done, max(0.0, min(retry_every, remaining))):
+                    return future.result()
+                client.remove_pending_request(future)
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"service {name} did not answer within {timeout} s")
         finally:
             self.node.destroy_client(client)
 
@@ -212,7 +219,8 @@ class RosClient:
     def change_state(self, node_name: str, transition: str, timeout: float = 30.0) -> bool:
         request = ChangeState.Request()
         request.transition.id = TRANSITIONS[transition]
-        return self.call(ChangeState, f"/{node_name}/change_state", request, timeout).success
+        # Not idempotent: never re-sent (a second configure after a slow first one would fail).
+        return self.call(ChangeState, f"/{node_name}/change_state", request, timeout, retry_every=timeout).success
 
 
 def wait_until_ready(client: RosClient, node: NodeProcess, image_topics: list[str], timeout: float = 60.0) -> str:

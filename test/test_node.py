@@ -502,18 +502,23 @@ def test_stale_frames_are_dropped_not_queued(client, slow_node):
             publisher.publish(message)
 
         assert client.publish_until(warm_up, lambda: len(latencies) >= 2, 30.0, period=0.3)
+        warm = diagnostics.wait(SLOW, lambda a: number(engine_status(a, SLOW), "inference_ms_per_batch_p50") > 0, 5.0)
+        assert warm is not None
+        # Every duration below is relative to the node's own batch time: a loaded machine slows both.
+        batch_s = number(engine_status(warm, SLOW), "inference_ms_per_batch_p50") / 1000
+        burst_s = max(3.0, 12 * batch_s)
         latencies.clear()
         published = 0
         start = time.monotonic()
         next_time = start
-        while next_time - start < 3.0:  # 200 Hz for 3 s
+        while next_time - start < burst_s:  # 200 Hz: far faster than the node
             message.header.stamp = client.now_stamp()
             publisher.publish(message)
             published += 1
             next_time += 0.005
             client.spin_until(lambda: time.monotonic() >= next_time, max(0.0, next_time - time.monotonic()) + 0.001)
         stopped = time.monotonic()
-        client.spin_for(1.5)  # what was being processed comes out
+        client.spin_for(3 * batch_s)  # what was being processed comes out
         array = diagnostics.wait(SLOW, timeout=3.0)
     finally:
         client.node.destroy_subscription(subscription)
@@ -524,13 +529,12 @@ def test_stale_frames_are_dropped_not_queued(client, slow_node):
     received, done, dropped = (number(camera, key) for key in ("received", "published", "dropped_stale"))
     during = [latency for arrival, latency in latencies if arrival <= stopped + 2 * inference_s]
     print(
-        f"stale: published {published} at 200 Hz, node received {received:.0f}, processed {done:.0f}, "
+        f"stale: published {published} in {burst_s:.1f} s, node received {received:.0f}, processed {done:.0f}, "
         f"dropped {dropped:.0f}; inference {1000 * inference_s:.0f} ms; masks {len(latencies)}, "
         f"latency ms {[round(1000 * x) for x in during]}"
     )
-    assert published >= 400  # the publisher really outran the node
     assert received >= 0.5 * published
-    assert len(latencies) <= 0.2 * published, "outputs should be far fewer than inputs"
+    assert len(latencies) <= 0.2 * published, "the publisher should outrun the node: outputs far fewer than inputs"
     # Every received frame is processed, or replaced by a newer one (at most one may still wait).
     assert received - 2 <= done + dropped <= received
     assert dropped >= 0.5 * received
@@ -540,7 +544,7 @@ def test_stale_frames_are_dropped_not_queued(client, slow_node):
     half = len(during) // 2
     assert np.median(during[half:]) < 1.5 * np.median(during[:half]) + 0.5 * inference_s, "latency grows"
     # After the burst the node is idle again, not working through a backlog.
-    assert not [a for a, _ in latencies if a > stopped + 3 * inference_s + 0.5]
+    assert not [a for a, _ in latencies if a > stopped + 5 * inference_s]
 
 
 def test_parameters_and_services_answer_while_inference_runs(client, slow_node):

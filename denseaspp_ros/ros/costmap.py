@@ -151,6 +151,12 @@ class CostmapOutput:
                 f"frame stamped {ahead:.3f} s ahead of this node's clock (costmap.max_stamp_skew "
                 f"{self.config.max_stamp_skew} s): check the camera's clock synchronisation"
             )
+        decay_time = self.config.settings.decay_time
+        if -ahead > decay_time > 0:
+            raise StampRejected(
+                f"frame is {-ahead:.3f} s old, older than costmap.decay_time {decay_time} s: its cells would be "
+                "unknown at once; raise costmap.decay_time above the latency (or check the camera's clock)"
+            )
         return stamp
 
     def update(

@@ -149,7 +149,7 @@ class SemanticCostmapNode(LifecycleNode):
             ids = sorted(int(i) for i in np.unique(train_ids[unknown]))
             self._report(
                 camera, "unknown_class",
-                f"{int(unknown.sum())} pixels hold class ids {ids[:10]} outside the label set's 0..{self.num_classes - 1}: "
+                f"class ids {ids[:10]} outside the label set's 0..{self.num_classes - 1} in {int(unknown.sum())} pixels: "
                 "they are left unknown (is labels the segmenter's label set?)",
             )
 
@@ -158,7 +158,7 @@ class SemanticCostmapNode(LifecycleNode):
         call site, which would hide a second kind of bad input behind the first)."""
         self.problems[(camera, why)] += 1
         now = time.monotonic()
-        key = problem if why == "bad_mask" else f"{camera}/{why}"  # bad masks: each distinct problem
+        key = f"{camera}/{why}/{problem[:30]}"  # each kind and cause of problem on its own
         if now - self._warned.get(key, -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
             self._warned[key] = now
             self.get_logger().warning(f"{camera}: {problem} ({self.problems[(camera, why)]} so far)")
