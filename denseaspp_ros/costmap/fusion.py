@@ -175,6 +175,13 @@ class SemanticCostmap:
             stamp = now if now != _NEVER else 0.0
         return Snapshot(stamp, fused.reshape(self.grid.height, self.grid.width), self.table, self.grid)
 
+    def clear(self) -> None:
+        """Forget everything seen (cameras and their lookup tables stay), e.g. when time went back."""
+        for layer in self._layers.values():
+            layer.keys[:] = 0
+            layer.seen[:] = _NEVER
+            layer.latest = _NEVER
+
     def forget(self, name: str) -> None:
         """Drop a camera and what it saw."""
         for store in (self._cameras, self._projections, self._layers, self.build_seconds):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -86,7 +87,14 @@ def obstacle_cloud_msg(snapshot: Snapshot, header: Header) -> PointCloud2:
 
 
 class StampRejected(DenseASPPError):
-    """A frame whose stamp the costmap cannot trust: in the future, before 1970, or zero."""
+    """A frame whose stamp the costmap cannot trust: ahead of the clock, before 1970, zero, or too old.
+
+    ``kind`` names the cause without the figures, for counting and throttled logging.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -110,15 +118,17 @@ class CostmapOutput:
         self._lock = threading.Lock()
         self._active = False
         self._last_publish_ns: int | None = None
+        self._clock_ns = 0  # the newest time seen on the node's clock, to notice it jumping back
         self._stamps: dict[str, int] = {}  # camera -> newest accepted stamp, exact for the grid's header
         self._publishers = {"costmap": node.create_lifecycle_publisher(OccupancyGrid, "~/costmap", COSTMAP_QOS)}
         if config.publish_color:
             self._publishers["color"] = node.create_lifecycle_publisher(Image, "~/costmap_color", OUTPUT_QOS)
         if config.publish_obstacles:
             self._publishers["obstacles"] = node.create_lifecycle_publisher(PointCloud2, "~/costmap_obstacles", OUTPUT_QOS)
-        # Republish while no frame comes, so what was seen decays to unknown on the clock.
+        # Republish while no frame comes, so what was seen decays to unknown on the clock. The timer
+        # runs on steady time: a ROS-time timer would stop when a replay's clock jumps back or pauses.
         self._period_s = min(max(config.settings.decay_time / 2, 0.1), 1.0)
-        self._timer = node.create_timer(self._period_s, self._republish)
+        self._timer = node.create_timer(self._period_s, self._republish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         for name, state in self._cameras.items():
             if state.calibration.pose is None:
                 self._report(name, state, f"camera {name} has no {name}.pose: it does not contribute to the costmap")
@@ -137,27 +147,46 @@ class CostmapOutput:
         state = self._cameras.get(camera)
         return state is not None and state.calibration.pose is not None
 
-    def check_stamp(self, header: Header) -> int:
-        """The frame's stamp in nanoseconds, if the costmap may use it; raises ``StampRejected`` otherwise."""
+    def check_stamp(self, header: Header, now: int) -> int:
+        """The frame's stamp in nanoseconds, if the costmap may use it at ``now``; raises ``StampRejected`` otherwise."""
         stamp = stamp_ns(header)
         if stamp <= 0:
-            raise StampRejected(
-                "unstamped frame (stamp 0): the costmap cannot age it" if stamp == 0
-                else f"frame stamped before 1970 ({stamp / 1e9:.3f} s)"
-            )
-        ahead = (stamp - self._now_ns()) / 1e9
+            if stamp == 0:
+                raise StampRejected("unstamped", "unstamped frame (stamp 0): the costmap cannot age it")
+            raise StampRejected("before_1970", f"frame stamped before 1970 ({stamp / 1e9:.3f} s)")
+        ahead = (stamp - now) / 1e9
         if ahead > self.config.max_stamp_skew:
             raise StampRejected(
+                "future",
                 f"frame stamped {ahead:.3f} s ahead of this node's clock (costmap.max_stamp_skew "
-                f"{self.config.max_stamp_skew} s): check the camera's clock synchronisation"
+                f"{self.config.max_stamp_skew} s): check the camera's clock synchronisation",
             )
         decay_time = self.config.settings.decay_time
-        if -ahead > decay_time > 0:
+        if -ahead > decay_time:
             raise StampRejected(
+                "too_old",
                 f"frame is {-ahead:.3f} s old, older than costmap.decay_time {decay_time} s: its cells would be "
-                "unknown at once; raise costmap.decay_time above the latency (or check the camera's clock)"
+                "unknown at once; raise costmap.decay_time above the latency (or check the camera's clock)",
             )
         return stamp
+
+    def _observe_clock(self, now: int) -> bool:
+        """Track the clock; False while it has not started (use_sim_time before the first /clock).
+
+        A clock that jumps back (a looped bag, a restarted simulator) would leave every cell "fresh"
+        until it caught up again: the grid's memory is dropped instead.
+        """
+        if now <= 0:
+            return False
+        if now < self._clock_ns:
+            self.costmap.clear()
+            self._stamps.clear()
+            self._last_publish_ns = None
+            self.node.get_logger().warning(
+                f"the clock jumped back {(self._clock_ns - now) / 1e9:.3f} s: the costmap forgot what it had seen"
+            )
+        self._clock_ns = now
+        return True
 
     def update(
         self, camera: str, train_ids: np.ndarray, header: Header, camera_info: CameraInfo | None,
@@ -170,8 +199,11 @@ class CostmapOutput:
         state = self._cameras[camera]
         if state.calibration.pose is None:
             return False
-        stamp = self.check_stamp(header)
         with self._lock:
+            now = self._now_ns()
+            if not self._observe_clock(now):
+                return False  # no time yet to age anything by; not the camera's fault
+            stamp = self.check_stamp(header, now)
             try:
                 self._define(camera, state, camera_info, train_ids.shape)
             except DenseASPPError as error:
@@ -225,26 +257,31 @@ class CostmapOutput:
         """Publish the fused grid as it is now on the node's clock (and its views), when active."""
         if not self._active:
             return
-        now = self._now_ns()
-        horizon = now - round(self.config.settings.decay_time * 1e9)
+        # One lock from snapshot to publication: the worker and the timer cannot publish out of order.
         with self._lock:
+            now = self._now_ns()
+            if not self._observe_clock(now):
+                return
+            horizon = now - round(self.config.settings.decay_time * 1e9)
             snapshot = self.costmap.snapshot(now / 1e9)
             self._last_publish_ns = now
             # Stamped like the newest image still fresh (exactly), or now when all has decayed.
             stamp = max((s for s in self._stamps.values() if s >= horizon), default=now)
-        header = Header(frame_id=self.config.settings.grid.frame_id)
-        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        self._publishers["costmap"].publish(occupancy_grid_msg(snapshot, header))
-        if "color" in self._publishers:
-            self._publishers["color"].publish(rgb8_msg(header, bird_eye_image(snapshot)))
-        if "obstacles" in self._publishers:
-            self._publishers["obstacles"].publish(obstacle_cloud_msg(snapshot, header))
+            header = Header(frame_id=self.config.settings.grid.frame_id)
+            header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+            self._publishers["costmap"].publish(occupancy_grid_msg(snapshot, header))
+            if "color" in self._publishers:
+                self._publishers["color"].publish(rgb8_msg(header, bird_eye_image(snapshot)))
+            if "obstacles" in self._publishers:
+                self._publishers["obstacles"].publish(obstacle_cloud_msg(snapshot, header))
 
     def _republish(self) -> None:
         """The timer: publish the decaying grid when no frame brought a publication for a period."""
-        if self._last_publish_ns is None:
+        last = self._last_publish_ns
+        if last is None:
             return  # nothing was ever seen: no grid to decay
-        if (self._now_ns() - self._last_publish_ns) / 1e9 >= 0.9 * self._period_s:
+        now = self._now_ns()
+        if now < last or (now - last) / 1e9 >= 0.9 * self._period_s:  # a clock that went back: publish() resets
             self.publish()
 
     def destroy(self) -> None:

@@ -8,7 +8,6 @@ the executor thread as it arrives and the grid is published after each one.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import numpy as np
@@ -19,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from ..labels import IGNORE_INDEX, get_label_set
 from .conversions import class_mask_to_array
 from .costmap import CostmapOutput, StampRejected
-from .runner import configure_failure, run_lifecycle_node, watch_parameters
+from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
 from .settings import (
     COSTMAP_PARAMETERS,
     calibration_parameters,
@@ -65,8 +64,8 @@ class SemanticCostmapNode(LifecycleNode):
         self.camera_info: dict[str, CameraInfo | None] = {}
         self.num_classes = 0
         self.problems: Counter[tuple[str, str]] = Counter()  # (camera, why) -> masks refused
-        self._subscriptions: list = []
-        self._warned: dict[str, float] = {}  # problem -> when it was last logged
+        self._inputs: list = []
+        self._warnings = KeyedThrottle(self, _LOG_THROTTLE_S)
         watch_parameters(self, ours, lambda: self.output is not None)
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -76,7 +75,8 @@ class SemanticCostmapNode(LifecycleNode):
             label_set = get_label_set(self.get_parameter("labels").value)
             self.output = CostmapOutput(self, config, label_set, calibrations)
         except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
-            return configure_failure(self, error)
+            self.close()
+            return transition_failure(self, "configure", error)
         self.num_classes = label_set.num_classes
         grid = config.settings.grid
         self.get_logger().info(
@@ -86,26 +86,32 @@ class SemanticCostmapNode(LifecycleNode):
         return super().on_configure(state)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        for camera in self.camera_names:
-            self.camera_info[camera] = None
-            mask_topic = self.get_parameter(f"{camera}.mask_topic").value
-            # Best effort takes masks from reliable and best-effort publishers alike; depth 1: the newest.
-            self._subscriptions.append(
-                self.create_subscription(
-                    Image, mask_topic, lambda msg, c=camera: self._on_mask(c, msg), qos_profile_sensor_data
-                )
-            )
-            info_topic = self.get_parameter(f"{camera}.camera_info_topic").value
-            if info_topic:
-                self._subscriptions.append(
+        result = super().on_activate(state)  # the lifecycle publishers first
+        try:
+            for camera in self.camera_names:
+                self.camera_info[camera] = None
+                mask_topic = self.get_parameter(f"{camera}.mask_topic").value
+                # Best effort takes masks from reliable and best-effort publishers alike; depth 1: the newest.
+                self._inputs.append(
                     self.create_subscription(
-                        CameraInfo, info_topic, lambda msg, c=camera: self.camera_info.__setitem__(c, msg),
-                        qos_profile_sensor_data,
+                        Image, mask_topic, lambda msg, c=camera: self._on_mask(c, msg), qos_profile_sensor_data
                     )
                 )
+                info_topic = self.get_parameter(f"{camera}.camera_info_topic").value
+                if info_topic:
+                    self._inputs.append(
+                        self.create_subscription(
+                            CameraInfo, info_topic, lambda msg, c=camera: self.camera_info.__setitem__(c, msg),
+                            qos_profile_sensor_data,
+                        )
+                    )
+        except Exception as error:  # e.g. an invalid topic name: said, and the node stays inactive
+            self._unsubscribe()
+            super().on_deactivate(state)
+            return transition_failure(self, "activate", error)
         self.output.activate()
         self.get_logger().info("active")
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._unsubscribe()
@@ -127,9 +133,9 @@ class SemanticCostmapNode(LifecycleNode):
             self.output = None
 
     def _unsubscribe(self) -> None:
-        for subscription in self._subscriptions:
+        for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self._subscriptions.clear()
+        self._inputs.clear()
 
     def _on_mask(self, camera: str, msg: Image) -> None:
         try:
@@ -138,7 +144,7 @@ class SemanticCostmapNode(LifecycleNode):
             if self.output.update(camera, train_ids, msg.header, self.camera_info.get(camera)):
                 self.output.publish()
         except StampRejected as error:
-            self._report(camera, "stamp", f"dropped a mask: {error}")
+            self._report(camera, f"stamp_{error.kind}", f"dropped a mask: {error}")
         except Exception as error:  # a bad message must not end the node, nor cost the other cameras
             self._report(camera, "bad_mask", f"dropped a mask: {error}")
 
@@ -154,14 +160,9 @@ class SemanticCostmapNode(LifecycleNode):
             )
 
     def _report(self, camera: str, why: str, problem: str) -> None:
-        """Count the problem; log each kind at most once per throttle period (rclpy throttles per
-        call site, which would hide a second kind of bad input behind the first)."""
+        """Count the problem and log it, throttled per kind and cause."""
         self.problems[(camera, why)] += 1
-        now = time.monotonic()
-        key = f"{camera}/{why}/{problem[:30]}"  # each kind and cause of problem on its own
-        if now - self._warned.get(key, -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
-            self._warned[key] = now
-            self.get_logger().warning(f"{camera}: {problem} ({self.problems[(camera, why)]} so far)")
+        self._warnings.warn((camera, why, problem[:30]), f"{camera}: {problem} ({self.problems[(camera, why)]} so far)")
 
 
 def main(args: list[str] | None = None) -> None:

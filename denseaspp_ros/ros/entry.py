@@ -12,10 +12,9 @@ import sys
 
 def _run(module: str) -> None:
     try:
-        main = importlib.import_module(module).main
-    except KeyboardInterrupt:
+        importlib.import_module(module).main()
+    except KeyboardInterrupt:  # before the node's own signal handling is in place
         sys.exit(130)
-    main()
 
 
 def segmentation_node() -> None:

@@ -28,7 +28,7 @@ from ..model import DEMO_WEIGHTS_NAME, OptionNames, build_model
 from .costmap import CostmapOutput, StampRejected
 from .conversions import MessageError, decode_image, labels_json, mono8_msg, rgb8_msg
 from .frames import Frame, LatestFrameSlots, stamp_ns
-from .runner import configure_failure, run_lifecycle_node, watch_parameters
+from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
 from .settings import (
     NODE_PARAMETERS,
     CameraSettings,
@@ -86,7 +86,7 @@ class SegmentationNode(LifecycleNode):
         self._batch_seconds: deque[float] = deque(maxlen=200)
         self._batch_sizes: deque[int] = deque(maxlen=200)
         self._costmap_seconds: deque[float] = deque(maxlen=200)
-        self._warned: dict[tuple, float] = {}
+        self._warnings = KeyedThrottle(self, _LOG_THROTTLE_S)
         self.costmap: CostmapOutput | None = None
         self._weights_in_use: str | None = None
         self._model_in_use: str | None = None
@@ -116,7 +116,8 @@ class SegmentationNode(LifecycleNode):
                 calibrations = {camera.name: camera.calibration for camera in settings.cameras}
                 self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
         except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
-            return configure_failure(self, error)
+            self._release()
+            return transition_failure(self, "configure", error)
         self.settings, self.label_set, self.segmenter = settings, label_set, segmenter
         self._weights_in_use = weights
         self._model_in_use = model.variant_name
@@ -149,9 +150,15 @@ class SegmentationNode(LifecycleNode):
         return weights
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._slots = LatestFrameSlots(list(self.cameras))
-        for camera in self.cameras.values():
-            self._subscribe(camera)
+        result = super().on_activate(state)  # the lifecycle publishers first: no frame meets a disabled one
+        try:
+            self._slots = LatestFrameSlots(list(self.cameras))
+            for camera in self.cameras.values():
+                self._subscribe(camera)
+        except Exception as error:  # e.g. an invalid topic name: said, and the node stays inactive
+            self._unsubscribe()
+            super().on_deactivate(state)
+            return transition_failure(self, "activate", error)
         self._stop_worker.clear()
         self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
         self._worker.start()
@@ -159,7 +166,7 @@ class SegmentationNode(LifecycleNode):
         if self.costmap is not None:
             self.costmap.activate()
         self.get_logger().info("active: subscribed to " + ", ".join(c.settings.image_topic for c in self.cameras.values()))
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._unsubscribe()
@@ -306,7 +313,7 @@ class SegmentationNode(LifecycleNode):
             except MessageError as error:
                 kind = "too_large" if isinstance(error, ImageTooLarge) else "bad_message"
                 camera.stats.on_error(kind)
-                self._warn((frame.camera, kind, str(error)[:30]), f"{frame.camera}: dropped a frame: {error}")
+                self._warnings.warn((frame.camera, kind, str(error)[:30]), f"{frame.camera}: dropped a frame: {error}")
                 continue
             jobs.append((frame, camera, image, is_bgr, wanted))
         if not jobs:
@@ -358,7 +365,7 @@ class SegmentationNode(LifecycleNode):
                 )
             except StampRejected as error:
                 camera.stats.on_error("costmap_stamp")
-                self._warn((frame.camera, "costmap_stamp", str(error)[:20]), f"{frame.camera}: not in the costmap: {error}")
+                self._warnings.warn((frame.camera, "costmap_stamp", error.kind), f"{frame.camera}: not in the costmap: {error}")
             except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
                 camera.stats.on_error("costmap")
                 self.get_logger().error(
@@ -400,14 +407,6 @@ class SegmentationNode(LifecycleNode):
         if stamp == 0:
             return None
         return (self.get_clock().now().nanoseconds - stamp) / 1e9
-
-    def _warn(self, key: tuple, message: str) -> None:
-        """At most once per throttle period for each ``key`` (camera, kind, start of the reason): rclpy
-        throttles per call site, which would hide a second camera's or a second kind of problem."""
-        now = time.monotonic()
-        if now - self._warned.get(key, -_LOG_THROTTLE_S) >= _LOG_THROTTLE_S:
-            self._warned[key] = now
-            self.get_logger().warning(message)
 
     # --- diagnostics -------------------------------------------------------------------------
 
@@ -461,7 +460,9 @@ class SegmentationNode(LifecycleNode):
         silent = snapshot["silent_for_s"]
         p95 = snapshot["latency_p95_s"]
         received, published = snapshot["received_recent"], snapshot["published_recent"]
-        failed = snapshot["errors_recent"]
+        # Failures per frame the worker took (published or lost), not per frame received: frames
+        # dropped as stale are not failures, and a slow node must not dilute its errors with them.
+        processed, failed = published + snapshot["lost_recent"], snapshot["errors_recent"]
         wanted = bool(camera.wanted_outputs()) or (
             self.costmap is not None and self.costmap.contributes(name) and self.costmap.wanted()
         )
@@ -470,12 +471,12 @@ class SegmentationNode(LifecycleNode):
         elif snapshot["nonfinite_recent"]:
             level = DiagnosticStatus.ERROR
             message = f"non-finite logits in {snapshot['nonfinite_recent']} frames: masks withheld"
-        elif received and failed >= received:
+        elif processed and failed >= processed:
             level = DiagnosticStatus.ERROR
-            message = f"all {received} frames of the last {RATE_WINDOW_S:.0f} s failed ({_kinds(camera)})"
-        elif received and failed / received > settings.max_error_fraction:
+            message = f"all {processed} frames processed in the last {RATE_WINDOW_S:.0f} s failed ({_kinds(camera)})"
+        elif processed and failed / processed > settings.max_error_fraction:
             level = DiagnosticStatus.WARN
-            message = f"{failed} of {received} frames of the last {RATE_WINDOW_S:.0f} s failed ({_kinds(camera)})"
+            message = f"{failed} failures in {processed} frames processed in the last {RATE_WINDOW_S:.0f} s ({_kinds(camera)})"
         elif silent is None or silent > settings.silence_timeout:
             level = DiagnosticStatus.ERROR if silent is not None and silent > 5 * settings.silence_timeout else DiagnosticStatus.WARN
             message = "no images yet" if silent is None else f"silent for {silent:.1f} s"

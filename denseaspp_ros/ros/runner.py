@@ -6,11 +6,13 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
@@ -44,6 +46,7 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, on_signal)
     node = None
+    exit_code = 0
     try:
         executor = SingleThreadedExecutor()
         node = create()
@@ -57,19 +60,43 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
             node.trigger_activate()
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=_SPIN_STEP_S)
-    except SettingsError as error:  # e.g. camera names, read before the node can configure
+    except (SettingsError, ParameterException) as error:  # e.g. camera names or a YAML value of the wrong type
         print(f"{name}: {error}", file=sys.stderr)
+        exit_code = 1
     finally:
         if node is not None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+    if exit_code:
+        sys.exit(exit_code)
 
 
-def configure_failure(node: Node, error: BaseException) -> TransitionCallbackReturn:
-    """Log why configure failed, whatever the exception, and stay unconfigured."""
+class KeyedThrottle:
+    """Warnings at most once per ``period`` s for each key (camera, kind, cause).
+
+    rclpy throttles per call site, which would hide a second camera's or a second kind of problem
+    behind the first.
+    """
+
+    def __init__(self, node: Node, period: float = 5.0) -> None:
+        self.node, self.period = node, period
+        self._last: dict[tuple, float] = {}
+
+    def warn(self, key: tuple, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.period) >= self.period:
+            if len(self._last) > 1000:  # keys are kinds, not figures; still, never grow without bound
+                self._last = {k: t for k, t in self._last.items() if now - t < self.period}
+            self._last[key] = now
+            self.node.get_logger().warning(message)
+
+
+def transition_failure(node: Node, transition: str, error: BaseException) -> TransitionCallbackReturn:
+    """Log why a transition failed, whatever the exception (rclpy would swallow it), and refuse it."""
     known = isinstance(error, (DenseASPPError, SettingsError))
-    node.get_logger().error(f"configure failed: {error}" if known else f"configure failed: {type(error).__name__}: {error}")
+    reason = str(error) if known else f"{type(error).__name__}: {error}"
+    node.get_logger().error(f"{transition} failed: {reason}")
     return TransitionCallbackReturn.FAILURE
 
 
@@ -85,6 +112,8 @@ def watch_parameters(node: Node, ours: Collection[str], configured: Callable[[],
                 return SetParametersResult(
                     successful=False, reason="cameras is read once at start-up (it declares each camera's parameters): restart the node"
                 )
+            if parameter.name == "autostart":
+                return SetParametersResult(successful=False, reason="autostart is only read at start-up")
             try:
                 check_parameter(parameter.name, parameter.value)
             except SettingsError as error:

@@ -41,7 +41,7 @@ COSTMAP_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
     "costmap.origin_x": (-10.0, "x of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
     "costmap.origin_y": (-15.0, "y of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
     "costmap.max_range": (30.0, "ground points farther than this from the camera are ignored, metres", _floating(0.1, 10000.0)),
-    "costmap.decay_time": (1.0, "seconds after which a cell no camera sees again returns to unknown", _floating(0.0, 3600.0)),
+    "costmap.decay_time": (1.0, "seconds after which a cell no camera sees again returns to unknown", _floating(0.01, 3600.0)),
     "costmap.max_stamp_skew": (
         0.5, "frames stamped further ahead of this node's clock are refused (seconds)", _floating(0.0, 3600.0)
     ),
@@ -268,15 +268,8 @@ def read_costmap_config(node: Node) -> CostmapConfig:
 def read_calibration(node: Node, camera: str) -> Calibration:
     """``<camera>.pose``/``intrinsics``/``image_width``/``image_height``: empty lists mean unknown."""
 
-    def numbers(name: str, count: int, meaning: str) -> tuple[float, ...] | None:
-        return number_list(f"{camera}.{name}", node.get_parameter(f"{camera}.{name}").value, count, meaning)
-
-    pose = numbers("pose", 6, "[x, y, z, roll, pitch, yaw]")
-    intrinsics = numbers("intrinsics", 4, "[fx, fy, cx, cy]")
-    if intrinsics is not None and (intrinsics[0] <= 0 or intrinsics[1] <= 0):
-        raise SettingsError(f"{camera}.intrinsics: fx and fy must be positive, got {list(intrinsics)}")
-    if pose is not None and pose[2] <= 0:
-        raise SettingsError(f"{camera}.pose: z = {pose[2]} m puts the camera at or below the ground (z must be > 0)")
+    pose = pose_values(f"{camera}.pose", node.get_parameter(f"{camera}.pose").value)
+    intrinsics = intrinsics_values(f"{camera}.intrinsics", node.get_parameter(f"{camera}.intrinsics").value)
     width = node.get_parameter(f"{camera}.image_width").value
     height = node.get_parameter(f"{camera}.image_height").value
     if (width == 0) != (height == 0):
@@ -301,6 +294,22 @@ def number_list(name: str, raw: Any, count: int, meaning: str) -> tuple[float, .
     return tuple(float(v) for v in raw)
 
 
+def pose_values(name: str, raw: Any) -> tuple[float, ...] | None:
+    """``<camera>.pose``: six finite numbers with the camera above the ground, or None for empty."""
+    pose = number_list(name, raw, 6, "[x, y, z, roll, pitch, yaw]")
+    if pose is not None and pose[2] <= 0:
+        raise SettingsError(f"{name}: z = {pose[2]} m puts the camera at or below the ground (z must be > 0)")
+    return pose
+
+
+def intrinsics_values(name: str, raw: Any) -> tuple[float, ...] | None:
+    """``<camera>.intrinsics``: [fx, fy, cx, cy] with positive focal lengths, or None for empty."""
+    intrinsics = number_list(name, raw, 4, "[fx, fy, cx, cy]")
+    if intrinsics is not None and (intrinsics[0] <= 0 or intrinsics[1] <= 0):
+        raise SettingsError(f"{name}: fx and fy must be positive, got {list(intrinsics)}")
+    return intrinsics
+
+
 def check_parameter(name: str, value: Any) -> None:
     """The checks of one parameter that need no other (ranges are ROS's): for changes at run time.
 
@@ -310,9 +319,9 @@ def check_parameter(name: str, value: Any) -> None:
     if leaf == "reliability" and value not in RELIABILITIES:
         raise SettingsError(f"{name} must be one of {', '.join(RELIABILITIES)}, got {value!r}")
     if leaf == "pose":
-        number_list(name, value, 6, "[x, y, z, roll, pitch, yaw]")
+        pose_values(name, value)
     elif leaf == "intrinsics":
-        number_list(name, value, 4, "[fx, fy, cx, cy]")
+        intrinsics_values(name, value)
     elif name == "costmap.rule" and value not in RULES:
         raise SettingsError(f"costmap.rule must be {' or '.join(RULES)}, got {value!r}")
 

@@ -13,6 +13,8 @@ RATE_WINDOW_S = 5.0
 LATENCY_SAMPLES = 200
 # The error kind of a batch whose logits were NaN/inf: its masks are withheld, an ERROR at once.
 NONFINITE = "nonfinite_logits"
+# Error kinds that cost the frame its outputs (others, e.g. a costmap refusal, come after publishing).
+LOST_KINDS = frozenset({"bad_message", "too_large", NONFINITE, "internal", "inference_failed"})
 
 
 class RateMeter:
@@ -54,6 +56,7 @@ class CameraStats:
         self._output = RateMeter()
         self._errors = RateMeter()
         self._nonfinite = RateMeter()
+        self._lost = RateMeter()
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._inference: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
@@ -87,6 +90,8 @@ class CameraStats:
             self._errors.tick(now)
             if kind == NONFINITE:
                 self._nonfinite.tick(now)
+            if kind in LOST_KINDS:
+                self._lost.tick(now)
 
     def snapshot(self) -> dict[str, float | int | None]:
         now = time.monotonic()
@@ -104,6 +109,7 @@ class CameraStats:
                 "published_recent": self._output.count(now),
                 "errors_recent": self._errors.count(now),
                 "nonfinite_recent": self._nonfinite.count(now),
+                "lost_recent": self._lost.count(now),
                 "input_rate_hz": self._input.rate(now),
                 "output_rate_hz": self._output.rate(now),
                 "latency_p50_s": p50,
