@@ -13,5 +13,9 @@ class ImageError(DenseASPPError, ValueError):
     """An image has the wrong dtype, shape or channel count."""
 
 
+class Cancelled(DenseASPPError):
+    """Work stopped on request (a node shutting down) between forward passes."""
+
+
 class LabelSetError(DenseASPPError, ValueError):
     """A custom label set file is missing or malformed."""

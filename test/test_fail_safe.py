@@ -148,6 +148,25 @@ def test_logits_that_overflow_are_flagged_and_finite_ones_are_not():
     assert good.finite and not bad.finite
 
 
+def test_a_cancelled_segmenter_stops_between_forward_passes():
+    """A shutting-down node waits for one forward pass, not for all twelve of multi-scale."""
+    import threading
+
+    from denseaspp_ros.errors import Cancelled
+
+    cancel = threading.Event()
+    segmenter = Segmenter(mobilenet(), device="cpu", multiscale=True, cancel=cancel)
+    passes = []
+    def count_and_cancel(*_) -> None:  # returning None keeps the pass's output
+        passes.append(1)
+        cancel.set()
+
+    segmenter.model.register_forward_hook(count_and_cancel)
+    with pytest.raises(Cancelled):
+        segmenter.segment([pattern_image(HEIGHT, WIDTH)])
+    assert len(passes) == 1
+
+
 # --- images that would take the machine down ---------------------------------------------------
 
 

@@ -6,6 +6,7 @@ share one preprocessing and one post-processing path.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DenseASPPError, ImageError
+from ..errors import Cancelled, DenseASPPError, ImageError
 from ..image_messages import MAX_IMAGE_PIXELS
 from ..model import build_model
 
@@ -117,6 +118,7 @@ class Segmenter:
         flip: bool = True,
         max_batch: int = 8,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        cancel: threading.Event | None = None,
     ) -> None:
         if max_batch < 1:
             raise DenseASPPError(f"max_batch must be at least 1, got {max_batch}")
@@ -133,6 +135,7 @@ class Segmenter:
         self.flip = flip
         self.max_batch = max_batch
         self.max_image_pixels = max_image_pixels
+        self.cancel = cancel  # set: stop between forward passes with Cancelled (a shutdown need not wait for 12)
         self.model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.num_classes = int(getattr(model, "num_classes", 0))
         self._scale, self._shift = normalization(self.device)
@@ -172,6 +175,7 @@ class Segmenter:
         results: list[Segmentation | None] = [None] * len(images)
         for (_, _, is_bgr), indices in groups.items():
             for start in range(0, len(indices), self.max_batch):
+                self._check_cancel()
                 chunk = indices[start : start + self.max_batch]
                 batch = self._upload([images[i] for i in chunk], is_bgr)
                 for i, result in zip(chunk, self._segment_batch(batch, confidence, logits)):
@@ -242,6 +246,7 @@ class Segmenter:
         for scale in self.scales:
             scaled = self._resize(batch, (round(base_size[0] * scale), round(base_size[1] * scale)))
             for mirrored in (False, True) if self.flip else (False,):
+                self._check_cancel()
                 view = scaled.flip(-1) if mirrored else scaled
                 scores = self._forward(view, output_size)
                 if mirrored:
@@ -250,6 +255,10 @@ class Segmenter:
                 total = scores if total is None else total.add_(scores)
                 passes += 1
         return total.div_(passes)
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("segmentation cancelled")
 
     def _forward(self, batch: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
         scores = self.model(batch).float()

@@ -21,6 +21,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
+from ..errors import Cancelled
 from ..image_messages import ImageTooLarge
 from ..inference import Segmenter
 from ..labels import LabelSet, get_label_set
@@ -111,6 +112,7 @@ class SegmentationNode(LifecycleNode):
                 multiscale=settings.multiscale,
                 max_batch=settings.max_batch,
                 max_image_pixels=settings.max_image_pixels,
+                cancel=self._stop_worker,
             )
             if settings.costmap is not None:
                 calibrations = {camera.name: camera.calibration for camera in settings.cameras}
@@ -328,6 +330,8 @@ class SegmentationNode(LifecycleNode):
                     for *_, wanted in jobs
                 ),
             )
+        except Cancelled:
+            return  # stopping: the frames are neither published nor counted as failures
         except Exception as error:  # e.g. CUDA out of memory: report, keep serving the next frames
             for _, camera, *_ in jobs:
                 camera.stats.on_error("inference_failed")
