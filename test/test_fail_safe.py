@@ -195,6 +195,20 @@ def test_a_decompression_bomb_is_refused_by_its_header(tmp_path):
     assert time.perf_counter() - start < 5.0  # a header read, not an 18 s decode (generous: shared CI)
 
 
+def test_infer_skips_an_image_declaring_too_many_pixels_and_segments_the_rest(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bomb.png").write_bytes(png_declaring(30000, 30000))
+    cv2.imwrite(str(folder / "good.png"), pattern_image(HEIGHT, WIDTH))
+    code = cli.main(["infer", str(folder), "--output", str(tmp_path / "out"), "--model", MOBILE, "--device", "cpu",
+                     "--save", "trainid"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "bomb.png" in err and "900000000 pixels" in err
+    assert (tmp_path / "out" / "trainid" / "good.png").is_file()
+    assert not (tmp_path / "out" / "trainid" / "bomb.png").exists()
+
+
 def test_a_raw_image_declaring_too_many_pixels_is_refused_before_its_data_is_looked_at():
     huge = Image(height=20000, width=20000, encoding="rgb8", step=60000, data=b"\0" * 10)
     with pytest.raises(ImageTooLarge, match="20000x20000"):
