@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from denseaspp_ros.errors import DenseASPPError, ImageError
-from denseaspp_ros.inference import MULTISCALE_SCALES, Segmentation, Segmenter, check_image, resolve_device
+from denseaspp_ros.inference import MULTISCALE_SCALES, Segmentation, Segmenter, check_image, load_engine, resolve_device
 from denseaspp_ros.model import build_model, save_safetensors
 
 MODEL = "MobileNetDenseASPP"
@@ -335,10 +335,11 @@ def test_bad_options(model, options):
 # --- weights, determinism, output arrays ------------------------------------------------------
 
 
-def test_from_name_with_safetensors_equals_source_model(tmp_path, model, segmenter):
+def test_load_engine_with_safetensors_equals_source_model(tmp_path, model, segmenter):
     path = tmp_path / "mobilenet.safetensors"
     save_safetensors(model, path)
-    loaded = Segmenter.from_name(MODEL, path, device="cpu")
+    loaded = load_engine(path, device="cpu")  # model auto: the variant comes from the file
+    assert (loaded.model_name, loaded.weights, loaded.label_set.name) == (MODEL, path, "cityscapes")
     images = [random_image(48, 64, seed=60), random_image(37, 53, seed=61)]
     for a, b in zip(loaded.segment(images, confidence=True, logits=True), segmenter.segment(images, confidence=True, logits=True)):
         np.testing.assert_array_equal(a.train_ids, b.train_ids)
@@ -346,7 +347,7 @@ def test_from_name_with_safetensors_equals_source_model(tmp_path, model, segment
         assert torch.equal(a.logits, b.logits)
     # Without weights the same variant computes something else (the weights really were loaded).
     torch.manual_seed(123)
-    fresh = Segmenter.from_name(MODEL, device="cpu").segment(images[:1], logits=True)[0]
+    fresh = load_engine(None, MODEL, allow_untrained=True, device="cpu").segment(images[:1], logits=True)[0]
     assert not torch.allclose(fresh.logits, segmenter.segment(images[:1], logits=True)[0].logits, atol=1e-2)
 
 

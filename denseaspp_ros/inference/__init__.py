@@ -1,5 +1,6 @@
 """Inference engine: device, precision, batching, pre- and post-processing (no ROS imports)."""
 
+from .loader import load_engine
 from .segmenter import (
     MEAN_RGB,
     MULTISCALE_SCALES,
@@ -19,6 +20,7 @@ __all__ = [
     "Segmentation",
     "Segmenter",
     "check_image",
+    "load_engine",
     "normalization",
     "resolve_device",
     "resolve_precision",

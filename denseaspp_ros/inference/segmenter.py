@@ -6,6 +6,7 @@ share one preprocessing and one post-processing path.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,7 +20,6 @@ from torch import nn
 
 from ..errors import Cancelled, DenseASPPError, ImageError
 from ..image_messages import MAX_IMAGE_PIXELS
-from ..model import build_model
 
 # Normalisation of the release (RGB/255, Cityscapes statistics).
 MEAN_RGB = (0.290101, 0.328081, 0.286964)
@@ -119,6 +119,7 @@ class Segmenter:
         max_batch: int = 8,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         cancel: threading.Event | None = None,
+        own_model: bool = False,
     ) -> None:
         if max_batch < 1:
             raise DenseASPPError(f"max_batch must be at least 1, got {max_batch}")
@@ -136,20 +137,18 @@ class Segmenter:
         self.max_batch = max_batch
         self.max_image_pixels = max_image_pixels
         self.cancel = cancel  # set: stop between forward passes with Cancelled (a shutdown need not wait for 12)
+        if not own_model:  # moving and casting happen in place: never to the caller's model (e.g. one in training)
+            model = copy.deepcopy(model)
         self.model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+        self.weights: Path | str | None = None  # what load_engine loaded, for reports and diagnostics
+        self.model_name: str = getattr(model, "variant_name", type(model).__name__)
+        self.label_set = None
         self.num_classes = int(getattr(model, "num_classes", 0))
         self._scale, self._shift = normalization(self.device)
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}
         self._upload_done = torch.cuda.Event() if self.device.type == "cuda" else None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # camera streams have fixed sizes
-
-    @classmethod
-    def from_name(
-        cls, model_name: str, weights: str | Path | None = None, num_classes: int = 19, **options: object
-    ) -> Segmenter:
-        """Build a variant, load its weights and wrap it."""
-        return cls(build_model(model_name, num_classes, weights), **options)
 
     @torch.inference_mode()
     def segment(

@@ -165,6 +165,8 @@ class OptionNames:
 
     model: str = "--model {}"
     num_classes: str = "--num-classes {}"
+    weights: str = "--weights {}"
+    allow_untrained: str = "--allow-untrained"
 
 
 CLI_OPTIONS = OptionNames()
