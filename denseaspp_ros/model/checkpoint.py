@@ -1,8 +1,9 @@
-"""Reading and writing DenseASPP weights: the original release's pickles, this project's
-checkpoints and ``.safetensors``.
+"""Reading and writing DenseASPP weights files: the original release's pickles, this project's
+checkpoints (training states included) and ``.safetensors``.
 
-A checkpoint is untrusted input: pickles are only ever read with ``weights_only`` semantics,
-so a file that would execute code is refused rather than run.
+File I/O and key layouts only: which network a file is for, and loading it into one, is
+``variants``' business. A checkpoint is untrusted input: pickles are only ever read with
+``weights_only`` semantics, so a file that would execute code is refused rather than run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ DATA_PARALLEL_PREFIX = "module."
 # like torchvision's DenseNet loader, rename them with one rule each way.
 _ORIGINAL_LAYER_NAME = re.compile(r"(denselayer\d+|ASPP_\d+)\.(norm|conv)\.([12])\.")
 _PROJECT_LAYER_NAME = re.compile(r"(denselayer\d+|ASPP_\d+)\.(norm|conv)([12])\.")
-_SHOWN_KEYS = 5
 
 
 @dataclass
@@ -67,14 +66,33 @@ def to_original_state_dict(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read any supported weights file into the project's key layout, without building a model."""
+    path = _existing_file(path)
+    checkpoint = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
+    _require_finite(checkpoint.state_dict, path)
+    return checkpoint
+
+
+def read_training_state(path: str | Path) -> dict[str, Any]:
+    """A project checkpoint with a training run's state beside the weights (``OUTPUT/last.pt``), as one dict.
+
+    Read as untrusted as any checkpoint, so that resuming is not the one place where a planted
+    file runs code: a training state holds only tensors and plain Python values.
+    """
+    path = _existing_file(path)
+    payload = _unpickle(path)
+    if not isinstance(payload, Mapping) or "state_dict" not in payload:
+        raise CheckpointError(f"{path} is not a training state: no state_dict in it")
+    _require_finite(_tensors_only(payload["state_dict"], path), path)
+    return dict(payload)
+
+
+def _existing_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist" if not path.exists() else f"{path} is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): an interrupted download or copy?")
-    checkpoint = _read_safetensors(path) if path.suffix == ".safetensors" else _read_pickle(path)
-    _require_finite(checkpoint.state_dict, path)
-    return checkpoint
+    return path
 
 
 def _require_finite(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
@@ -107,6 +125,17 @@ def _read_safetensors(path: Path) -> Checkpoint:
 
 
 def _read_pickle(path: Path) -> Checkpoint:
+    payload = _unpickle(path)
+    if isinstance(payload, Mapping) and payload.get("format") == PROJECT_FORMAT:
+        metadata = {k: v for k, v in payload.items() if k != "state_dict"}
+        return Checkpoint(dict(_tensors_only(payload.get("state_dict"), path)), "project", metadata)
+    if isinstance(payload, Mapping) and isinstance(payload.get("state_dict"), Mapping):
+        payload = payload["state_dict"]  # the common {"state_dict": ...} wrapper of training scripts
+    return Checkpoint(from_original_keys(_tensors_only(payload, path)), "original")
+
+
+def _unpickle(path: Path) -> Any:
+    """``torch.load`` with ``weights_only``: tensors and plain values, never code; errors say which."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -121,13 +150,7 @@ def _read_pickle(path: Path) -> Checkpoint:
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt?): {_load_failure_reason(error)}"
         ) from None
-
-    if isinstance(payload, Mapping) and payload.get("format") == PROJECT_FORMAT:
-        metadata = {k: v for k, v in payload.items() if k != "state_dict"}
-        return Checkpoint(dict(_tensors_only(payload.get("state_dict"), path)), "project", metadata)
-    if isinstance(payload, Mapping) and isinstance(payload.get("state_dict"), Mapping):
-        payload = payload["state_dict"]  # the common {"state_dict": ...} wrapper of training scripts
-    return Checkpoint(from_original_keys(_tensors_only(payload, path)), "original")
+    return payload
 
 
 # torch's weights_only unpickler names a refused global in one of two ways: modules it blocks
@@ -159,118 +182,6 @@ def _tensors_only(payload: Any, path: Path) -> Mapping[str, torch.Tensor]:
     return payload
 
 
-@dataclass(frozen=True)
-class OptionNames:
-    """How the caller's user names the model and class-count settings, for advice in errors."""
-
-    model: str = "--model {}"
-    num_classes: str = "--num-classes {}"
-    weights: str = "--weights {}"
-    allow_untrained: str = "--allow-untrained"
-
-
-CLI_OPTIONS = OptionNames()
-
-
-def load_weights(
-    model: nn.Module, path: str | Path, checkpoint: Checkpoint | None = None, options: OptionNames = CLI_OPTIONS
-) -> Checkpoint:
-    """Load a weights file (or its already read ``checkpoint``) into ``model`` with strict key and shape matching.
-
-    Raises ``CheckpointError`` naming the missing/unexpected keys and shape mismatches, and the
-    variant the file seems to belong to, when it does not fit.
-    """
-    checkpoint = checkpoint or read_checkpoint(path)
-    claimed_model = checkpoint.metadata.get("model")
-    variant = getattr(model, "variant_name", None)
-    if claimed_model and variant and claimed_model != variant:
-        raise CheckpointError(f"{path} holds {claimed_model} weights, not {variant}: use {options.model.format(claimed_model)}")
-    problems = _mismatches(model.state_dict(), checkpoint.state_dict)
-    if problems:
-        identified = identify_variant(checkpoint.state_dict)
-        if identified is None:
-            raise CheckpointError(
-                f"{path} does not fit {_describe(model)} and matches none of the known variants: {problems}"
-            )
-        name, num_classes = identified
-        advice = [options.model.format(name)] if name != variant else []
-        advice.append(options.num_classes.format(num_classes))
-        raise CheckpointError(
-            f"{path} is a {name} checkpoint with {num_classes} classes, not {_describe(model)}: "
-            f"use {' '.join(advice)}. Mismatches: {problems}"
-        )
-    model.load_state_dict(checkpoint.state_dict, strict=False)  # strictness checked above
-    return checkpoint
-
-
-def identify_checkpoint(checkpoint: Checkpoint, path: str | Path) -> tuple[str, int]:
-    """(variant, num_classes) of a checkpoint: from its header when it has one, else from its tensors."""
-    claimed, classes = checkpoint.metadata.get("model"), checkpoint.metadata.get("num_classes")
-    if isinstance(claimed, str) and isinstance(classes, int):
-        return claimed, classes
-    identified = identify_variant(checkpoint.state_dict)
-    if identified is None:
-        raise CheckpointError(f"{path} matches none of the known DenseASPP variants: its network cannot be identified")
-    return identified
-
-
-def _describe(model: nn.Module) -> str:
-    return f"{getattr(model, 'variant_name', type(model).__name__)} with {getattr(model, 'num_classes', '?')} classes"
-
-
-def _mismatches(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
-    # The release predates BatchNorm's num_batches_tracked buffer; its absence is expected.
-    missing = [k for k in expected if k not in found and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in found if k not in expected]
-    shapes = [
-        f"{k} (file {_shape(found[k])}, model {_shape(v)})"
-        for k, v in expected.items()
-        if k in found and found[k].shape != v.shape
-    ]
-    parts = []
-    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
-        if items:
-            shown = ", ".join(items[:_SHOWN_KEYS]) + (", ..." if len(items) > _SHOWN_KEYS else "")
-            parts.append(f"{len(items)} {label} ({shown})")
-    return "; ".join(parts)
-
-
-def _shape(tensor: torch.Tensor) -> str:
-    return "x".join(map(str, tensor.shape)) or "scalar"
-
-
-def identify_variant(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int] | None:
-    """The (variant, num_classes) whose tensors have exactly these names and shapes, if any.
-
-    Accepts the project's key layout or the release's (``module.`` prefix, ``norm.1`` names).
-    """
-    state_dict = from_original_keys(state_dict)
-    classifier = state_dict.get("classification.1.weight")
-    if classifier is None or classifier.ndim != 4:
-        return None
-    num_classes = classifier.shape[0]
-    found = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
-    for name in _variant_names():
-        if _variant_shapes(name, num_classes) == found:
-            return name, num_classes
-    return None
-
-
-def _variant_names() -> tuple[str, ...]:
-    from .variants import MODEL_NAMES
-
-    return MODEL_NAMES
-
-
-@lru_cache(maxsize=None)
-def _variant_shapes(name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
-    from .variants import build_model
-
-    with torch.device("meta"):
-        model = build_model(name, num_classes)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-
-
 def _model_metadata(model: nn.Module) -> dict[str, Any]:
     return {
         "format": PROJECT_FORMAT,
@@ -291,16 +202,3 @@ def save_safetensors(model: nn.Module, path: str | Path, **metadata: str) -> Non
     header = {k: str(v) for k, v in {**_model_metadata(model), **metadata}.items()}
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     atomic_write(Path(path), lambda target: save_safetensors_file(tensors, target, metadata=header))
-
-
-def convert_checkpoint(
-    source: str | Path, target: str | Path, model_name: str, num_classes: int = 19, half: bool = False
-) -> None:
-    """Turn any supported checkpoint (typically the release's ``.pkl``) into a verified ``.safetensors``.
-
-    ``half`` stores float16 (half the size; loading casts back to the model's float32).
-    """
-    from .variants import build_model
-
-    model = build_model(model_name, num_classes, weights=source)
-    save_safetensors(model.half() if half else model, target, source=Path(source).name)

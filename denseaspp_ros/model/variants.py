@@ -1,16 +1,23 @@
-"""The published DenseASPP configurations and the weights released for them."""
+"""The published DenseASPP configurations, the weights released for them, and fitting a weights
+file to a network: which variant a file is for, strict loading with advice when it does not fit.
+
+Sits above ``checkpoint`` (file I/O), which knows nothing of the networks.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
-from ..errors import DenseASPPError
-from .checkpoint import CLI_OPTIONS, OptionNames, identify_checkpoint, load_weights, read_checkpoint
+from ..errors import CheckpointError, DenseASPPError
+from .checkpoint import Checkpoint, from_original_keys, read_checkpoint, save_safetensors
 from .denseaspp import DenseASPP
 from .densenet import DenseNetConfig, DilatedDenseNet
 from .mobilenet import DilatedMobileNetV2
@@ -86,7 +93,19 @@ def resolve_weights(weights: str | Path) -> Path:
     return Path(weights)
 
 
+@dataclass(frozen=True)
+class OptionNames:
+    """How the caller's user names the model and class-count settings, for advice in errors."""
+
+    model: str = "--model {}"
+    num_classes: str = "--num-classes {}"
+    weights: str = "--weights {}"
+    allow_untrained: str = "--allow-untrained"
+
+
+CLI_OPTIONS = OptionNames()
 AUTO_MODEL = "auto"
+_SHOWN_KEYS = 5
 
 
 def build_model(
@@ -110,15 +129,123 @@ def build_model(
                 f"{weights} is a {name} checkpoint with {file_classes} classes, but {num_classes} are expected: "
                 f"use {options.num_classes.format(file_classes)}"
             )
+    model = _network(name, num_classes)
+    if weights is not None:
+        load_weights(model, weights, checkpoint, options)
+    return model.eval()
+
+
+def _network(name: str, num_classes: int) -> DenseASPP:
+    """The variant's architecture with its initial (random) weights."""
     variant = get_variant(name)
     if not 1 <= num_classes <= 255:
         raise DenseASPPError(f"num_classes must be in 1..255 (uint8 masks), got {num_classes}")
     backbone = variant.make_backbone()
     model = DenseASPP(backbone, backbone.out_channels, num_classes, variant.d_feature0, variant.d_feature1)
     model.variant_name = name
-    if weights is not None:
-        load_weights(model, weights, checkpoint, options)
-    return model.eval()
+    return model
+
+
+def identify_variant(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, int] | None:
+    """The (variant, num_classes) whose tensors have exactly these names and shapes, if any.
+
+    Accepts the project's key layout or the release's (``module.`` prefix, ``norm.1`` names).
+    """
+    state_dict = from_original_keys(state_dict)
+    classifier = state_dict.get("classification.1.weight")
+    if classifier is None or classifier.ndim != 4:
+        return None
+    num_classes = classifier.shape[0]
+    found = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith("num_batches_tracked")}
+    for name in MODEL_NAMES:
+        if _variant_shapes(name, num_classes) == found:
+            return name, num_classes
+    return None
+
+
+@lru_cache(maxsize=None)
+def _variant_shapes(name: str, num_classes: int) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):  # shapes without allocating or initialising any weight
+        model = _network(name, num_classes)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def identify_checkpoint(checkpoint: Checkpoint, path: str | Path) -> tuple[str, int]:
+    """(variant, num_classes) of a checkpoint: from its header when it has one, else from its tensors."""
+    claimed, classes = checkpoint.metadata.get("model"), checkpoint.metadata.get("num_classes")
+    if isinstance(claimed, str) and isinstance(classes, int):
+        return claimed, classes
+    identified = identify_variant(checkpoint.state_dict)
+    if identified is None:
+        raise CheckpointError(f"{path} matches none of the known DenseASPP variants: its network cannot be identified")
+    return identified
+
+
+def load_weights(
+    model: nn.Module, path: str | Path, checkpoint: Checkpoint | None = None, options: OptionNames = CLI_OPTIONS
+) -> Checkpoint:
+    """Load a weights file (or its already read ``checkpoint``) into ``model`` with strict key and shape matching.
+
+    Raises ``CheckpointError`` naming the missing/unexpected keys and shape mismatches, and the
+    variant the file seems to belong to, when it does not fit.
+    """
+    checkpoint = checkpoint or read_checkpoint(path)
+    claimed_model = checkpoint.metadata.get("model")
+    variant = getattr(model, "variant_name", None)
+    if claimed_model and variant and claimed_model != variant:
+        raise CheckpointError(f"{path} holds {claimed_model} weights, not {variant}: use {options.model.format(claimed_model)}")
+    problems = _mismatches(model.state_dict(), checkpoint.state_dict)
+    if problems:
+        identified = identify_variant(checkpoint.state_dict)
+        if identified is None:
+            raise CheckpointError(
+                f"{path} does not fit {_describe(model)} and matches none of the known variants: {problems}"
+            )
+        name, num_classes = identified
+        advice = [options.model.format(name)] if name != variant else []
+        advice.append(options.num_classes.format(num_classes))
+        raise CheckpointError(
+            f"{path} is a {name} checkpoint with {num_classes} classes, not {_describe(model)}: "
+            f"use {' '.join(advice)}. Mismatches: {problems}"
+        )
+    model.load_state_dict(checkpoint.state_dict, strict=False)  # strictness checked above
+    return checkpoint
+
+
+def _describe(model: nn.Module) -> str:
+    return f"{getattr(model, 'variant_name', type(model).__name__)} with {getattr(model, 'num_classes', '?')} classes"
+
+
+def _mismatches(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor]) -> str:
+    # The release predates BatchNorm's num_batches_tracked buffer; its absence is expected.
+    missing = [k for k in expected if k not in found and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [
+        f"{k} (file {_shape(found[k])}, model {_shape(v)})"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            shown = ", ".join(items[:_SHOWN_KEYS]) + (", ..." if len(items) > _SHOWN_KEYS else "")
+            parts.append(f"{len(items)} {label} ({shown})")
+    return "; ".join(parts)
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "x".join(map(str, tensor.shape)) or "scalar"
+
+
+def convert_checkpoint(
+    source: str | Path, target: str | Path, model_name: str, num_classes: int = 19, half: bool = False
+) -> None:
+    """Turn any supported checkpoint (typically the release's ``.pkl``) into a verified ``.safetensors``.
+
+    ``half`` stores float16 (half the size; loading casts back to the model's float32).
+    """
+    model = build_model(model_name, num_classes, weights=source)
+    save_safetensors(model.half() if half else model, target, source=Path(source).name)
 
 
 def find_published_weights(name: str) -> Path | None:
