@@ -14,40 +14,47 @@ from ..atomic import atomic_write
 from ..errors import DenseASPPError
 from ..labels import LabelSet
 from .metrics import ConfusionMatrix
+from .timing import LatencySummary
 
 REPORT = "report.json"
 
 
-def _number(value: float) -> float | None:
+def _finite(value: float | None) -> float | None:
+    """A metric for JSON: NaN (no pixel of the class anywhere) becomes null."""
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def format_percent(value: float | None) -> str:
+    """A fraction for people: "53.12%", or "n/a" where the metric is undefined."""
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def format_number(value: float | None) -> str:
+    """A measured figure for people: "12.3", or "n/a" where nothing was measured."""
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 def build_report(matrix: ConfusionMatrix, label_set: LabelSet, **details: Any) -> dict[str, Any]:
     """Metrics of ``matrix`` plus whatever describes the run (frames, timing, model, ...)."""
     iou = matrix.iou()
     report = {
-        "miou": _number(matrix.miou()),
-        "per_class": {name: _number(value) for name, value in zip(label_set.class_names, iou.tolist())},
-        "pixel_accuracy": _number(matrix.pixel_accuracy()),
-        "mean_class_accuracy": _number(matrix.mean_class_accuracy()),
+        "miou": _finite(matrix.miou()),
+        "per_class": {name: _finite(value) for name, value in zip(label_set.class_names, iou.tolist())},
+        "pixel_accuracy": _finite(matrix.pixel_accuracy()),
+        "mean_class_accuracy": _finite(matrix.mean_class_accuracy()),
         "label_set": label_set.name,
         **details,
         "confusion": matrix.counts.tolist(),
     }
     if label_set.categories is not None:
-        report["category_iou"] = {k: _number(v) for k, v in matrix.category_iou(label_set.categories).items()}
+        report["category_iou"] = {k: _finite(v) for k, v in matrix.category_iou(label_set.categories).items()}
     return report
 
 
 def timing(seconds: list[float]) -> dict[str, float | None]:
-    if not seconds:
-        return {"latency_ms_p50": None, "latency_ms_p95": None, "frames_per_second": None}
-    milliseconds = np.array(seconds) * 1000
-    return {
-        "latency_ms_p50": float(np.percentile(milliseconds, 50)),
-        "latency_ms_p95": float(np.percentile(milliseconds, 95)),
-        "frames_per_second": float(len(seconds) / np.sum(seconds)),
-    }
+    """Latency percentiles of frames processed one after another, and the frame rate they add up to."""
+    rate = float(len(seconds) / np.sum(seconds)) if seconds else None
+    return {**LatencySummary.of(seconds).fields(), "frames_per_second": rate}
 
 
 def write_report(report: dict[str, Any], label_set: LabelSet, output: Path) -> None:
@@ -93,36 +100,47 @@ def merge_reports(reports: list[dict[str, Any]], label_set: LabelSet) -> dict[st
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    def percent(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.2f}"
-
     lines = [
         "# Evaluation",
         "",
-        f"- mIoU: **{percent(report['miou'])}%** (Cityscapes convention: one confusion matrix, ignore pixels"
+        f"- mIoU: **{format_percent(report['miou'])}** (Cityscapes convention: one confusion matrix, ignore pixels"
         " excluded, classes absent from ground truth and prediction left out)",
-        f"- pixel accuracy: {percent(report['pixel_accuracy'])}%, mean class accuracy: {percent(report['mean_class_accuracy'])}%",
+        f"- pixel accuracy: {format_percent(report['pixel_accuracy'])}, "
+        f"mean class accuracy: {format_percent(report['mean_class_accuracy'])}",
     ]
     for key in ("frames_evaluated", "frames_unmatched_images", "frames_unmatched_labels", "frames_corrupt", "complete",
-                "model", "weights", "device", "precision", "frames_per_second", "latency_ms_p50", "latency_ms_p95"):
+                "model", "weights", "device", "precision", "frames_per_second", "latency_ms_p50", "latency_ms_p95",
+                "latency_ms_p99"):
         if key in report:
             lines.append(f"- {key.replace('_', ' ')}: {report[key]}")
-    lines += ["", "| class | IoU % |", "| --- | ---: |"]
-    lines += [f"| {name} | {percent(value)} |" for name, value in report["per_class"].items()]
+    lines += ["", "| class | IoU |", "| --- | ---: |"]
+    lines += [f"| {name} | {format_percent(value)} |" for name, value in report["per_class"].items()]
     if "category_iou" in report:
-        lines += ["", "| category | IoU % |", "| --- | ---: |"]
-        lines += [f"| {name} | {percent(value)} |" for name, value in report["category_iou"].items()]
+        lines += ["", "| category | IoU |", "| --- | ---: |"]
+        lines += [f"| {name} | {format_percent(value)} |" for name, value in report["category_iou"].items()]
     for problem in report.get("problems", []):
         lines.append(f"\n> {problem}")
     return "\n".join(lines) + "\n"
 
 
-def _plot_confusion(counts: np.ndarray, label_set: LabelSet, path: Path) -> None:
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: reports are files, never windows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(figure, path: Path, dpi: int = 100) -> None:
+    """Write ``figure`` as a PNG atomically, then free it (pyplot keeps every open figure)."""
+    atomic_write(path, lambda target: figure.savefig(target, format="png", dpi=dpi))
+    pyplot().close(figure)
+
+
+def _plot_confusion(counts: np.ndarray, label_set: LabelSet, path: Path) -> None:
+    plt = pyplot()
     rows = counts.sum(1, keepdims=True)
     normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     size = max(6.0, 0.4 * len(label_set.class_names))
@@ -134,16 +152,11 @@ def _plot_confusion(counts: np.ndarray, label_set: LabelSet, path: Path) -> None
     axis.set(xlabel="prediction", ylabel="ground truth", title="confusion matrix (each row sums to 1)")
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
-    atomic_write(path, lambda target: figure.savefig(target, format="png", dpi=100))
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def _plot_per_class(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(report["per_class"])
     values = [np.nan if v is None else v for v in report["per_class"].values()]
     figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(names)), 4))
@@ -155,5 +168,4 @@ def _plot_per_class(report: dict[str, Any], path: Path) -> None:
         axis.legend()
     axis.set(ylim=(0, 1), ylabel="IoU", title="per-class IoU (classes without a bar: absent)")
     figure.tight_layout()
-    atomic_write(path, lambda target: figure.savefig(target, format="png", dpi=100))
-    plt.close(figure)
+    save_figure(figure, path)
