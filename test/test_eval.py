@@ -13,7 +13,11 @@ import pytest
 
 from denseaspp_ros import cli
 from denseaspp_ros.bags import BagWriter, MatchStats, read_labelled_frames
+from denseaspp_ros.costmap import load_cost_table
+from denseaspp_ros.eval.costmap_agreement import CostmapAgreement
 from denseaspp_ros.eval.metrics import ConfusionMatrix
+from denseaspp_ros.eval.report import format_number, format_percent, timing
+from denseaspp_ros.eval.timing import LatencySummary
 from denseaspp_ros.labels import CITYSCAPES, IGNORE_INDEX
 from denseaspp_ros.model import build_model, save_checkpoint
 from denseaspp_ros.synth.drive import DriveConfig
@@ -52,6 +56,32 @@ def test_category_iou_groups_classes():
     categories = matrix.category_iou(CITYSCAPES.categories)
     assert categories["flat"] == 1.0 and categories["vehicle"] == 1.0  # road/sidewalk confusions stay within flat
     assert matrix.miou() == pytest.approx(1 / 3)
+
+
+def test_one_latency_summary_for_every_report():
+    summary = LatencySummary.of([0.1, 0.2, 0.3])
+    assert (summary.frames, summary.p50_ms) == (3, pytest.approx(200.0))
+    assert summary.p50_ms <= summary.p95_ms <= summary.p99_ms <= 300.0
+    assert LatencySummary.of([]).fields() == {"latency_ms_p50": None, "latency_ms_p95": None, "latency_ms_p99": None}
+    sequential = timing([0.25, 0.25])  # an evaluation's frames run one after another: 4 per second
+    assert sequential == {**LatencySummary.of([0.25, 0.25]).fields(), "frames_per_second": pytest.approx(4.0)}
+    assert (format_percent(0.53125), format_percent(None), format_number(12.34), format_number(None)) == (
+        "53.12%", "n/a", "12.3", "n/a")
+
+
+def test_costmap_agreement_scores_free_and_lethal_cells_the_costmap_knows(tmp_path):
+    table = load_cost_table(None, CITYSCAPES)
+    road, car = (CITYSCAPES.class_names.index(n) for n in ("road", "car"))
+    assert (table.cost_of("road"), table.cost_of("car")) == (0, 100)
+    classes = np.array([[road, road, car, car, IGNORE_INDEX]], np.uint8)
+    costs = np.array([[0, 100, 100, -1, 0]], np.int8)  # one road cell called lethal; one car cell unseen
+    agreement = CostmapAgreement(table)
+    assert agreement.summary() == {"frames": 0, "free_iou": None, "lethal_iou": None, "known_fraction": None}
+    assert not agreement.plot_last(tmp_path / "none.png")
+    agreement.update(costs, classes)
+    # Known to both: cells 0-2. Free: predicted {0}, truth {0, 1}; lethal: predicted {1, 2}, truth {2}.
+    assert agreement.summary() == {"frames": 1, "free_iou": 0.5, "lethal_iou": 0.5, "known_fraction": 0.8}
+    assert agreement.plot_last(tmp_path / "costmap.png") and (tmp_path / "costmap.png").stat().st_size > 0
 
 
 @pytest.fixture(scope="module")

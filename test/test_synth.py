@@ -10,7 +10,10 @@ from denseaspp_ros.costmap import CameraModel, CameraPose, GridSpec
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.synth import Renderer, Scene, generate_scene
 from denseaspp_ros.synth.drive import DEFAULT_MOUNT, DriveConfig, drive
-from denseaspp_ros.synth.outputs import CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, write_drive
+from denseaspp_ros.errors import DenseASPPError
+from denseaspp_ros.synth.outputs import (
+    CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, grid_classes, read_camera, write_drive,
+)
 from denseaspp_ros.synth.scene import LANE_CENTRE, ROAD_HALF_WIDTH
 from denseaspp_ros.train import CityscapesDataset
 
@@ -127,7 +130,11 @@ def test_cityscapes_layout_output_is_read_by_the_dataset_loader(tmp_path):
     image, label = dataset[1]
     np.testing.assert_array_equal(image, frames[1].frame.rgb)
     np.testing.assert_array_equal(label, frames[1].frame.train_ids)
-    assert (tmp_path / "camera.yaml").is_file()
+    camera, pose = read_camera(tmp_path / "camera.yaml")
+    np.testing.assert_allclose(camera.K, config.camera().K)
+    assert (camera.width, camera.height, pose) == (128, 64, config.mount)
+    with pytest.raises(DenseASPPError, match="not a camera description"):
+        read_camera(tmp_path / "gtFine")
     assert len(list((tmp_path / "gtFine" / "val").rglob("*_gtFine_labelIds.png"))) == 3
     assert len(list((tmp_path / "bev" / "val").rglob("*_bev_labelTrainIds.png"))) == 3
 
@@ -160,6 +167,7 @@ def test_bag_output_reads_back(tmp_path, storage, compressed):
         grid = reader.deserialize(raw, grid_connection.msgtype)
         cells = np.asarray(grid.data).reshape(grid.info.height, grid.info.width)
         np.testing.assert_array_equal(cells, expected[0].ground_truth.astype(np.int8))
+        np.testing.assert_array_equal(grid_classes(grid.data).reshape(cells.shape), expected[0].ground_truth)
     finally:
         reader.close()
 

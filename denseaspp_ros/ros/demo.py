@@ -30,14 +30,18 @@ from sensor_msgs.msg import Image
 from ..bags import BagWriter, open_bag
 from ..costmap import load_cost_table
 from ..errors import DenseASPPError
-from ..eval.report import build_report, write_report
+from ..eval.costmap_agreement import CostmapAgreement
+from ..eval.report import build_report, format_number, format_percent, write_report
 from ..image_messages import class_mask_to_array, decode_image
 from ..labels import CITYSCAPES
 from ..synth.drive import DriveConfig
-from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, write_drive
-from .replay import Replayer, ReplayOptions
+from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, grid_classes, write_drive
+from .frames import stamp_ns
+from .replay import Replayer, ReplayOptions, ReplayResult
 
 NODE = "segmentation_node"
+MASK_TOPIC = f"/{NODE}/front/mask"
+COSTMAP_TOPIC = f"/{NODE}/costmap"
 _MARKER = "demo_report.json"  # what says a folder holds an earlier demo and may be replaced
 
 
@@ -98,37 +102,61 @@ def prepare_output(output: Path) -> None:
 def run_demo(options: DemoOptions, say=print) -> dict:
     output = options.output
     prepare_output(output)
-    bag = options.bag
-    if options.cityscapes is not None:
-        bag = output / "cityscapes_bag"
-        say(f"[1/4] packing {options.cityscapes} ({options.split}) into {bag} as a 10 Hz drive")
-        _cityscapes_bag(options.cityscapes, options.split, bag)
-    elif bag is None:
-        bag = output / "drive_bag"
-        say(f"[1/4] rendering a {options.frames}-frame synthetic drive (seed {options.seed}) into {bag}")
-        write_drive(DriveConfig(frames=options.frames, seed=options.seed, size=options.size), None, bag=bag, progress=False)
-    else:
-        say(f"[1/4] using {bag}")
-    params = package_config("params.yaml")
-    command = [
-        sys.executable, "-m", "denseaspp_ros.ros.node", "--ros-args", "--params-file", str(params),
-        "-p", f"model.name:={options.model}", "-p", f"model.weights:={options.weights}", "-r", f"__node:={NODE}",
-    ]
-    say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...)")
+    bag = _input_bag(options, say)
     environment = network_environment()
     # This process replays into the node: the same domain, discovery range and Fast DDS profile
     # (FASTDDS_* for Fast DDS 3 on Kilted, FASTRTPS_* for Fast DDS 2 on Humble and Jazzy).
     os.environ.update({k: environment[k] for k in (
         "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
     )})
-    log = (output / "node.log").open("wb")
-    process = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    with (output / "node.log").open("wb") as log:
+        process = _start_node(options, environment, log, say)
+        try:
+            result = _replay(options, bag, process, say)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    say("[4/4] scoring and drawing")
+    return _write_results(options, bag, result, output, say)
+
+
+def _input_bag(options: DemoOptions, say) -> Path:
+    """The bag to replay: the user's, a Cityscapes split packed into one, or a freshly rendered drive."""
+    if options.cityscapes is not None:
+        bag = options.output / "cityscapes_bag"
+        say(f"[1/4] packing {options.cityscapes} ({options.split}) into {bag} as a 10 Hz drive")
+        _cityscapes_bag(options.cityscapes, options.split, bag)
+    elif options.bag is None:
+        bag = options.output / "drive_bag"
+        say(f"[1/4] rendering a {options.frames}-frame synthetic drive (seed {options.seed}) into {bag}")
+        write_drive(DriveConfig(frames=options.frames, seed=options.seed, size=options.size), None, bag=bag, progress=False)
+    else:
+        bag = options.bag
+        say(f"[1/4] using {bag}")
+    return bag
+
+
+def _start_node(options: DemoOptions, environment: dict[str, str], log, say) -> subprocess.Popen:
+    """segmentation_node as seg.launch.py starts it: the package's params.yaml, the weights on the command line."""
+    params = package_config("params.yaml")
+    command = [
+        sys.executable, "-m", "denseaspp_ros.ros.node", "--ros-args", "--params-file", str(params),
+        "-p", f"model.name:={options.model}", "-p", f"model.weights:={options.weights}", "-r", f"__node:={NODE}",
+    ]
+    say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...)")
+    return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> ReplayResult:
+    """Wait (a minute at most) for the node to subscribe, then replay the bag into it, recording its costmaps."""
     replayer = Replayer(CITYSCAPES)
     try:
-        costmap_topic = f"/{NODE}/costmap"
         replay_options = ReplayOptions(
             bag=bag, image_topic=options.image_topic, label_topic=options.label_topic, node=NODE, rate=options.rate,
-            record=[(costmap_topic, OccupancyGrid)],
+            record=[(COSTMAP_TOPIC, OccupancyGrid)],
         )
         say(f"[3/4] replaying {bag} into the node at {options.rate}x the recorded rate")
         deadline = time.monotonic() + 60
@@ -136,26 +164,16 @@ def run_demo(options: DemoOptions, say=print) -> dict:
             if replayer.spin_for(0.2, lambda: replayer.node.count_subscribers(IMAGE_TOPIC) > 0):
                 break
         if process.poll() is not None:
-            raise DenseASPPError(f"{NODE} exited ({process.returncode}); see {output / 'node.log'}")
-        result = replayer.replay(replay_options)
+            raise DenseASPPError(f"{NODE} exited ({process.returncode}); see {options.output / 'node.log'}")
+        return replayer.replay(replay_options)
     finally:
         replayer.close()
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-    say("[4/4] scoring and drawing")
-    return _write_results(options, bag, result, output, say)
 
 
-def _write_results(options: DemoOptions, bag: Path, result, output: Path, say) -> dict:
-    mask_topic = f"/{NODE}/front/mask"
-    costmap_topic = f"/{NODE}/costmap"
+def _write_results(options: DemoOptions, bag: Path, result: ReplayResult, output: Path, say) -> dict:
     to_original = result.sent_stamps
     recorded = _read_topics(bag, (options.image_topic, GRID_TOPIC))  # one pass over the input bag
-    agreement = _costmap_agreement(recorded[GRID_TOPIC], result.recorded.get(costmap_topic, []), to_original, output)
+    agreement = _costmap_agreement(recorded[GRID_TOPIC], result.recorded.get(COSTMAP_TOPIC, []), to_original, output)
     details = {**result.summary(), "costmap": agreement, "model": options.model, "weights": options.weights,
                "source": str(bag), "complete": True}
     details.pop("miou")
@@ -165,16 +183,16 @@ def _write_results(options: DemoOptions, bag: Path, result, output: Path, say) -
     else:
         report = {"miou": None, **details}
     (output / _MARKER).write_text(json.dumps(report, indent=2))
-    _write_gif(recorded[options.image_topic], result.recorded.get(mask_topic, []), to_original, output / "drive.gif")
+    _write_gif(recorded[options.image_topic], result.recorded.get(MASK_TOPIC, []), to_original, output / "drive.gif")
     with BagWriter(output / "published_bag") as writer:
-        for topic, kind in ((mask_topic, "sensor_msgs/msg/Image"), (costmap_topic, "nav_msgs/msg/OccupancyGrid")):
+        for topic, kind in ((MASK_TOPIC, "sensor_msgs/msg/Image"), (COSTMAP_TOPIC, "nav_msgs/msg/OccupancyGrid")):
             for received, raw in result.recorded.get(topic, []):
                 writer.write_raw(topic, kind, received, raw)
     say(
-        f"mIoU of the published masks {_percent(report.get('miou'))}; {result.received}/{result.sent} frames came back "
-        f"({_number(details['output_rate_hz'])} Hz out, latency p50 {_number(details['latency_ms_p50'])} ms, "
-        f"p95 {_number(details['latency_ms_p95'])} ms); costmap free IoU {_percent(agreement.get('free_iou'))}, "
-        f"lethal IoU {_percent(agreement.get('lethal_iou'))}"
+        f"mIoU of the published masks {format_percent(report.get('miou'))}; {result.received}/{result.sent} frames "
+        f"came back ({format_number(details['output_rate_hz'])} Hz out, latency p50 "
+        f"{format_number(details['latency_ms_p50'])} ms, p95 {format_number(details['latency_ms_p95'])} ms); "
+        f"costmap free IoU {format_percent(agreement['free_iou'])}, lethal IoU {format_percent(agreement['lethal_iou'])}"
     )
     say(f"results in {output}/: report.md, confusion.png, per_class_iou.png, drive.gif, costmap.png, published_bag/, node.log")
     return report
@@ -192,14 +210,6 @@ def _cityscapes_bag(root: Path, split: str, bag: Path) -> None:
             writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, sample.truth, "mono8")
 
 
-def _percent(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _number(value) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
-
-
 def _read_topics(bag: Path, topics: tuple[str, ...]) -> dict[str, dict[int, object]]:
     """topic -> {header stamp: message} for the given topics (empty for those the bag lacks)."""
     found: dict[str, dict[int, object]] = {topic: {} for topic in topics}
@@ -208,7 +218,7 @@ def _read_topics(bag: Path, topics: tuple[str, ...]) -> dict[str, dict[int, obje
         connections = [c for c in reader.connections if c.topic in found]
         for connection, _, raw in reader.messages(connections=connections):
             message = reader.deserialize(raw, connection.msgtype)
-            found[connection.topic][message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec] = message
+            found[connection.topic][stamp_ns(message.header)] = message
         return found
     finally:
         reader.close()
@@ -217,72 +227,16 @@ def _read_topics(bag: Path, topics: tuple[str, ...]) -> dict[str, dict[int, obje
 def _costmap_agreement(
     truths: dict[int, object], grids: list[tuple[int, bytes]], to_original: dict[int, int], output: Path
 ) -> dict:
-    """IoU of free (cost 0) and lethal (100) cells between the node's costmaps and the ground truth,
-    over the cells the costmap knows; and costmap.png of the last pair."""
-    if not grids or not truths:
-        return {"frames": 0, "free_iou": None, "lethal_iou": None}
-    table = load_cost_table(None, CITYSCAPES)
-    class_cost = np.full(256, -1, np.int16)
-    for train_id, entry in enumerate(table.classes):
-        class_cost[train_id] = -1 if entry.cost is None else entry.cost
-    counts = {"free": [0, 0], "lethal": [0, 0]}  # intersection, union
-    known_cells = total_cells = frames = 0
-    last = None
+    """The node's costmaps against the ground-truth grids of the same frames; costmap.png of the last pair."""
+    agreement = CostmapAgreement(load_cost_table(None, CITYSCAPES))
     for _, raw in grids:
         grid = deserialize_message(raw, OccupancyGrid)
-        stamp = to_original.get(grid.header.stamp.sec * 1_000_000_000 + grid.header.stamp.nanosec)
-        truth = truths.get(stamp)
-        if truth is None:
-            continue
-        predicted = np.array(grid.data, np.int16).reshape(grid.info.height, grid.info.width)
-        classes = np.asarray(truth.data).astype(np.int16).reshape(truth.info.height, truth.info.width)
-        expected = class_cost[np.where(classes < 0, 255, classes)]
-        known = (predicted >= 0) & (expected >= 0)
-        for name, value in (("free", 0), ("lethal", 100)):
-            a, b = (predicted == value) & known, (expected == value) & known
-            counts[name][0] += int((a & b).sum())
-            counts[name][1] += int((a | b).sum())
-        known_cells += int((predicted >= 0).sum())
-        total_cells += predicted.size
-        frames += 1
-        last = (predicted, expected, classes)
-    if last is not None:
-        _plot_costmaps(*last, output / "costmap.png")
-    return {
-        "frames": frames,
-        "free_iou": counts["free"][0] / counts["free"][1] if counts["free"][1] else None,
-        "lethal_iou": counts["lethal"][0] / counts["lethal"][1] if counts["lethal"][1] else None,
-        "known_fraction": known_cells / total_cells if total_cells else None,
-    }
-
-
-def _plot_costmaps(predicted: np.ndarray, expected: np.ndarray, classes: np.ndarray, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def picture(costs: np.ndarray) -> np.ndarray:
-        colours = plt.get_cmap("RdYlGn_r")(np.clip(costs, 0, 100) / 100.0)[..., :3]
-        colours[costs < 0] = 0.25
-        return colours.transpose(1, 0, 2)[::-1, ::-1]  # forward up, left on the left
-
-    palette = np.full((256, 3), 64, np.uint8)
-    palette[: CITYSCAPES.num_classes] = CITYSCAPES.colors
-    figure, axes = plt.subplots(1, 3, figsize=(12, 5.5))
-    axes[0].imshow(picture(predicted))
-    axes[0].set_title("node's ~/costmap (grey: unknown)")
-    axes[1].imshow(picture(expected))
-    axes[1].set_title("ground truth, as costs")
-    axes[2].imshow(palette[np.where(classes < 0, 255, classes)].transpose(1, 0, 2)[::-1, ::-1])
-    axes[2].set_title("ground truth classes")
-    for axis in axes:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.suptitle("bird's-eye view around base_link, forward up (last frame of the drive)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+        truth = truths.get(to_original.get(stamp_ns(grid.header)))
+        if truth is not None:
+            costs = np.array(grid.data, np.int8).reshape(grid.info.height, grid.info.width)
+            agreement.update(costs, grid_classes(truth.data).reshape(truth.info.height, truth.info.width))
+    agreement.plot_last(output / "costmap.png", "node's ~/costmap (grey: unknown)")
+    return agreement.summary()
 
 
 def _write_gif(
@@ -296,7 +250,7 @@ def _write_gif(
     frames = []
     for _, raw in masks[:limit]:
         mask = deserialize_message(raw, Image)
-        original = images.get(to_original.get(mask.header.stamp.sec * 1_000_000_000 + mask.header.stamp.nanosec))
+        original = images.get(to_original.get(stamp_ns(mask.header)))
         if original is None:
             continue
         image, is_bgr = decode_image(original)

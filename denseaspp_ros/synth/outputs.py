@@ -10,6 +10,8 @@ Bag: the node's default topics, so ``ros2 bag play`` feeds an unconfigured node 
 ``/front/image_raw`` (rgb8 Image, or ``/front/image_raw/compressed`` JPEG), ``/front/camera_info``,
 ``/front/labels`` (mono8 trainIds, same stamps) and ``/ground_truth/grid`` (OccupancyGrid in
 base_link whose cells hold trainIds, -1 where unknown).
+
+``read_camera`` and ``grid_classes`` read back what these write, for whoever consumes a drive.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from tqdm import tqdm
 
 from ..atomic import atomic_write
 from ..bags import BagWriter
+from ..costmap import CameraModel, CameraPose
+from ..errors import DenseASPPError
 from ..imageio import write_png
 from ..labels import CITYSCAPES, IGNORE_INDEX
 from .drive import DriveConfig, drive
@@ -32,6 +36,7 @@ CAMERA_INFO_TOPIC = "/front/camera_info"
 LABEL_TOPIC = "/front/labels"
 GRID_TOPIC = "/ground_truth/grid"
 CAMERA_FRAME = "front_camera_optical"
+CAMERA_FILE = "camera.yaml"
 
 
 def city_name(seed: int) -> str:
@@ -74,7 +79,7 @@ def write_drive(
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(describe(config), sort_keys=False)
-        atomic_write(output / "camera.yaml", lambda temporary: Path(temporary).write_text(text))
+        atomic_write(output / CAMERA_FILE, lambda temporary: Path(temporary).write_text(text))
     camera = config.camera()
     count = 0
     with ExitStack() as stack:
@@ -100,7 +105,30 @@ def write_drive(
                     writer.write_image(IMAGE_TOPIC, stamp, CAMERA_FRAME, item.frame.rgb, "rgb8")
                 writer.write_camera_info(CAMERA_INFO_TOPIC, stamp, CAMERA_FRAME, camera)
                 writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, item.frame.train_ids, "mono8")
-                cells = np.where(item.ground_truth == IGNORE_INDEX, -1, item.ground_truth).astype(np.int8)
-                writer.write_grid(GRID_TOPIC, stamp, config.grid, cells)
+                writer.write_grid(GRID_TOPIC, stamp, config.grid, grid_cells(item.ground_truth))
             count += 1
     return count
+
+
+def read_camera(path: Path) -> tuple[CameraModel, CameraPose]:
+    """The camera of a camera.yaml as ``describe`` writes it (or any file with its ``camera`` keys)."""
+    try:
+        camera = yaml.safe_load(path.read_text())["camera"]
+        model = CameraModel.from_intrinsics(camera["intrinsics"], camera["image_width"], camera["image_height"])
+        pose = CameraPose.from_list(camera["pose"], f"{path}: camera.pose")
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise DenseASPPError(
+            f"{path} is not a camera description (camera: intrinsics, image_width, image_height, pose): {error}"
+        ) from None
+    return model, pose
+
+
+def grid_cells(ground_truth: np.ndarray) -> np.ndarray:
+    """A trainId grid as the cells of ``GRID_TOPIC``: OccupancyGrid data is int8, so unknown is -1, not 255."""
+    return np.where(ground_truth == IGNORE_INDEX, -1, ground_truth).astype(np.int8)
+
+
+def grid_classes(cells: np.ndarray) -> np.ndarray:
+    """``GRID_TOPIC`` cells back to a trainId grid (255 where unknown)."""
+    cells = np.asarray(cells).astype(np.int16)
+    return np.where(cells < 0, IGNORE_INDEX, cells).astype(np.uint8)
