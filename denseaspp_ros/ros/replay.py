@@ -4,14 +4,15 @@ Frames are published at the recorded timing (times ``rate``) or at a fixed frequ
 with the current time so that latency is receive time - header.stamp, as the node itself reports
 it (``--clock`` keeps the recorded stamps and publishes them on /clock for ``use_sim_time`` nodes
 instead). Every frame is accounted for: its mask came back, or it counts as dropped. When the bag
-has labels, the masks the node actually published are scored against them.
+has labels, the masks the node actually published are scored against them. ``find_peak`` searches
+the highest input rate the node sustains.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,15 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..bags import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, BagError, open_bag
 from ..eval.metrics import ConfusionMatrix
+from ..eval.timing import LatencySummary
 from ..image_messages import class_mask_to_array
 from ..labels import LabelSet
+from .frames import stamp_ns
 
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 _TYPES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage, CAMERA_INFO: CameraInfo}
+MAX_DROPPED = 0.05  # ros2_benchmark's bound on the dropped fraction of a sustained rate
 
 
 @dataclass
@@ -67,8 +71,6 @@ class ReplayResult:
         return self.sent - self.received
 
     def summary(self) -> dict[str, float | int | None]:
-        latencies = np.array(self.latencies_s) * 1000
-        pick = (lambda q: float(np.percentile(latencies, q))) if latencies.size else (lambda q: None)
         return {
             "frames_sent": self.sent,
             "frames_received": self.received,
@@ -76,11 +78,71 @@ class ReplayResult:
             "dropped_fraction": self.dropped / self.sent if self.sent else None,
             "input_rate_hz": self.sent / self.duration_s if self.duration_s else None,
             "output_rate_hz": self.received / self.duration_s if self.duration_s else None,
-            "latency_ms_p50": pick(50),
-            "latency_ms_p95": pick(95),
-            "latency_ms_p99": pick(99),
+            **LatencySummary.of(self.latencies_s).fields(),
             "miou": self.matrix.miou() if self.matrix is not None and self.matrix.counts.any() else None,
         }
+
+
+class _Session:
+    """One replay's publishers, subscriptions and bookkeeping on the replayer's node."""
+
+    def __init__(self, node, options: ReplayOptions, image_type: type, label_set: LabelSet | None) -> None:
+        self.node = node
+        self.options = options
+        self.result = ReplayResult()
+        self.labels: dict[int, np.ndarray] = {}  # recorded stamp -> label, until the frame's mask comes back
+        if options.label_topic is not None and label_set is not None:
+            self.result.matrix = ConfusionMatrix(label_set.num_classes)
+        compressed = image_type is CompressedImage and not options.target_topic.endswith("compressed")
+        self.target = options.target_topic + ("/compressed" if compressed else "")
+        self.publisher = node.create_publisher(image_type, self.target, qos_profile_sensor_data)
+        self.info_publisher = node.create_publisher(CameraInfo, options.target_info_topic, qos_profile_sensor_data)
+        self.clock = node.create_publisher(Clock, "/clock", 10) if options.clock else None
+        self.mask_topic = f"/{options.node}/{options.camera}/mask"
+        self.subscriptions = [node.create_subscription(Image, self.mask_topic, self.on_mask, _RELIABLE, raw=True)]
+        for topic, kind in options.record:
+            qos = _LATCHED if topic.endswith("costmap") else _RELIABLE
+            self.subscriptions.append(node.create_subscription(
+                kind, topic, lambda raw, t=topic: self.result.recorded.setdefault(t, []).append((time.time_ns(), raw)),
+                qos, raw=True,
+            ))
+
+    def on_mask(self, raw: bytes) -> None:
+        received = time.time_ns()
+        mask = deserialize_message(raw, Image)
+        stamp = stamp_ns(mask.header)
+        original = self.result.sent_stamps.get(stamp)
+        if original is None:
+            return  # not one of ours (an earlier run's frame still in flight)
+        self.result.received += 1
+        self.result.recorded.setdefault(self.mask_topic, []).append((received, raw))
+        if not self.options.clock:
+            self.result.latencies_s.append((received - stamp) / 1e9)
+        truth = self.labels.pop(original, None)
+        if truth is not None and self.result.matrix is not None:
+            self.result.matrix.update(truth, class_mask_to_array(mask))
+
+    def keep_label(self, label) -> None:
+        self.labels[stamp_ns(label.header)] = class_mask_to_array(label).copy()
+
+    def publish(self, message, stamp: int) -> None:
+        """Send one frame: restamped now (latency = receive - stamp), or with its stamp on /clock."""
+        if self.clock is not None:
+            self.clock.publish(Clock(clock=message.header.stamp))
+            published = stamp
+        else:
+            published = time.time_ns()
+            message.header.stamp.sec, message.header.stamp.nanosec = divmod(published, 1_000_000_000)
+        self.result.sent_stamps[published] = stamp
+        self.publisher.publish(message)
+        self.result.sent += 1
+
+    def close(self) -> None:
+        for subscription in self.subscriptions:
+            self.node.destroy_subscription(subscription)
+        for made in (self.publisher, self.info_publisher, self.clock):
+            if made is not None:
+                self.node.destroy_publisher(made)
 
 
 class Replayer:
@@ -108,88 +170,81 @@ class Replayer:
         return until()
 
     def replay(self, options: ReplayOptions, progress: Callable[[int], None] | None = None) -> ReplayResult:
-        result = ReplayResult()
         reader = open_bag(options.bag)
         try:
             connections = {c.topic: c for c in reader.connections}
-            if options.image_topic not in connections:
-                raise BagError(f"bag {options.bag} has no topic {options.image_topic}; it has: {', '.join(sorted(connections))}")
-            image_type = _TYPES.get(connections[options.image_topic].msgtype)
-            if image_type not in (Image, CompressedImage):
-                raise BagError(f"{options.image_topic} carries {connections[options.image_topic].msgtype}, not an image")
-            for topic in (options.label_topic, options.camera_info_topic):
-                if topic is not None and topic not in connections:
-                    raise BagError(f"bag {options.bag} has no topic {topic}; it has: {', '.join(sorted(connections))}")
-            target = options.target_topic + ("/compressed" if image_type is CompressedImage and not options.target_topic.endswith("compressed") else "")
-            publisher = self.node.create_publisher(image_type, target, qos_profile_sensor_data)
-            info_publisher = self.node.create_publisher(CameraInfo, options.target_info_topic, qos_profile_sensor_data)
-            clock = self.node.create_publisher(Clock, "/clock", 10) if options.clock else None
-            labels: dict[int, np.ndarray] = {}
-            if options.label_topic is not None and self.label_set is not None:
-                result.matrix = ConfusionMatrix(self.label_set.num_classes)
-            mask_topic = f"/{options.node}/{options.camera}/mask"
-
-            def on_mask(raw: bytes) -> None:
-                received = time.time_ns()
-                mask = deserialize_message(raw, Image)
-                stamp = mask.header.stamp.sec * 1_000_000_000 + mask.header.stamp.nanosec
-                original = result.sent_stamps.get(stamp)
-                if original is None:
-                    return  # not one of ours (an earlier run's frame still in flight)
-                result.received += 1
-                result.recorded.setdefault(mask_topic, []).append((received, raw))
-                if not options.clock:
-                    result.latencies_s.append((received - stamp) / 1e9)
-                truth = labels.pop(original, None)
-                if truth is not None and result.matrix is not None:
-                    result.matrix.update(truth, class_mask_to_array(mask))
-
-            subscriptions = [self.node.create_subscription(Image, mask_topic, on_mask, _RELIABLE, raw=True)]
-            for topic, kind in options.record:
-                qos = _LATCHED if topic.endswith("costmap") else _RELIABLE
-                subscriptions.append(self.node.create_subscription(
-                    kind, topic, lambda raw, t=topic: result.recorded.setdefault(t, []).append((time.time_ns(), raw)), qos, raw=True,
-                ))
-            if not self.spin_for(options.wait, lambda: publisher.get_subscription_count() > 0):
-                raise BagError(f"nothing subscribes to {target} after {options.wait:g} s: is the node running (and active)?")
-            self.spin_for(1.0)  # let the node's outputs match our subscriptions too
-            wanted = [connections[t] for t in (options.image_topic, options.label_topic, options.camera_info_topic) if t]
-            start_wall = time.monotonic()
-            first_stamp = None
-            for connection, _, raw in reader.messages(connections=wanted):
-                if connection.topic == options.label_topic:
-                    if result.matrix is not None:
-                        label = reader.deserialize(raw, connection.msgtype)
-                        labels[label.header.stamp.sec * 1_000_000_000 + label.header.stamp.nanosec] = class_mask_to_array(label).copy()
-                    continue
-                message = deserialize_message(raw, _TYPES[connection.msgtype])
-                stamp = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
-                if connection.topic == options.camera_info_topic:
-                    info_publisher.publish(message)
-                    continue
-                if options.max_frames is not None and result.sent >= options.max_frames:
-                    break
-                first_stamp = stamp if first_stamp is None else first_stamp
-                due = start_wall + (result.sent / options.hz if options.hz else (stamp - first_stamp) / 1e9 / options.rate)
-                self.spin_for(max(due - time.monotonic(), 0.0))
-                if options.clock:
-                    clock.publish(Clock(clock=message.header.stamp))
-                    published = stamp
-                else:
-                    published = time.time_ns()
-                    message.header.stamp.sec, message.header.stamp.nanosec = divmod(published, 1_000_000_000)
-                result.sent_stamps[published] = stamp
-                publisher.publish(message)
-                result.sent += 1
-                if progress is not None:
-                    progress(result.sent)
-            result.duration_s = time.monotonic() - start_wall
-            self.spin_for(options.grace, lambda: result.received >= result.sent)
-            for subscription in subscriptions:
-                self.node.destroy_subscription(subscription)
-            for made in (publisher, info_publisher, clock):
-                if made is not None:
-                    self.node.destroy_publisher(made)
+            session = _Session(self.node, options, _image_type(options, connections), self.label_set)
+            try:
+                if not self.spin_for(options.wait, lambda: session.publisher.get_subscription_count() > 0):
+                    raise BagError(
+                        f"nothing subscribes to {session.target} after {options.wait:g} s: is the node running (and active)?"
+                    )
+                self.spin_for(1.0)  # let the node's outputs match our subscriptions too
+                wanted = [connections[t] for t in (options.image_topic, options.label_topic, options.camera_info_topic) if t]
+                self._send(reader.messages(connections=wanted), reader.deserialize, session, progress)
+                self.spin_for(options.grace, lambda: session.result.received >= session.result.sent)
+            finally:
+                session.close()
         finally:
             reader.close()
-        return result
+        return session.result
+
+    def _send(self, messages, deserialize, session: _Session, progress: Callable[[int], None] | None) -> None:
+        """Publish the bag's frames on their schedule: the recorded timing over ``rate``, or ``hz``."""
+        options, result = session.options, session.result
+        start_wall = time.monotonic()
+        first_stamp = None
+        for connection, _, raw in messages:
+            if connection.topic == options.label_topic:
+                if result.matrix is not None:  # labels are only decoded to be scored
+                    session.keep_label(deserialize(raw, connection.msgtype))
+                continue
+            message = deserialize_message(raw, _TYPES[connection.msgtype])
+            if connection.topic == options.camera_info_topic:
+                session.info_publisher.publish(message)
+                continue
+            if options.max_frames is not None and result.sent >= options.max_frames:
+                break
+            stamp = stamp_ns(message.header)
+            first_stamp = stamp if first_stamp is None else first_stamp
+            due = start_wall + (result.sent / options.hz if options.hz else (stamp - first_stamp) / 1e9 / options.rate)
+            self.spin_for(max(due - time.monotonic(), 0.0))
+            session.publish(message, stamp)
+            if progress is not None:
+                progress(result.sent)
+        result.duration_s = time.monotonic() - start_wall
+
+    def find_peak(self, options: ReplayOptions, say: Callable[[str], None] = print) -> dict:
+        """The method of ros2_benchmark: double a fixed input rate until over 5% of frames are dropped, then
+        bisect. Returns every trial's summary and the highest rate that kept within the bound (None if none did)."""
+        trials: list[dict] = []
+
+        def sustained(hz: float) -> bool:
+            summary = self.replay(replace(options, hz=hz, max_frames=options.max_frames or 40)).summary()
+            trials.append(summary)
+            say(f"{hz:7.2f} Hz in: {summary['output_rate_hz']:.2f} Hz out, {100 * summary['dropped_fraction']:.1f}% dropped")
+            return summary["dropped_fraction"] < MAX_DROPPED
+
+        low, high = 0.0, 1.0
+        while sustained(high) and high < 1000:
+            low, high = high, high * 2
+        for _ in range(4):
+            middle = (low + high) / 2
+            if sustained(middle):
+                low = middle
+            else:
+                high = middle
+        kept = [trial for trial in trials if trial["dropped_fraction"] < MAX_DROPPED]
+        peak = max(kept, key=lambda trial: trial["input_rate_hz"], default=None)
+        return {"trials": trials, "peak_hz": peak["input_rate_hz"] if peak else None}
+
+
+def _image_type(options: ReplayOptions, connections: dict) -> type:
+    """The message type of the bag's image topic, after checking that every topic asked for is there."""
+    for topic in (options.image_topic, options.label_topic, options.camera_info_topic):
+        if topic is not None and topic not in connections:
+            raise BagError(f"bag {options.bag} has no topic {topic}; it has: {', '.join(sorted(connections))}")
+    image_type = _TYPES.get(connections[options.image_topic].msgtype)
+    if image_type not in (Image, CompressedImage):
+        raise BagError(f"{options.image_topic} carries {connections[options.image_topic].msgtype}, not an image")
+    return image_type
