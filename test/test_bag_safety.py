@@ -18,6 +18,7 @@ import pytest
 
 from denseaspp_ros import cli
 from denseaspp_ros.bags import NOTE, SYNC_SECONDS, BagError, BagWriter, open_bag, read_labelled_frames, recover_bag
+from denseaspp_ros.cli import engine_options
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
 
@@ -187,7 +188,7 @@ def no_model(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was built before the destinations were checked")
 
-    monkeypatch.setattr(cli, "build_model", refuse)
+    monkeypatch.setattr(engine_options, "_build_segmenter", refuse)
 
 
 def test_infer_into_an_unwritable_folder_fails_before_the_model_is_built(tmp_path, capsys, no_model):

@@ -1,0 +1,40 @@
+"""``denseaspp demo``: a drive replayed through segmentation_node, scored and pictured (see ros/demo.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import DenseASPPError
+from ..model import MODEL_NAMES
+from .arguments import _count, _size
+
+
+def register(commands) -> None:
+    demo = commands.add_parser("demo", help="synthetic drive -> segmentation_node (demo weights, costmap) -> scores and pictures")
+    demo.add_argument("--output", type=Path, default=Path("out/demo"))
+    demo.add_argument("--frames", type=_count(1), default=60)
+    demo.add_argument("--seed", type=_count(0), default=7, help="scene of the drive (the demo weights never saw seed 7)")
+    demo.add_argument("--size", type=_size, default=(256, 512))
+    demo.add_argument("--model", default="MobileNetDenseASPP", choices=MODEL_NAMES)
+    demo.add_argument("--weights", default="demo", help="checkpoint for the node; demo = the synthetic-world weights")
+    demo.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    demo.add_argument("--bag", type=Path, help="replay this bag instead of a synthetic drive")
+    demo.add_argument("--cityscapes", type=Path, help="replay this Cityscapes-layout folder (as a 10 Hz drive) instead")
+    demo.add_argument("--split", default="val", help="the --cityscapes split")
+    demo.add_argument("--image-topic", default="/front/image_raw")
+    demo.add_argument("--label-topic", default="/front/labels", help="mono8 trainIds matched by stamp (for mIoU)")
+    demo.set_defaults(run=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from ..ros.demo import DemoOptions, run_demo
+
+    if args.bag is not None and args.cityscapes is not None:
+        raise DenseASPPError("give --bag or --cityscapes, not both")
+    run_demo(DemoOptions(
+        output=args.output, frames=args.frames, seed=args.seed, size=args.size, model=args.model, weights=args.weights,
+        rate=args.rate, bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,
+        cityscapes=args.cityscapes, split=args.split,
+    ))
+    return 0

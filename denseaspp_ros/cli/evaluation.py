@@ -1,0 +1,116 @@
+"""``denseaspp eval``: mIoU of a model on a bag or a Cityscapes folder, or ``--merge`` of sharded reports."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import DenseASPPError
+from ..labels import LabelSet, get_label_set
+from ..model import find_published_weights
+from . import engine_options
+from .arguments import _size, check_writable
+
+if TYPE_CHECKING:  # the bag and evaluation modules load when the command runs, not for every command's parser
+    from ..bags import MatchStats
+    from ..eval.evaluate import Sample, Shard
+
+
+def register(commands) -> None:
+    evaluation = commands.add_parser(
+        "eval", help="mIoU of a model on a bag or a Cityscapes folder (official convention), or --merge shards"
+    )
+    evaluation.add_argument("--bag", type=Path, help="ROS 2 bag (folder or .mcap) or ROS 1 .bag")
+    evaluation.add_argument("--image-topic", help="Image or CompressedImage topic")
+    evaluation.add_argument("--label-topic", help="mono8 label topic, matched to images by header stamp")
+    evaluation.add_argument("--label-format", choices=("trainid", "labelid"), default="trainid")
+    evaluation.add_argument("--tolerance", type=float, default=0.001, help="stamp matching tolerance in seconds")
+    evaluation.add_argument("--cityscapes", type=Path, help="Cityscapes-layout root (leftImg8bit/, gtFine/)")
+    evaluation.add_argument("--split", default="val")
+    evaluation.add_argument("--output", type=Path, required=True, help="report.json, report.md, confusion.png, per_class_iou.png")
+    evaluation.add_argument("--save-predictions", type=Path, help="labelId PNGs for cityscapesscripts")
+    evaluation.add_argument("--write-bag", type=Path, help="bag of the images, predicted masks and colour masks")
+    evaluation.add_argument("--camera", type=Path, help="camera.yaml (as denseaspp synth writes it): costmaps in --write-bag too")
+    evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
+    evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
+    evaluation.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file")
+    evaluation.add_argument("--multiscale", action="store_true")
+    evaluation.add_argument("--input-size", type=_size)
+    engine_options._add_engine_options(evaluation)
+    evaluation.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..bags import BagWriter, MatchStats
+    from ..eval.evaluate import Shard, evaluate
+    from ..eval.outputs import PredictionWriter, camera_costmap
+    from ..eval.report import build_report, format_percent, timing, write_report
+    from ..synth.outputs import read_camera
+
+    labels = get_label_set(args.labels)
+    if args.merge:
+        return _merge(args, labels)
+    if (args.bag is None) == (args.cityscapes is None):
+        raise DenseASPPError("give exactly one source: --bag PATH (with --image-topic and --label-topic) or --cityscapes ROOT")
+    if labels.num_classes != args.num_classes:
+        raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
+    shard = Shard.parse(args.shard)
+    for folder, option in ((args.output, "--output"), (args.save_predictions, "--save-predictions"),
+                           (args.write_bag.parent if args.write_bag else None, "--write-bag")):
+        if folder is not None:
+            check_writable(folder, option)
+    result_bag = BagWriter(args.write_bag) if args.write_bag else None  # refuses an existing bag now, not after the work
+    stats = MatchStats()
+    samples, total = _samples(args, labels, shard, stats)
+    segmenter = engine_options._build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
+    costmap = camera_costmap(*read_camera(args.camera), labels) if args.camera else None
+    with ExitStack() as stack:
+        bag = stack.enter_context(result_bag) if result_bag is not None else None
+        writer = PredictionWriter(labels, bag, args.save_predictions, costmap, cityscapes_names=args.cityscapes is not None)
+        result = evaluate(samples, segmenter, labels, shard, writer, total=total, stats=stats if args.bag else None)
+    if result.frames == 0:
+        raise DenseASPPError("no frame was evaluated: " + ("; ".join(result.problems) or "the source is empty"))
+    report = build_report(
+        result.matrix, labels,
+        frames_evaluated=result.frames, frames_unmatched_images=result.unmatched_images,
+        frames_unmatched_labels=result.unmatched_labels, frames_corrupt=result.corrupt, complete=result.complete,
+        problems=result.problems, shard=f"{shard.index}/{shard.count}", source=str(args.bag or args.cityscapes),
+        model=args.model, weights=str(args.weights or find_published_weights(args.model) or "random"),
+        device=str(segmenter.device), precision=str(segmenter.dtype).removeprefix("torch."), **timing(result.seconds),
+    )
+    write_report(report, labels, args.output)
+    print(f"mIoU {format_percent(report['miou'])} over {result.frames} frames"
+          f" ({result.unmatched_images + result.unmatched_labels} unmatched, {result.corrupt} unreadable)"
+          f"{'' if result.complete else ', INCOMPLETE'}; report in {args.output}/report.md")
+    return 0 if result.complete else 1
+
+
+def _samples(
+    args: argparse.Namespace, labels: LabelSet, shard: Shard, stats: MatchStats
+) -> tuple[Iterator[Sample], int | None]:
+    """The source's samples, and how many this shard will take when the source can tell (for the ETA)."""
+    from ..bags import count_messages
+    from ..eval.evaluate import bag_samples, cityscapes_samples
+
+    if args.cityscapes is not None:
+        return cityscapes_samples(args.cityscapes, args.split, labels, args.max_image_pixels), None
+    if not args.image_topic or not args.label_topic:
+        raise DenseASPPError("--bag needs --image-topic and --label-topic")
+    samples = bag_samples(
+        args.bag, args.image_topic, args.label_topic, labels, args.label_format, args.tolerance, stats, args.max_image_pixels,
+    )
+    total = count_messages(args.bag, args.image_topic)
+    return samples, None if total is None else len(range(shard.index, total, shard.count))
+
+
+def _merge(args: argparse.Namespace, labels: LabelSet) -> int:
+    from ..eval.report import format_percent, merge_reports, read_report, write_report
+
+    report = merge_reports([read_report(Path(path)) for path in args.merge], labels)
+    write_report(report, labels, args.output)
+    print(f"merged {len(args.merge)} reports: mIoU {format_percent(report['miou'])} over {report['frames_evaluated']} frames; "
+          f"see {args.output}/report.md")
+    return 0
