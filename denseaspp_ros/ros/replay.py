@@ -11,7 +11,7 @@ the highest input rate the node sustains.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
@@ -86,7 +87,7 @@ class ReplayResult:
 class _Session:
     """One replay's publishers, subscriptions and bookkeeping on the replayer's node."""
 
-    def __init__(self, node, options: ReplayOptions, image_type: type, label_set: LabelSet | None) -> None:
+    def __init__(self, node: Node, options: ReplayOptions, image_type: type, label_set: LabelSet | None) -> None:
         self.node = node
         self.options = options
         self.result = ReplayResult()
@@ -189,7 +190,10 @@ class Replayer:
             reader.close()
         return session.result
 
-    def _send(self, messages, deserialize, session: _Session, progress: Callable[[int], None] | None) -> None:
+    def _send(
+        self, messages: Iterable[tuple], deserialize: Callable[[bytes, str], object], session: _Session,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         """Publish the bag's frames on their schedule: the recorded timing over ``rate``, or ``hz``."""
         options, result = session.options, session.result
         start_wall = time.monotonic()
