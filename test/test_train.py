@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
+from denseaspp_ros.datasets import CityscapesDataset, DatasetError
 from denseaspp_ros.errors import CheckpointError
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import build_model, save_checkpoint
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
-from denseaspp_ros.train import DatasetError, TrainConfig, Trainer, initialise, train
-from denseaspp_ros.train.datasets import CityscapesDataset
+from denseaspp_ros.train import TrainConfig, Trainer, initialise, train
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ matrices exactly.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..bags import BagError, MatchStats, read_labelled_frames
+from ..datasets import BagDataset, CityscapesDataset
 from ..errors import DenseASPPError
 from ..inference import Segmenter
 from ..labels import LabelSet
@@ -75,14 +76,15 @@ def bag_samples(
 
 
 def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet, max_pixels: int | None = None) -> Iterator[Sample]:
-    from ..train.datasets import CityscapesDataset
+    """A Cityscapes-layout split; a folder without one fails when the first sample is read, like a bad bag."""
+    yield from dataset_samples(CityscapesDataset(root, split, label_set, max_pixels))
 
-    dataset = CityscapesDataset(root, split, label_set, max_pixels)
-    image_root = Path(root) / "leftImg8bit" / split
-    for index in range(len(dataset)):
+
+def dataset_samples(dataset: CityscapesDataset | BagDataset, indices: Iterable[int] | None = None) -> Iterator[Sample]:
+    """The items of a training dataset (all, or ``indices``) as RGB samples, read one at a time."""
+    for index in range(len(dataset)) if indices is None else indices:
         image, truth = dataset[index]
-        # Folder images have no time: space them 0.1 s apart for result bags and costmap decay.
-        yield Sample(str(dataset.items[index][0].relative_to(image_root)), image, False, truth, index * 100_000_000)
+        yield Sample(dataset.name(index), image, False, truth, dataset.stamp_ns(index))
 
 
 def evaluate(

@@ -1,7 +1,8 @@
 """Training and fine-tuning with the original recipe (no ROS imports)."""
 
+from ..datasets import BagDataset, CityscapesDataset, DatasetError
+from .augmentation import Augmentation
 from .config import TrainConfig, load_config
-from .datasets import Augmentation, BagDataset, CityscapesDataset, DatasetError
 from .initialise import InitReport, initialise
 from .trainer import Trainer, train
 

@@ -26,13 +26,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..atomic import atomic_write
+from ..datasets import BagDataset, CityscapesDataset
 from ..errors import CheckpointError, DenseASPPError
 from ..eval.metrics import ConfusionMatrix
 from ..inference import Segmenter, normalization, resolve_device
 from ..labels import IGNORE_INDEX, LabelSet, get_label_set
 from ..model import build_model, save_checkpoint, save_safetensors
+from .augmentation import Augmentation, TrainingCrops
 from .config import TrainConfig
-from .datasets import Augmentation, BagDataset, CityscapesDataset, TrainingCrops
 from .initialise import initialise
 
 LAST = "last.pt"

@@ -1,31 +1,31 @@
-"""Labelled images for training and validation: Cityscapes-layout folders and ROS 2 bags.
+"""Labelled images: Cityscapes-layout folders and ROS 2 bags, for training and evaluation alike.
 
-Both give (RGB uint8 HxWx3, trainId uint8 HxW) pairs; the augmentation of the original recipe
-(random scale, random crop, horizontal flip) turns them into fixed-size training crops.
+Both give (RGB uint8 HxWx3, trainId uint8 HxW) pairs and a name per item; training augments
+them (``train.augmentation``), evaluation streams them through the Segmenter (``eval.evaluate``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from ..bags import MatchStats, read_labelled_frames
-from ..errors import DenseASPPError, ImageError
-from ..imageio import read_bgr
-from ..labels import IGNORE_INDEX, LabelSet
+from .bags import MatchStats, read_labelled_frames
+from .errors import DenseASPPError, ImageError
+from .imageio import read_bgr
+from .labels import IGNORE_INDEX, LabelSet
 
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 _LABEL_SUFFIXES = ("_gtFine_labelTrainIds.png", "_gtFine_labelIds.png")  # trainIds preferred
 _SHOWN = 3
+# Folder images have no time: they are spaced this far apart (result bags, costmap decay).
+_FOLDER_FRAME_PERIOD_NS = 100_000_000
 
 
 class DatasetError(DenseASPPError):
-    """A dataset that cannot be trained on as it is: missing labels, size mismatches, bad class ids."""
+    """A dataset that cannot be used as it is: missing labels, size mismatches, bad class ids."""
 
 
 def check_label(label: np.ndarray, num_classes: int, where: str) -> None:
@@ -73,6 +73,13 @@ class CityscapesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def name(self, index: int) -> str:
+        """The image's path relative to the split folder, as Cityscapes' tools name predictions."""
+        return str(self.items[index][0].relative_to(self.root / "leftImg8bit" / self.split))
+
+    def stamp_ns(self, index: int) -> int:
+        return index * _FOLDER_FRAME_PERIOD_NS
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path, label_ids = self.items[index]
         try:
@@ -103,12 +110,14 @@ class BagDataset(Dataset):
         if label_format not in ("trainid", "labelid"):
             raise DatasetError(f"label format must be trainid or labelid, got {label_format!r}")
         self.stats = MatchStats()
-        self.frames = []
+        self.frames: list[tuple[np.ndarray, np.ndarray]] = []
+        self.stamps_ns: list[int] = []
         for frame in read_labelled_frames(path, image_topic, label_topic, tolerance_s, self.stats):
             label = label_set.to_train_ids(frame.label) if label_format == "labelid" else frame.label
             check_label(label, label_set.num_classes, f"{path} {label_topic} at {frame.stamp_ns}")
             image = np.ascontiguousarray(frame.image[..., ::-1]) if frame.is_bgr else np.ascontiguousarray(frame.image)
             self.frames.append((image, np.ascontiguousarray(label)))
+            self.stamps_ns.append(frame.stamp_ns)
         if not self.frames:
             raise DatasetError(
                 f"no image/label pairs in {path} ({image_topic} + {label_topic}): {self.stats.unmatched_images} "
@@ -118,54 +127,12 @@ class BagDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
+    def name(self, index: int) -> str:
+        """The frame's header stamp in nanoseconds, as bag evaluation names frames."""
+        return str(self.stamps_ns[index])
+
+    def stamp_ns(self, index: int) -> int:
+        return self.stamps_ns[index]
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         return self.frames[index]
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """The original recipe: random scale, random crop (padded with ignore), horizontal flip."""
-
-    crop: tuple[int, int] = (512, 512)
-    scale: tuple[float, float] = (0.5, 2.0)
-    flip: bool = True
-
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        factor = rng.uniform(*self.scale)
-        height, width = label.shape
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-        label = cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
-        crop_height, crop_width = self.crop
-        pad_bottom, pad_right = max(crop_height - size[1], 0), max(crop_width - size[0], 0)
-        if pad_bottom or pad_right:
-            # Padded pixels: the dataset's mean colour (zero after normalisation) and ignored in the loss.
-            image = cv2.copyMakeBorder(image, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=(74, 84, 73))
-            label = cv2.copyMakeBorder(label, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
-        top = int(rng.integers(0, label.shape[0] - crop_height + 1))
-        left = int(rng.integers(0, label.shape[1] - crop_width + 1))
-        image = image[top : top + crop_height, left : left + crop_width]
-        label = label[top : top + crop_height, left : left + crop_width]
-        if self.flip and rng.random() < 0.5:
-            image, label = image[:, ::-1], label[:, ::-1]
-        return np.ascontiguousarray(image), np.ascontiguousarray(label)
-
-
-class TrainingCrops(Dataset):
-    """Augmented crops of a dataset as tensors: uint8 NHWC images (normalised on the device) and int64 labels.
-
-    Items are addressed by (epoch, index) and their randomness comes from (seed, epoch, index), so a
-    resumed run sees the same crops as the uninterrupted one, whatever the number of loader workers.
-    """
-
-    def __init__(self, source: Dataset, augmentation: Augmentation, seed: int) -> None:
-        self.source, self.augmentation, self.seed = source, augmentation, seed
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, index = key
-        rng = np.random.default_rng((self.seed, epoch, index))
-        image, label = self.augmentation(*self.source[index], rng)
-        return torch.from_numpy(image), torch.from_numpy(label.astype(np.int64))
