@@ -41,7 +41,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from denseaspp_ros.cli import _size  # noqa: E402
-from denseaspp_ros.inference import Segmenter  # noqa: E402
+from denseaspp_ros.inference import load_engine  # noqa: E402
 from denseaspp_ros.inference.benchmark import describe_machine, run_benchmark  # noqa: E402
 from denseaspp_ros.ros.conversions import rgb8_msg  # noqa: E402
 
@@ -192,7 +192,7 @@ def main() -> None:
     rows = []
     for count in args.camera_counts:
         cameras = ["front", "left", "right", "rear"][:count] if count <= 4 else [f"cam{i}" for i in range(count)]
-        segmenter = Segmenter.from_name(args.model, device="cpu", max_batch=count)
+        segmenter = load_engine(None, args.model, allow_untrained=True, warn=lambda _: None, device="cpu", max_batch=count)
         reference = run_benchmark(segmenter, args.model, args.size, count, warmup=2, iterations=8).segmenter
         del segmenter
         log = Path(tempfile.mkstemp(suffix=".log")[1])

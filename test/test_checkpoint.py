@@ -315,7 +315,7 @@ def test_checkpoint_with_another_class_count_is_identified(tmp_path):
     write_original_checkpoint(to_original_state_dict(build_model(MOBILE, num_classes=21)), path)
     message = _load_error(path)
     assert "classification.1.weight (file 21x640x1x1, model 19x640x1x1)" in message
-    assert "21 classes" in message and "--num-classes 21" in message and "--model" not in message
+    assert "21 classes" in message and "--labels with 21 classes" in message and "--model" not in message
 
 
 def test_project_checkpoint_claiming_another_model(tmp_path, mobile_model):

@@ -387,7 +387,6 @@ def test_error_corrupt_checkpoint_subprocess_exit_code(tmp_path, bad_checkpoints
         (("--device", "gpu"), "device"),
         (("--precision", "fp16"), "CUDA"),
         (("--batch", "0"), "max_batch"),
-        (("--num-classes", "7"), "classes"),
         (("--labels", "/nonexistent/labels.yaml"), "labels.yaml"),
     ],
 )
@@ -414,7 +413,7 @@ def test_error_unwritable_output_is_one_line(capsys, tmp_path):
 def test_error_labelid_with_label_set_without_label_ids(capsys, tmp_path):
     labels = tmp_path / "two.yaml"
     labels.write_text("name: two\nclasses:\n  - {name: floor, color: [0, 255, 0]}\n  - {name: other, color: [255, 0, 0]}\n")
-    base = infer_args(tmp_path, "--labels", labels, "--num-classes", "2")
+    base = infer_args(tmp_path, "--labels", labels)
     code, _, err = run_main(capsys, *base, "--save", "labelid,color")
     assert_one_clean_error(code, err, "label ids", "labelid")
     assert not (tmp_path / "out").exists()

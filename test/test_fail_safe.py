@@ -137,7 +137,7 @@ def test_model_auto_identifies_the_variant_and_checks_the_class_count(tmp_path):
     path = tmp_path / "release_layout.pkl"
     write_original_checkpoint(to_original_state_dict(mobilenet(num_classes=3)), path)  # no header: shapes only
     assert build_model("auto", 3, path).variant_name == MOBILE
-    with pytest.raises(Exception, match=r"3 classes, but 19 are expected: use --num-classes 3"):
+    with pytest.raises(Exception, match=r"3 classes, but 19 are expected: use --labels with 3 classes"):
         build_model("auto", 19, path)
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ..image_messages import MAX_IMAGE_PIXELS
-from ..inference import Segmenter
-from ..model import AUTO_MODEL, MODEL_NAMES, build_model, find_published_weights
+from ..inference import Segmenter, load_engine
+from ..model import AUTO_MODEL, MODEL_NAMES
 from .arguments import _count
 
 DEFAULT_MODEL = "DenseASPP161"
@@ -18,8 +17,12 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default=DEFAULT_MODEL, choices=(AUTO_MODEL, *MODEL_NAMES), help="network variant (auto: from --weights)"
     )
-    parser.add_argument("--weights", type=Path, help="checkpoint: original .pkl, project .pt or .safetensors")
-    parser.add_argument("--num-classes", type=int, default=19, help="classes the weights were trained for")
+    parser.add_argument(
+        "--weights", type=Path,
+        help="checkpoint: original .pkl, project .pt or .safetensors; demo = the synthetic-world weights; "
+        "default: the release's checkpoint under weights/, else random weights (with a warning)",
+    )
+    parser.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file (sets the class count)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16 (the last two on CUDA)")
     parser.add_argument(
@@ -36,16 +39,14 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_segmenter(args: argparse.Namespace, **options: object) -> Segmenter:
-    weights = args.weights or find_published_weights(args.model)
-    if weights is None:
-        print(
-            f"warning: no --weights and no published {args.model} checkpoint under weights/: "
-            "using random weights, the masks will be meaningless",
-            file=sys.stderr,
-        )
-    model = build_model(args.model, args.num_classes, weights)
-    return Segmenter(
-        model,
+    """The engine of the command line: without --weights (and no published checkpoint), random
+    weights with a warning, so a benchmark or a smoke test needs no download; a --weights that
+    does not exist is an error."""
+    return load_engine(
+        args.weights,
+        args.model,
+        args.labels,
+        allow_untrained=args.weights is None,
         device=args.device,
         precision=args.precision,
         channels_last=args.channels_last,

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from ..errors import DenseASPPError
 from ..labels import LabelSet, get_label_set
-from ..model import find_published_weights
 from . import engine_options
 from .arguments import _size, check_writable
 
@@ -36,7 +35,6 @@ def register(commands) -> None:
     evaluation.add_argument("--camera", type=Path, help="camera.yaml (as denseaspp synth writes it): costmaps in --write-bag too")
     evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
     evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
-    evaluation.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file")
     evaluation.add_argument("--multiscale", action="store_true")
     evaluation.add_argument("--input-size", type=_size)
     engine_options._add_engine_options(evaluation)
@@ -55,8 +53,6 @@ def run_eval(args: argparse.Namespace) -> int:
         return _merge(args, labels)
     if (args.bag is None) == (args.cityscapes is None):
         raise DenseASPPError("give exactly one source: --bag PATH (with --image-topic and --label-topic) or --cityscapes ROOT")
-    if labels.num_classes != args.num_classes:
-        raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
     shard = Shard.parse(args.shard)
     for folder, option in ((args.output, "--output"), (args.save_predictions, "--save-predictions"),
                            (args.write_bag.parent if args.write_bag else None, "--write-bag")):
@@ -78,7 +74,7 @@ def run_eval(args: argparse.Namespace) -> int:
         frames_evaluated=result.frames, frames_unmatched_images=result.unmatched_images,
         frames_unmatched_labels=result.unmatched_labels, frames_corrupt=result.corrupt, complete=result.complete,
         problems=result.problems, shard=f"{shard.index}/{shard.count}", source=str(args.bag or args.cityscapes),
-        model=args.model, weights=str(args.weights or find_published_weights(args.model) or "random"),
+        model=segmenter.model_name, weights=str(segmenter.weights or "random"),
         device=str(segmenter.device), precision=str(segmenter.dtype).removeprefix("torch."), **timing(result.seconds),
     )
     write_report(report, labels, args.output)

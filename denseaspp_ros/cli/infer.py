@@ -28,7 +28,6 @@ def register(commands) -> None:
     engine_options._add_engine_options(infer)
     infer.add_argument("--multiscale", action="store_true", help="the release's multi-scale + flip inference")
     infer.add_argument("--input-size", type=_size, help="resize the network input to HxW (masks keep the image size)")
-    infer.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file")
     infer.add_argument("--save", type=_save_kinds, default=("labelid", "color"), help=f"comma list of {', '.join(SAVE_KINDS)}")
     infer.set_defaults(run=run_infer)
 
@@ -46,8 +45,6 @@ def run_infer(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise DenseASPPError(f"--output {args.output} exists and is not a folder")
     labels = get_label_set(args.labels)
-    if labels.num_classes != args.num_classes:
-        raise DenseASPPError(f"label set {labels.name!r} has {labels.num_classes} classes, --num-classes is {args.num_classes}")
     if "labelid" in args.save and labels.label_ids is None:
         raise DenseASPPError(f"label set {labels.name!r} defines no label ids; drop labelid from --save")
     check_writable(args.output, "--output")
