@@ -98,7 +98,7 @@ class OptionNames:
     """How the caller's user names the model and class-count settings, for advice in errors."""
 
     model: str = "--model {}"
-    num_classes: str = "--num-classes {}"
+    num_classes: str = "--labels with {} classes"
     weights: str = "--weights {}"
     allow_untrained: str = "--allow-untrained"
 
@@ -203,7 +203,8 @@ def load_weights(
             )
         name, num_classes = identified
         advice = [options.model.format(name)] if name != variant else []
-        advice.append(options.num_classes.format(num_classes))
+        if num_classes != getattr(model, "num_classes", num_classes) or not advice:
+            advice.append(options.num_classes.format(num_classes))
         raise CheckpointError(
             f"{path} is a {name} checkpoint with {num_classes} classes, not {_describe(model)}: "
             f"use {' '.join(advice)}. Mismatches: {problems}"
