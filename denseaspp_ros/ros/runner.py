@@ -68,6 +68,10 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+        # Done: a late signal (launch repeating its SIGINT) must not kill the exit half-way. Python
+        # resets its own handlers to the default during finalization, but leaves ignored ones be.
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
     if exit_code:
         sys.exit(exit_code)
 
