@@ -11,6 +11,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +71,36 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+@lru_cache(maxsize=None)
 def normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift), shaped (1, 3, 1, 1): (x / 255 - mean) / std == x * scale + shift, one fused pass.
 
-    The release's preprocessing, shared by inference and training so the two cannot drift apart.
+    Made once per device (read-only): a copy from pageable host memory per batch would wait for
+    the device's queued work and stall the asynchronous upload.
     """
     std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
     return (1.0 / (255.0 * std)).to(device), (-torch.tensor(MEAN_RGB).view(1, 3, 1, 1) / std).to(device)
+
+
+def preprocess(
+    images: torch.Tensor,
+    device: torch.device,
+    *,
+    bgr: bool = False,
+    dtype: torch.dtype = torch.float32,
+    memory_format: torch.memory_format = torch.channels_last,
+) -> torch.Tensor:
+    """uint8 NHWC images (host or device) -> the normalised NCHW batch the networks take, on ``device``.
+
+    The release's preprocessing, the one path of inference and training so the two cannot
+    drift apart. A host batch is copied without blocking: pin it for a DMA copy.
+    """
+    scale, shift = normalization(device)
+    batch = images.to(device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC -> NCHW view
+    if bgr:
+        batch = batch.flip(1)
+    batch = batch.float().mul_(scale).add_(shift)
+    return batch.to(dtype=dtype, memory_format=memory_format)
 
 
 def check_image(image: object, index: int = 0, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
@@ -144,7 +168,6 @@ class Segmenter:
         self.model_name: str = getattr(model, "variant_name", type(model).__name__)
         self.label_set = None
         self.num_classes = int(getattr(model, "num_classes", 0))
-        self._scale, self._shift = normalization(self.device)
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}
         self._upload_done = torch.cuda.Event() if self.device.type == "cuda" else None
         if self.device.type == "cuda":
@@ -185,7 +208,7 @@ class Segmenter:
         return self.segment([image], **options)[0]
 
     def preprocess(self, images: Sequence[np.ndarray], bgr: bool = False) -> torch.Tensor:
-        """Equal-size uint8 images -> the normalised NCHW batch the network takes (for training and benchmarks)."""
+        """Equal-size uint8 images -> the normalised batch this Segmenter's network takes (for benchmarks)."""
         return self._upload([check_image(image, index, self.max_image_pixels) for index, image in enumerate(images)], bgr)
 
     def _upload(self, images: list[np.ndarray], bgr: bool) -> torch.Tensor:
@@ -195,11 +218,7 @@ class Segmenter:
         batch = staging.to(self.device, non_blocking=True)
         if self._upload_done is not None:
             self._upload_done.record()
-        batch = batch.permute(0, 3, 1, 2)  # NHWC -> NCHW view
-        if bgr:
-            batch = batch.flip(1)
-        batch = batch.float().mul_(self._scale).add_(self._shift)
-        return batch.to(dtype=self.dtype, memory_format=self.memory_format)
+        return preprocess(batch, self.device, bgr=bgr, dtype=self.dtype, memory_format=self.memory_format)
 
     def _staging_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
         """A reusable uint8 host buffer per batch shape, pinned on CUDA so the upload is a DMA copy."""

@@ -29,7 +29,8 @@ from ..atomic import atomic_write
 from ..datasets import BagDataset, CityscapesDataset
 from ..errors import CheckpointError, DenseASPPError
 from ..eval.metrics import ConfusionMatrix
-from ..inference import Segmenter, normalization, resolve_device
+from ..inference import Segmenter, resolve_device
+from ..inference.segmenter import preprocess
 from ..labels import IGNORE_INDEX, LabelSet, get_label_set
 from ..model import build_model, save_checkpoint, save_safetensors
 from .augmentation import Augmentation, TrainingCrops
@@ -111,7 +112,6 @@ class Trainer:
             self.network = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        self.scale, self.shift = normalization(device)
         self.crops = TrainingCrops(self.train_set, Augmentation(config.crop, config.scale, config.flip), config.seed)
 
     @property
@@ -188,8 +188,7 @@ class Trainer:
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         config = self.config
         torch.manual_seed(config.seed * 1_000_003 + self.step * 101 + self.rank)  # dropout: a function of the step
-        images = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        images = images.mul_(self.scale).add_(self.shift).contiguous(memory_format=torch.channels_last)
+        images = preprocess(images, self.device)
         labels = labels.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             logits = self.network(images)
@@ -223,8 +222,7 @@ class Trainer:
         with torch.no_grad():
             for batch in range(self.config.bn_batches):
                 items = [self.crops[(_BN_EPOCH, (batch * self.config.batch_size + i) % size)] for i in range(self.config.batch_size)]
-                images = torch.stack([image for image, _ in items]).to(self.device).permute(0, 3, 1, 2).float()
-                self.model(images.mul_(self.scale).add_(self.shift).contiguous(memory_format=torch.channels_last))
+                self.model(preprocess(torch.stack([image for image, _ in items]), self.device))
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
 
