@@ -69,12 +69,33 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(street, t
     with pytest.raises(KeyboardInterrupt):
         Trainer(config(street, tmp_path / "resumed", steps=6, checkpoint_every=100)).run()
     monkeypatch.setattr(Trainer, "_train_step", original_step)
-    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)["step"] == 3  # nothing lost
+    assert torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["step"] == 3  # nothing lost, nothing but data
     resumed = Trainer(config(street, tmp_path / "resumed", steps=6, checkpoint_every=100))
     assert resumed.step == 3
     resumed.run()
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+class _TouchesWhenUnpickled:
+    """Pickles as a call that creates ``marker``: what a planted file runs when loaded unsafely."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return subprocess.call, (["touch", str(self.marker)],)
+
+
+def test_a_planted_last_pt_that_would_run_code_is_refused_on_resume(street, tmp_path):
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    run.mkdir()
+    torch.save({"state_dict": {}, "step": 1, "log": [_TouchesWhenUnpickled(marker)]}, run / "last.pt")
+    with pytest.raises(CheckpointError, match="refusing to load .*last.pt.* would run code"):
+        Trainer(config(street, run))
+    assert not marker.exists()
+    torch.load(run / "last.pt", weights_only=False)  # the control: the payload is live, so "not run" means refused
+    assert marker.exists()
 
 
 def test_resuming_someone_elses_run_is_refused(street, tmp_path):
@@ -170,7 +191,7 @@ def test_two_gloo_processes_train_under_torchrun(street, tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
     assert state["step"] == 3
     assert any("val_miou" in row for row in state["log"])
 

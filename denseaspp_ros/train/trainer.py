@@ -32,13 +32,15 @@ from ..eval.metrics import ConfusionMatrix
 from ..inference import Segmenter, resolve_device
 from ..inference.segmenter import preprocess
 from ..labels import IGNORE_INDEX, LabelSet, get_label_set
-from ..model import build_model, save_checkpoint, save_safetensors
+from ..model import build_model, read_training_state, save_checkpoint, save_safetensors
 from .augmentation import Augmentation, TrainingCrops
 from .config import TrainConfig
 from .initialise import initialise
 
 LAST = "last.pt"
 BEST = "best.pt"
+# What last.pt holds beside the weights: plain values and optimiser tensors, so weights_only reads it.
+_STATE_KEYS = ("config", "optimizer", "schedule", "scaler", "step", "best_miou", "log")
 # Crops for BatchNorm re-estimation come from this pseudo-epoch, never used for training.
 _BN_EPOCH = 10**6
 
@@ -125,8 +127,11 @@ class Trainer:
     def _resume_or_initialise(self) -> None:
         last = self.output / LAST
         if last.is_file() and self.config.resume:
-            state = torch.load(last, map_location="cpu", weights_only=False)  # our own file, written by this code
-            saved = state.get("config", {})
+            state = read_training_state(last)  # untrusted like any checkpoint: OUTPUT may hold a planted file
+            missing = [key for key in _STATE_KEYS if key not in state]
+            if missing:
+                raise CheckpointError(f"{last} is not a training state of this project: it lacks {', '.join(missing)}")
+            saved = state["config"]
             for key in ("model", "labels", "steps", "batch_size", "seed"):
                 if saved.get(key) != getattr(self.config, key):
                     raise CheckpointError(
@@ -251,12 +256,11 @@ class Trainer:
     def _save(self) -> None:
         if not self.leader:
             return
-        state = {
-            "config": asdict(self.config), "state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
-            "best_miou": self.best_miou, "log": self.log,
-        }
-        atomic_write(self.output / LAST, lambda target: torch.save(state, target))
+        save_checkpoint(
+            self.model, self.output / LAST, config=asdict(self.config), optimizer=self.optimizer.state_dict(),
+            schedule=self.schedule.state_dict(), scaler=self.scaler.state_dict(), step=self.step,
+            best_miou=self.best_miou, log=self.log,
+        )
         self._write_log()
 
     def _finish(self) -> None:
