@@ -269,7 +269,6 @@ def test_two_cameras_fuse_by_the_highest_cost():
     costmap.update("front", render(CAMERA, FRONT), 1.0)  # the front camera misses the car (e.g. it is new)
     costmap.update("left", render(CAMERA, LEFT, car=CAR_BOX), 1.05)
     fused = costmap.snapshot()
-    assert fused.stamp == 1.05
     left_alone = make_costmap()
     left_alone.set_camera("left", CAMERA, LEFT)
     left_alone.update("left", render(CAMERA, LEFT, car=CAR_BOX), 1.05)

@@ -16,7 +16,6 @@ moving vehicle (the default is a second).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,7 +61,6 @@ class _Layer:
 class Snapshot:
     """The fused grid at one moment: what the publishers turn into messages."""
 
-    stamp: float  # newest contributing frame's stamp (seconds)
     keys: np.ndarray  # (height, width) uint8 fused keys, 0 unknown
     table: CostTable
     grid: GridSpec
@@ -92,7 +90,6 @@ class SemanticCostmap:
         self._cameras: dict[str, tuple[CameraModel, CameraPose]] = {}
         self._projections: dict[str, dict[tuple, GroundProjection]] = {}
         self._layers: dict[str, _Layer] = {}
-        self.build_seconds: dict[str, float] = {}
 
     @property
     def grid(self) -> GridSpec:
@@ -130,9 +127,7 @@ class SemanticCostmap:
         key = camera.key
         projection = cache.get(key)
         if projection is None:
-            start = time.perf_counter()
             projection = GroundProjection(camera, pose, self.grid, self.settings.max_range)
-            self.build_seconds[name] = time.perf_counter() - start
             if len(cache) >= _PROJECTIONS_PER_CAMERA:
                 cache.pop(next(iter(cache)))
             cache[key] = projection
@@ -155,25 +150,16 @@ class SemanticCostmap:
         return int(cells.size)
 
     def snapshot(self, now: float | None = None) -> Snapshot:
-        """The fused grid at ``now`` (seconds; default the newest frame's stamp): per cell the highest fresh key.
-
-        The snapshot is stamped with the newest frame still fresh at ``now``, or ``now`` when
-        every cell has decayed.
-        """
-        newest = max((layer.latest for layer in self._layers.values()), default=_NEVER)
-        now = newest if now is None else now
+        """The fused grid at ``now`` (seconds; default the newest frame's stamp): per cell the highest fresh key."""
+        now = max((layer.latest for layer in self._layers.values()), default=_NEVER) if now is None else now
         fused = np.zeros(self.grid.size, np.uint8)
         horizon = now - self.settings.decay_time
-        stamp = _NEVER
         for layer in self._layers.values():
             if layer.latest == _NEVER or layer.latest < horizon:
                 continue  # a camera that stopped sending: all it saw has decayed
-            stamp = max(stamp, layer.latest)
             fresh = layer.seen >= horizon
             np.maximum(fused, np.where(fresh, layer.keys, 0).astype(np.uint8), out=fused)
-        if stamp == _NEVER:
-            stamp = now if now != _NEVER else 0.0
-        return Snapshot(stamp, fused.reshape(self.grid.height, self.grid.width), self.table, self.grid)
+        return Snapshot(fused.reshape(self.grid.height, self.grid.width), self.table, self.grid)
 
     def clear(self) -> None:
         """Forget everything seen (cameras and their lookup tables stay), e.g. when time went back."""
@@ -181,8 +167,3 @@ class SemanticCostmap:
             layer.keys[:] = 0
             layer.seen[:] = _NEVER
             layer.latest = _NEVER
-
-    def forget(self, name: str) -> None:
-        """Drop a camera and what it saw."""
-        for store in (self._cameras, self._projections, self._layers, self.build_seconds):
-            store.pop(name, None)
