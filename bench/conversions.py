@@ -24,13 +24,8 @@ from std_msgs.msg import Header
 
 from denseaspp_ros.cli import _count, _size
 from denseaspp_ros.inference.benchmark import describe_machine
-from denseaspp_ros.ros.conversions import (
-    SUPPORTED_ENCODINGS,
-    compressed_to_array,
-    image_to_array,
-    mono8_msg,
-    rgb8_msg,
-)
+from denseaspp_ros.image_messages import SUPPORTED_ENCODINGS, compressed_to_array, image_to_array
+from denseaspp_ros.ros.conversions import mono8_msg, rgb8_msg
 
 SAMPLE = Path(__file__).resolve().parents[1] / "denseaspp_ros" / "data" / "samples" / "street_256x512.png"
 ROW_PADDING = 64  # bytes, for the padded-rows case

@@ -1,4 +1,5 @@
-"""Tests for denseaspp_ros.ros.conversions: sensor_msgs images <-> arrays, without DDS or rclpy.init."""
+"""sensor_msgs images to arrays (denseaspp_ros.image_messages) and results back to messages
+(denseaspp_ros.ros.conversions), without DDS or rclpy.init."""
 
 from __future__ import annotations
 
@@ -13,17 +14,12 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from denseaspp_ros.costmap import GridSpec, Snapshot
 from denseaspp_ros.errors import DenseASPPError, ImageError
+from denseaspp_ros.image_messages import SUPPORTED_ENCODINGS, MessageError, compressed_to_array, image_to_array
 from denseaspp_ros.labels import CITYSCAPES
-from denseaspp_ros.ros.conversions import (
-    SUPPORTED_ENCODINGS,
-    MessageError,
-    compressed_to_array,
-    image_to_array,
-    labels_json,
-    mono8_msg,
-    rgb8_msg,
-)
+from denseaspp_ros.ros.conversions import labels_json, mono8_msg, obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
+from street_scene import CAR, ROAD, TABLE
 
 HEIGHT, WIDTH = 6, 10
 BAYER_COLOUR = (200, 100, 30)  # distinct channels, so a shifted pattern shows as a wrong colour
@@ -321,3 +317,48 @@ def test_labels_json_describes_the_label_set():
         "id": 0, "name": "road", "color": [128, 64, 128], "label_id": 7, "category": "flat"
     }
     assert len(document["classes"]) == 19
+
+
+# --- the costmap's grid and obstacle cloud --------------------------------------------------------
+
+GRID = GridSpec(resolution=0.5, length_x=2.0, length_y=1.5, origin_x=-1.0, origin_y=-0.5, frame_id="base_link")
+
+
+def key_of(train_id: int, contact: bool) -> int:
+    return int(np.flatnonzero((TABLE.key_class == train_id) & (TABLE.key_is_contact == contact))[0])
+
+
+def street_snapshot() -> Snapshot:
+    """A 3x4 grid: road in row 0, a car's ground contact in cells 5 and 10, the rest unknown."""
+    keys = np.zeros((GRID.height, GRID.width), np.uint8)
+    keys[0] = key_of(ROAD, False)
+    keys.flat[[5, 10]] = key_of(CAR, True)
+    return Snapshot(keys=keys, table=TABLE, grid=GRID)
+
+
+def test_occupancy_grid_message_is_the_snapshot_in_nav2_conventions():
+    header = camera_header()
+    msg = occupancy_grid_msg(street_snapshot(), header)
+    assert msg.header is header and msg.info.map_load_time == header.stamp
+    assert (msg.info.width, msg.info.height, msg.info.resolution) == (4, 3, 0.5)
+    assert (msg.info.origin.position.x, msg.info.origin.position.y, msg.info.origin.orientation.w) == (-1.0, -0.5, 1.0)
+    cells = np.array(round_trip(msg).data, np.int8).reshape(3, 4)
+    assert (cells[0] == 0).all() and cells.flat[5] == cells.flat[10] == 100
+    assert (np.delete(cells[1:].ravel(), [1, 6]) == -1).all()
+
+
+def test_obstacle_cloud_holds_the_contact_cells_centres_on_the_ground():
+    header = camera_header()
+    msg = round_trip(obstacle_cloud_msg(street_snapshot(), header))
+    assert msg.header == header and (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 2, 16, 32)
+    assert [(f.name, f.offset) for f in msg.fields] == [("x", 0), ("y", 4), ("z", 8), ("class_id", 12)]
+    points = np.frombuffer(bytes(msg.data), np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("class_id", "<u4")]))
+    # cell 5: row 1, column 1; cell 10: row 2, column 2
+    assert points["x"].tolist() == [-0.25, 0.25] and points["y"].tolist() == [0.25, 0.75]
+    assert (points["z"] == 0).all() and (points["class_id"] == CAR).all()
+
+
+def test_an_empty_obstacle_cloud_is_a_valid_message():
+    snapshot = Snapshot(keys=np.zeros((GRID.height, GRID.width), np.uint8), table=TABLE, grid=GRID)
+    msg = round_trip(obstacle_cloud_msg(snapshot, camera_header()))
+    assert (msg.width, len(msg.data)) == (0, 0)

@@ -1,5 +1,6 @@
-"""sensor_msgs images to the arrays the Segmenter takes (denseaspp_ros.image_messages), and result
-arrays back to messages."""
+"""Results back to messages: masks and colour images with the input's header, the class table, the
+costmap's grid and obstacle cloud. (Messages to arrays: ``denseaspp_ros.image_messages``, which the
+bag readers share.)"""
 
 from __future__ import annotations
 
@@ -7,20 +8,22 @@ import array
 import json
 
 import numpy as np
-from sensor_msgs.msg import Image
+from nav_msgs.msg import OccupancyGrid
+from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from ..costmap import Snapshot
 from ..errors import ImageError
-from ..image_messages import (  # noqa: F401 (the node's conversions, re-exported for one import site)
-    BYTES_PER_PIXEL,
-    SUPPORTED_ENCODINGS,
-    MessageError,
-    class_mask_to_array,
-    compressed_to_array,
-    decode_image,
-    image_to_array,
-)
+from ..image_messages import BYTES_PER_PIXEL
 from ..labels import IGNORE_INDEX, LabelSet
+
+_CLOUD_FIELDS = [
+    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
+    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
+    PointField(name="class_id", offset=12, datatype=PointField.UINT32, count=1),
+]
+_CLOUD_POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("class_id", "<u4")])
 
 
 def mono8_msg(header: Header, image: np.ndarray) -> Image:
@@ -55,3 +58,34 @@ def labels_json(label_set: LabelSet) -> str:
     return json.dumps(
         {"name": label_set.name, "classes": label_set.to_json_list(), "ignore_index": IGNORE_INDEX}
     )
+
+
+def occupancy_grid_msg(snapshot: Snapshot, header: Header) -> OccupancyGrid:
+    """The fused grid as Nav2 reads a map: cell (0, 0)'s outer corner at ``info.origin``, rows along y."""
+    grid = snapshot.grid
+    msg = OccupancyGrid(header=header)
+    msg.info.map_load_time = header.stamp
+    msg.info.resolution = float(grid.resolution)
+    msg.info.width, msg.info.height = grid.width, grid.height
+    msg.info.origin.position.x, msg.info.origin.position.y = float(grid.origin_x), float(grid.origin_y)
+    msg.info.origin.orientation.w = 1.0
+    data = array.array("b")
+    data.frombytes(np.ascontiguousarray(snapshot.costs).tobytes())
+    msg.data = data
+    return msg
+
+
+def obstacle_cloud_msg(snapshot: Snapshot, header: Header) -> PointCloud2:
+    """The cells an obstacle's ground contact decided, as x y z (z = 0) + class_id points."""
+    cells, classes = snapshot.contact_cells()
+    x, y = snapshot.grid.cell_centers(cells)
+    points = np.zeros(len(cells), _CLOUD_POINT)
+    points["x"], points["y"], points["class_id"] = x, y, classes
+    msg = PointCloud2(
+        header=header, height=1, width=len(cells), fields=_CLOUD_FIELDS, is_bigendian=False,
+        point_step=_CLOUD_POINT.itemsize, row_step=_CLOUD_POINT.itemsize * len(cells), is_dense=True,
+    )
+    data = array.array("B")
+    data.frombytes(points.tobytes())
+    msg.data = data
+    return msg

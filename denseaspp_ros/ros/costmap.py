@@ -13,7 +13,6 @@ unknown on the clock instead of the last grid standing forever.
 
 from __future__ import annotations
 
-import array
 import threading
 from dataclasses import dataclass
 
@@ -22,13 +21,13 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from ..costmap import CameraModel, SemanticCostmap, Snapshot, bird_eye_image, load_cost_table
+from ..costmap import CameraModel, SemanticCostmap, bird_eye_image, load_cost_table
 from ..errors import DenseASPPError
 from ..labels import LabelSet
-from .conversions import rgb8_msg
+from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
 from .frames import stamp_ns
 from .settings import Calibration, CostmapConfig
 
@@ -37,13 +36,6 @@ COSTMAP_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
-_CLOUD_FIELDS = [
-    PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
-    PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
-    PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
-    PointField(name="class_id", offset=12, datatype=PointField.UINT32, count=1),
-]
-_CLOUD_POINT = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("class_id", "<u4")])
 
 
 def camera_model_from_info(info: CameraInfo) -> CameraModel:
@@ -54,36 +46,6 @@ def camera_model_from_info(info: CameraInfo) -> CameraModel:
         binning=(info.binning_x, info.binning_y),
         roi=(roi.x_offset, roi.y_offset, roi.width, roi.height),
     )
-
-
-def occupancy_grid_msg(snapshot: Snapshot, header: Header) -> OccupancyGrid:
-    grid = snapshot.grid
-    msg = OccupancyGrid(header=header)
-    msg.info.map_load_time = header.stamp
-    msg.info.resolution = float(grid.resolution)
-    msg.info.width, msg.info.height = grid.width, grid.height
-    msg.info.origin.position.x, msg.info.origin.position.y = float(grid.origin_x), float(grid.origin_y)
-    msg.info.origin.orientation.w = 1.0
-    data = array.array("b")
-    data.frombytes(np.ascontiguousarray(snapshot.costs).tobytes())
-    msg.data = data
-    return msg
-
-
-def obstacle_cloud_msg(snapshot: Snapshot, header: Header) -> PointCloud2:
-    """The cells an obstacle's ground contact decided, as x y z (z = 0) + class_id points."""
-    cells, classes = snapshot.contact_cells()
-    x, y = snapshot.grid.cell_centers(cells)
-    points = np.zeros(len(cells), _CLOUD_POINT)
-    points["x"], points["y"], points["class_id"] = x, y, classes
-    msg = PointCloud2(
-        header=header, height=1, width=len(cells), fields=_CLOUD_FIELDS, is_bigendian=False,
-        point_step=_CLOUD_POINT.itemsize, row_step=_CLOUD_POINT.itemsize * len(cells), is_dense=True,
-    )
-    data = array.array("B")
-    data.frombytes(points.tobytes())
-    msg.data = data
-    return msg
 
 
 class StampRejected(DenseASPPError):

@@ -15,8 +15,8 @@ from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from ..image_messages import class_mask_to_array
 from ..labels import IGNORE_INDEX, get_label_set
-from .conversions import class_mask_to_array
 from .costmap import CostmapOutput, StampRejected
 from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
 from .settings import (

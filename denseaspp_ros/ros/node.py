@@ -22,12 +22,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
 from ..errors import Cancelled
-from ..image_messages import ImageTooLarge
+from ..image_messages import ImageTooLarge, MessageError, decode_image
 from ..inference import Segmenter
 from ..labels import LabelSet, get_label_set
 from ..model import DEMO_WEIGHTS_NAME, OptionNames, build_model
 from .costmap import CostmapOutput, StampRejected
-from .conversions import MessageError, decode_image, labels_json, mono8_msg, rgb8_msg
+from .conversions import labels_json, mono8_msg, rgb8_msg
 from .frames import Frame, LatestFrameSlots, stamp_ns
 from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
 from .settings import (
