@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from denseaspp_ros.ros import stats as stats_module
-from denseaspp_ros.ros.stats import LATENCY_SAMPLES, RATE_WINDOW_S, CameraStats, RateMeter
+from denseaspp_ros.serving import stats as stats_module
+from denseaspp_ros.serving.stats import LATENCY_SAMPLES, RATE_WINDOW_S, CameraStats, RateMeter
 
 
 class FakeClock:

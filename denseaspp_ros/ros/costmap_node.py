@@ -17,7 +17,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..image_messages import class_mask_to_array
 from ..labels import IGNORE_INDEX, get_label_set
-from .costmap import CostmapOutput, StampRejected
+from ..serving.stamps import StampRejected
+from .costmap_output import CostmapOutput
 from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
 from .settings import (
     COSTMAP_PARAMETERS,
@@ -25,7 +26,7 @@ from .settings import (
     camera_names,
     declare,
     read_calibration,
-    read_costmap_config,
+    read_costmap_output_settings,
 )
 
 NODE_NAME = "semantic_costmap_node"
@@ -70,15 +71,15 @@ class SemanticCostmapNode(LifecycleNode):
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            config = read_costmap_config(self)
+            settings = read_costmap_output_settings(self)
             calibrations = {camera: read_calibration(self, camera) for camera in self.camera_names}
             label_set = get_label_set(self.get_parameter("labels").value)
-            self.output = CostmapOutput(self, config, label_set, calibrations)
+            self.output = CostmapOutput(self, settings, label_set, calibrations)
         except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
             self.close()
             return transition_failure(self, "configure", error)
         self.num_classes = label_set.num_classes
-        grid = config.settings.grid
+        grid = settings.fusion.grid
         self.get_logger().info(
             f"configured: {grid.width}x{grid.height} cells of {grid.resolution} m in {grid.frame_id} "
             f"for cameras {', '.join(self.camera_names)}"

@@ -26,9 +26,11 @@ from ..image_messages import ImageTooLarge, MessageError, decode_image
 from ..inference import Segmenter
 from ..labels import LabelSet, get_label_set
 from ..model import DEMO_WEIGHTS_NAME, OptionNames, build_model
-from .costmap import CostmapOutput, StampRejected
+from ..serving.scheduling import LatestFrameSlots, PendingFrame
+from ..serving.stamps import StampRejected, stamp_ns
+from ..serving.stats import NONFINITE, RATE_WINDOW_S, CameraStats
 from .conversions import labels_json, mono8_msg, rgb8_msg
-from .frames import Frame, LatestFrameSlots, stamp_ns
+from .costmap_output import CostmapOutput
 from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
 from .settings import (
     NODE_PARAMETERS,
@@ -40,7 +42,6 @@ from .settings import (
     declare,
     read_settings,
 )
-from .stats import NONFINITE, RATE_WINDOW_S, CameraStats
 
 NODE_NAME = "segmentation_node"
 _WORKER_POLL_S = 0.2
@@ -272,7 +273,7 @@ class SegmentationNode(LifecycleNode):
 
     def _on_image(self, camera: Camera, message: Image | CompressedImage) -> None:
         camera.stats.on_received()
-        if self._slots.put(Frame(camera.settings.name, message)):
+        if self._slots.put(PendingFrame(camera.settings.name, message)):
             camera.stats.on_dropped()
 
     # --- inference worker --------------------------------------------------------------------
@@ -300,7 +301,7 @@ class SegmentationNode(LifecycleNode):
             self._worker.join()
             self._worker = None
 
-    def _process(self, frames: list[Frame]) -> None:
+    def _process(self, frames: list[PendingFrame]) -> None:
         jobs = []
         costmap_wanted = self.costmap is not None and self.costmap.wanted()
         for frame in frames:
@@ -326,7 +327,7 @@ class SegmentationNode(LifecycleNode):
                 [image for _, _, image, _, _ in jobs],
                 bgr=[is_bgr for _, _, _, is_bgr, _ in jobs],
                 confidence=any(
-                    "confidence" in wanted or ("costmap" in wanted and self.settings.costmap.settings.rule == "majority")
+                    "confidence" in wanted or ("costmap" in wanted and self.settings.costmap.fusion.rule == "majority")
                     for *_, wanted in jobs
                 ),
             )

@@ -134,8 +134,10 @@ class Calibration:
 
 
 @dataclass(frozen=True)
-class CostmapConfig:
-    settings: CostmapSettings
+class CostmapOutputSettings:
+    """The ``costmap.*`` parameters: how the grid is filled (``fusion``) and what a node publishes of it."""
+
+    fusion: CostmapSettings
     classes_file: str
     publish_color: bool
     publish_obstacles: bool
@@ -174,7 +176,7 @@ class NodeSettings:
     silence_timeout: float
     max_latency: float
     max_error_fraction: float
-    costmap: CostmapConfig | None  # None: costmap.enabled is false
+    costmap: CostmapOutputSettings | None  # None: costmap.enabled is false
 
 
 class SettingsError(ValueError):
@@ -209,7 +211,7 @@ def read_settings(node: Node) -> NodeSettings:
         for camera in camera_names(node)
     )
     outputs = tuple(kind for kind in OUTPUT_KINDS if value(f"publish.{kind}"))
-    costmap = read_costmap_config(node) if value("costmap.enabled") else None
+    costmap = read_costmap_output_settings(node) if value("costmap.enabled") else None
     if not outputs and costmap is None:
         raise SettingsError("every publish.* output and the costmap are disabled: nothing to do")
     return NodeSettings(
@@ -236,7 +238,7 @@ def read_settings(node: Node) -> NodeSettings:
     )
 
 
-def read_costmap_config(node: Node) -> CostmapConfig:
+def read_costmap_output_settings(node: Node) -> CostmapOutputSettings:
     """The costmap.* parameters, checked together (a grid that cannot exist is refused here)."""
 
     def value(name: str) -> Any:
@@ -251,7 +253,7 @@ def read_costmap_config(node: Node) -> CostmapConfig:
             origin_y=value("origin_y"),
             frame_id=value("frame_id"),
         )
-        settings = CostmapSettings(
+        fusion = CostmapSettings(
             grid=grid,
             max_range=value("max_range"),
             decay_time=value("decay_time"),
@@ -260,8 +262,8 @@ def read_costmap_config(node: Node) -> CostmapConfig:
         )
     except DenseASPPError as error:
         raise SettingsError(str(error)) from None
-    return CostmapConfig(
-        settings, value("classes_file"), value("publish_color"), value("publish_obstacles"), value("max_stamp_skew")
+    return CostmapOutputSettings(
+        fusion, value("classes_file"), value("publish_color"), value("publish_obstacles"), value("max_stamp_skew")
     )
 
 

@@ -5,14 +5,14 @@ import time
 
 import pytest
 
-from denseaspp_ros.ros.frames import Frame, LatestFrameSlots
+from denseaspp_ros.serving.scheduling import LatestFrameSlots, PendingFrame
 
 
-def frame(camera: str, message: object = None) -> Frame:
-    return Frame(camera, message)
+def frame(camera: str, message: object = None) -> PendingFrame:
+    return PendingFrame(camera, message)
 
 
-def cameras_of(frames: list[Frame]) -> list[str]:
+def cameras_of(frames: list[PendingFrame]) -> list[str]:
     return [f.camera for f in frames]
 
 

@@ -27,9 +27,9 @@ from std_msgs.msg import Header
 from ..costmap import CameraModel, SemanticCostmap, bird_eye_image, load_cost_table
 from ..errors import DenseASPPError
 from ..labels import LabelSet
+from ..serving.stamps import check_costmap_stamp, stamp_ns
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
-from .frames import stamp_ns
-from .settings import Calibration, CostmapConfig
+from .settings import Calibration, CostmapOutputSettings
 
 # Nav2's map/costmap subscribers use reliable + transient local: a late subscriber gets the last grid.
 COSTMAP_QOS = QoSProfile(
@@ -48,17 +48,6 @@ def camera_model_from_info(info: CameraInfo) -> CameraModel:
     )
 
 
-class StampRejected(DenseASPPError):
-    """A frame whose stamp the costmap cannot trust: ahead of the clock, before 1970, zero, or too old.
-
-    ``kind`` names the cause without the figures, for counting and throttled logging.
-    """
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
 @dataclass
 class _CameraState:
     calibration: Calibration
@@ -73,9 +62,11 @@ class CostmapOutput:
     timer runs on the executor.
     """
 
-    def __init__(self, node: LifecycleNode, config: CostmapConfig, label_set: LabelSet, cameras: dict[str, Calibration]) -> None:
-        self.node, self.config = node, config
-        self.costmap = SemanticCostmap(load_cost_table(config.classes_file or None, label_set), config.settings)
+    def __init__(
+        self, node: LifecycleNode, settings: CostmapOutputSettings, label_set: LabelSet, cameras: dict[str, Calibration]
+    ) -> None:
+        self.node, self.settings = node, settings
+        self.costmap = SemanticCostmap(load_cost_table(settings.classes_file or None, label_set), settings.fusion)
         self._cameras = {name: _CameraState(calibration) for name, calibration in cameras.items()}
         self._lock = threading.Lock()
         self._active = False
@@ -83,13 +74,13 @@ class CostmapOutput:
         self._clock_ns = 0  # the newest time seen on the node's clock, to notice it jumping back
         self._stamps: dict[str, int] = {}  # camera -> newest accepted stamp, exact for the grid's header
         self._publishers = {"costmap": node.create_lifecycle_publisher(OccupancyGrid, "~/costmap", COSTMAP_QOS)}
-        if config.publish_color:
+        if settings.publish_color:
             self._publishers["color"] = node.create_lifecycle_publisher(Image, "~/costmap_color", OUTPUT_QOS)
-        if config.publish_obstacles:
+        if settings.publish_obstacles:
             self._publishers["obstacles"] = node.create_lifecycle_publisher(PointCloud2, "~/costmap_obstacles", OUTPUT_QOS)
         # Republish while no frame comes, so what was seen decays to unknown on the clock. The timer
         # runs on steady time: a ROS-time timer would stop when a replay's clock jumps back or pauses.
-        self._period_s = min(max(config.settings.decay_time / 2, 0.1), 1.0)
+        self._period_s = min(max(settings.fusion.decay_time / 2, 0.1), 1.0)
         self._timer = node.create_timer(self._period_s, self._republish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         for name, state in self._cameras.items():
             if state.calibration.pose is None:
@@ -108,29 +99,6 @@ class CostmapOutput:
     def contributes(self, camera: str) -> bool:
         state = self._cameras.get(camera)
         return state is not None and state.calibration.pose is not None
-
-    def check_stamp(self, header: Header, now: int) -> int:
-        """The frame's stamp in nanoseconds, if the costmap may use it at ``now``; raises ``StampRejected`` otherwise."""
-        stamp = stamp_ns(header)
-        if stamp <= 0:
-            if stamp == 0:
-                raise StampRejected("unstamped", "unstamped frame (stamp 0): the costmap cannot age it")
-            raise StampRejected("before_1970", f"frame stamped before 1970 ({stamp / 1e9:.3f} s)")
-        ahead = (stamp - now) / 1e9
-        if ahead > self.config.max_stamp_skew:
-            raise StampRejected(
-                "future",
-                f"frame stamped {ahead:.3f} s ahead of this node's clock (costmap.max_stamp_skew "
-                f"{self.config.max_stamp_skew} s): check the camera's clock synchronisation",
-            )
-        decay_time = self.config.settings.decay_time
-        if -ahead > decay_time:
-            raise StampRejected(
-                "too_old",
-                f"frame is {-ahead:.3f} s old, older than costmap.decay_time {decay_time} s: its cells would be "
-                "unknown at once; raise costmap.decay_time above the latency (or check the camera's clock)",
-            )
-        return stamp
 
     def _observe_clock(self, now: int) -> bool:
         """Track the clock; False while it has not started (use_sim_time before the first /clock).
@@ -165,7 +133,8 @@ class CostmapOutput:
             now = self._now_ns()
             if not self._observe_clock(now):
                 return False  # no time yet to age anything by; not the camera's fault
-            stamp = self.check_stamp(header, now)
+            stamp = stamp_ns(header)
+            check_costmap_stamp(stamp, now, self.settings.max_stamp_skew, self.settings.fusion.decay_time)
             try:
                 self._define(camera, state, camera_info, train_ids.shape)
             except DenseASPPError as error:
@@ -224,12 +193,12 @@ class CostmapOutput:
             now = self._now_ns()
             if not self._observe_clock(now):
                 return
-            horizon = now - round(self.config.settings.decay_time * 1e9)
+            horizon = now - round(self.settings.fusion.decay_time * 1e9)
             snapshot = self.costmap.snapshot(now / 1e9)
             self._last_publish_ns = now
             # Stamped like the newest image still fresh (exactly), or now when all has decayed.
             stamp = max((s for s in self._stamps.values() if s >= horizon), default=now)
-            header = Header(frame_id=self.config.settings.grid.frame_id)
+            header = Header(frame_id=self.settings.fusion.grid.frame_id)
             header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
             self._publishers["costmap"].publish(occupancy_grid_msg(snapshot, header))
             if "color" in self._publishers:
