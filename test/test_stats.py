@@ -1,4 +1,4 @@
-"""CameraStats and RateMeter: what the node's diagnostics report per camera (no ROS)."""
+"""CameraStats, RateMeter and EngineStats: the figures the node's diagnostics report (no ROS)."""
 
 import threading
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from denseaspp_ros.serving import stats as stats_module
-from denseaspp_ros.serving.stats import LATENCY_SAMPLES, RATE_WINDOW_S, CameraStats, RateMeter
+from denseaspp_ros.serving.stats import LATENCY_SAMPLES, RATE_WINDOW_S, CameraStats, EngineStats, RateMeter
 
 
 class FakeClock:
@@ -175,3 +175,30 @@ def test_unstamped_frames_and_drops_are_counted_without_a_latency(clock):
     assert snapshot["unstamped"] == 1 and snapshot["published"] == 2 and snapshot["dropped_stale"] == 1
     assert snapshot["latency_p99_s"] == pytest.approx(0.05)
     assert snapshot["inference_p50_s"] == pytest.approx(0.02)
+
+
+# --- EngineStats -----------------------------------------------------------------------------
+
+
+def test_engine_stats_report_nothing_before_the_first_batch():
+    assert EngineStats().snapshot() == {"batch_p50_s": None, "mean_batch_size": None, "costmap_p50_s": None}
+
+
+def test_engine_stats_median_batch_time_mean_batch_size_and_costmap_time():
+    stats = EngineStats()
+    for seconds, size in ((0.1, 1), (0.3, 3), (0.2, 2)):
+        stats.on_batch(seconds, size)
+    stats.on_costmap(0.004)
+    assert stats.snapshot() == {
+        "batch_p50_s": pytest.approx(0.2), "mean_batch_size": pytest.approx(2.0), "costmap_p50_s": pytest.approx(0.004)
+    }
+
+
+def test_engine_stats_cover_only_the_most_recent_batches():
+    stats = EngineStats()
+    for _ in range(LATENCY_SAMPLES):
+        stats.on_batch(10.0, 4)
+    for _ in range(LATENCY_SAMPLES):
+        stats.on_batch(0.1, 1)
+    assert stats.snapshot()["batch_p50_s"] == pytest.approx(0.1)
+    assert stats.snapshot()["mean_batch_size"] == pytest.approx(1.0)

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from ..errors import Cancelled
 from ..image_messages import ImageTooLarge, MessageError, decode_image
-from ..inference import Segmenter
+from ..inference import Segmentation, Segmenter
 from ..labels import LabelSet, get_label_set
 from ..model import DEMO_WEIGHTS_NAME, OptionNames, build_model
+from ..serving.health import Health, Level, as_text, camera_figures, camera_health, engine_figures
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
-from ..serving.stamps import StampRejected, stamp_ns
-from ..serving.stats import NONFINITE, RATE_WINDOW_S, CameraStats
+from ..serving.stamps import StampRejected, latency_s, stamp_ns
+from ..serving.stats import NONFINITE, CameraStats, EngineStats
 from .conversions import labels_json, mono8_msg, rgb8_msg
 from .costmap_output import CostmapOutput
 from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
@@ -49,6 +49,7 @@ _LOG_THROTTLE_S = 5.0
 # Checkpoint mismatches advise on the node's parameters, not on CLI flags.
 NODE_OPTIONS = OptionNames(model="model.name: {}", num_classes="model.labels with {} classes")
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+COSTMAP = "costmap"  # among a frame's wanted outputs: its mask goes into the costmap
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -65,9 +66,28 @@ class Camera:
     subscriptions: list = field(default_factory=list)
     camera_info: CameraInfo | None = None
 
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
     def wanted_outputs(self) -> set[str]:
         """Outputs someone subscribes to: the others are not computed."""
         return {kind for kind, publisher in self.publishers.items() if publisher.get_subscription_count() > 0}
+
+
+@dataclass
+class Job:
+    """A frame in the batch being run: its camera, its pixels and the outputs someone wants of it."""
+
+    frame: PendingFrame
+    camera: Camera
+    image: np.ndarray
+    is_bgr: bool
+    wanted: set[str]
+
+    @property
+    def header(self) -> Header:
+        return self.frame.message.header
 
 
 class SegmentationNode(LifecycleNode):
@@ -85,9 +105,7 @@ class SegmentationNode(LifecycleNode):
         self._slots: LatestFrameSlots | None = None
         self._worker: threading.Thread | None = None
         self._stop_worker = threading.Event()
-        self._batch_seconds: deque[float] = deque(maxlen=200)
-        self._batch_sizes: deque[int] = deque(maxlen=200)
-        self._costmap_seconds: deque[float] = deque(maxlen=200)
+        self.engine_stats = EngineStats()
         self._warnings = KeyedThrottle(self, _LOG_THROTTLE_S)
         self.costmap: CostmapOutput | None = None
         self._weights_in_use: str | None = None
@@ -302,82 +320,70 @@ class SegmentationNode(LifecycleNode):
             self._worker = None
 
     def _process(self, frames: list[PendingFrame]) -> None:
-        jobs = []
-        costmap_wanted = self.costmap is not None and self.costmap.wanted()
-        for frame in frames:
-            camera = self.cameras[frame.camera]
-            wanted = camera.wanted_outputs()
-            if costmap_wanted and self.costmap.contributes(frame.camera):
-                wanted.add("costmap")
-            if not wanted:
-                continue  # nobody listens: skip the inference too
-            try:
-                image, is_bgr = self._to_array(camera, frame.message)
-            except MessageError as error:
-                kind = "too_large" if isinstance(error, ImageTooLarge) else "bad_message"
-                camera.stats.on_error(kind)
-                self._warnings.warn((frame.camera, kind, str(error)[:30]), f"{frame.camera}: dropped a frame: {error}")
-                continue
-            jobs.append((frame, camera, image, is_bgr, wanted))
+        """One batch: decode what someone wants, segment it, publish each camera's outputs, then the costmap."""
+        jobs = [job for job in map(self._job, frames) if job is not None]
         if not jobs:
             return
         start = time.perf_counter()
         try:
             results = self.segmenter.segment(
-                [image for _, _, image, _, _ in jobs],
-                bgr=[is_bgr for _, _, _, is_bgr, _ in jobs],
-                confidence=any(
-                    "confidence" in wanted or ("costmap" in wanted and self.settings.costmap.fusion.rule == "majority")
-                    for *_, wanted in jobs
-                ),
+                [job.image for job in jobs],
+                bgr=[job.is_bgr for job in jobs],
+                confidence=any(self._needs_confidence(job.wanted) for job in jobs),
             )
         except Cancelled:
             return  # stopping: the frames are neither published nor counted as failures
         except Exception as error:  # e.g. CUDA out of memory: report, keep serving the next frames
-            for _, camera, *_ in jobs:
-                camera.stats.on_error("inference_failed")
+            for job in jobs:
+                job.camera.stats.on_error("inference_failed")
             self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
             return
         inference_s = time.perf_counter() - start
-        self._batch_seconds.append(inference_s)
-        self._batch_sizes.append(len(jobs))
-        costmap_jobs = []
-        for (frame, camera, image, is_bgr, wanted), result in zip(jobs, results):
+        self.engine_stats.on_batch(inference_s, len(jobs))
+        into_costmap = []
+        for job, result in zip(jobs, results):
             if not result.finite:  # NaN/inf logits: the class ids are garbage, never to be taken as free road
-                camera.stats.on_error(NONFINITE)
+                job.camera.stats.on_error(NONFINITE)
                 self.get_logger().error(
-                    f"{frame.camera}: non-finite logits (NaN/inf): masks withheld, costmap not updated; "
+                    f"{job.camera.name}: non-finite logits (NaN/inf): masks withheld, costmap not updated; "
                     "check the weights and model.precision",
                     throttle_duration_sec=_LOG_THROTTLE_S,
                 )
                 continue
             if self._stop_worker.is_set():
                 return  # shutting down: the context may already be gone
-            self._publish(camera, frame.message.header, image, is_bgr, wanted, result)
-            camera.stats.on_published(self._latency(frame.message.header), inference_s)
-            if "costmap" in wanted:
-                costmap_jobs.append((frame, camera, result))
-        if costmap_jobs:
-            self._update_costmap(costmap_jobs)
+            self._publish(job, result)
+            latency = latency_s(stamp_ns(job.header), self.get_clock().now().nanoseconds)
+            job.camera.stats.on_published(latency, inference_s)
+            if COSTMAP in job.wanted:
+                into_costmap.append((job, result))
+        if into_costmap:
+            self._update_costmap(into_costmap)
 
-    def _update_costmap(self, jobs: list) -> None:
-        """Project the batch's masks, straight from memory, and publish the fused grid once."""
-        start = time.perf_counter()
-        for frame, camera, result in jobs:
-            try:
-                self.costmap.update(
-                    frame.camera, result.train_ids, frame.message.header, camera.camera_info, result.confidence
-                )
-            except StampRejected as error:
-                camera.stats.on_error("costmap_stamp")
-                self._warnings.warn((frame.camera, "costmap_stamp", error.kind), f"{frame.camera}: not in the costmap: {error}")
-            except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
-                camera.stats.on_error("costmap")
-                self.get_logger().error(
-                    f"{frame.camera}: costmap update failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S
-                )
-        self.costmap.publish()
-        self._costmap_seconds.append(time.perf_counter() - start)
+    def _job(self, frame: PendingFrame) -> Job | None:
+        """The frame decoded, with the outputs someone wants of it; None when nobody does or it cannot be read."""
+        camera = self.cameras[frame.camera]
+        wanted = self._wanted(camera)
+        if not wanted:
+            return None  # nobody listens: skip the inference too
+        try:
+            image, is_bgr = self._to_array(camera, frame.message)
+        except MessageError as error:
+            kind = "too_large" if isinstance(error, ImageTooLarge) else "bad_message"
+            camera.stats.on_error(kind)
+            self._warnings.warn((camera.name, kind, str(error)[:30]), f"{camera.name}: dropped a frame: {error}")
+            return None
+        return Job(frame, camera, image, is_bgr, wanted)
+
+    def _wanted(self, camera: Camera) -> set[str]:
+        """The camera's outputs someone subscribes to, and the costmap when it feeds one someone reads."""
+        wanted = camera.wanted_outputs()
+        if self.costmap is not None and self.costmap.contributes(camera.name) and self.costmap.wanted():
+            wanted.add(COSTMAP)
+        return wanted
+
+    def _needs_confidence(self, wanted: set[str]) -> bool:
+        return "confidence" in wanted or (COSTMAP in wanted and self.settings.costmap.fusion.rule == "majority")
 
     def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
         image, is_bgr = decode_image(message, self.settings.max_image_pixels)
@@ -387,31 +393,40 @@ class SegmentationNode(LifecycleNode):
             if expected != image.shape[:2]:
                 camera.stats.on_error("camera_info_mismatch")
                 self.get_logger().warning(
-                    f"{camera.settings.name}: image is {image.shape[1]}x{image.shape[0]} but camera_info says "
+                    f"{camera.name}: image is {image.shape[1]}x{image.shape[0]} but camera_info says "
                     f"{expected[1]}x{expected[0]}: the mask follows the image",
                     throttle_duration_sec=_LOG_THROTTLE_S,
                 )
         return image, is_bgr
 
-    def _publish(self, camera: Camera, header, image: np.ndarray, is_bgr: bool, wanted: set[str], result) -> None:
-        publishers = camera.publishers
+    def _publish(self, job: Job, result: Segmentation) -> None:
+        header, publishers, wanted = job.header, job.camera.publishers, job.wanted
         if "mask" in wanted:
             publishers["mask"].publish(mono8_msg(header, result.train_ids))
         if "mask_color" in wanted:
             publishers["mask_color"].publish(rgb8_msg(header, self.label_set.colorize(result.train_ids)))
         if "overlay" in wanted:
-            rgb = np.ascontiguousarray(image[..., ::-1]) if is_bgr else np.ascontiguousarray(image)
+            rgb = np.ascontiguousarray(job.image[..., ::-1]) if job.is_bgr else np.ascontiguousarray(job.image)
             overlay = self.label_set.overlay(rgb, result.train_ids, self.settings.overlay_alpha)
             publishers["overlay"].publish(rgb8_msg(header, overlay))
         if "confidence" in wanted:
             publishers["confidence"].publish(mono8_msg(header, result.confidence))
 
-    def _latency(self, header) -> float | None:
-        """now - header.stamp in seconds; None for an unstamped (zero) header, common with some drivers."""
-        stamp = stamp_ns(header)
-        if stamp == 0:
-            return None
-        return (self.get_clock().now().nanoseconds - stamp) / 1e9
+    def _update_costmap(self, batch: list[tuple[Job, Segmentation]]) -> None:
+        """Project the batch's masks, straight from memory, and publish the fused grid once."""
+        start = time.perf_counter()
+        for job, result in batch:
+            name = job.camera.name
+            try:
+                self.costmap.update(name, result.train_ids, job.header, job.camera.camera_info, result.confidence)
+            except StampRejected as error:
+                job.camera.stats.on_error("costmap_stamp")
+                self._warnings.warn((name, "costmap_stamp", error.kind), f"{name}: not in the costmap: {error}")
+            except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
+                job.camera.stats.on_error("costmap")
+                self.get_logger().error(f"{name}: costmap update failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+        self.costmap.publish()
+        self.engine_stats.on_costmap(time.perf_counter() - start)
 
     # --- diagnostics -------------------------------------------------------------------------
 
@@ -419,81 +434,41 @@ class SegmentationNode(LifecycleNode):
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status.append(self._engine_status())
-        for name, camera in self.cameras.items():
-            array.status.append(self._camera_status(name, camera))
+        array.status.extend(self._camera_status(camera) for camera in self.cameras.values())
         return array
 
     def _engine_status(self) -> DiagnosticStatus:
-        segmenter, settings = self.segmenter, self.settings
-        batch_ms = 1000 * float(np.median(self._batch_seconds)) if self._batch_seconds else None
+        state = "active" if self._active else "inactive"
         values = {
-            "state": "active" if self._active else "inactive",
+            "state": state,
             "model": self._model_in_use,
             "weights": self._weights_in_use or "random (allow_untrained)",
-            "device": str(segmenter.device),
-            "precision": str(segmenter.dtype).removeprefix("torch."),
-            "max_batch": settings.max_batch,
-            "inference_ms_per_batch_p50": batch_ms,
-            "mean_batch_size": float(np.mean(self._batch_sizes)) if self._batch_sizes else None,
+            **self._device(),
+            "max_batch": self.settings.max_batch,
+            **engine_figures(self.engine_stats.snapshot()),
             "costmap": "enabled" if self.costmap is not None else "disabled",
-            "costmap_ms_per_batch_p50": 1000 * float(np.median(self._costmap_seconds)) if self._costmap_seconds else None,
         }
-        message = "active" if self._active else "inactive"
-        return _status(f"{self.get_name()}: engine", DiagnosticStatus.OK, message, values)
+        return self._status("engine", Health(Level.OK, state), values)
 
-    def _camera_status(self, name: str, camera: Camera) -> DiagnosticStatus:
-        settings = self.settings
-        snapshot = camera.stats.snapshot()
-        values = {
-            "image_topic": camera.settings.image_topic,
-            "input_rate_hz": snapshot["input_rate_hz"],
-            "output_rate_hz": snapshot["output_rate_hz"],
-            "received": snapshot["received"],
-            "published": snapshot["published"],
-            "dropped_stale": snapshot["dropped_stale"],
-            "unstamped": snapshot["unstamped"],
-            "errors": snapshot["errors"],
-            **{f"errors.{kind}": count for kind, count in camera.stats.error_counts().items()},
-            "latency_ms_p50": _ms(snapshot["latency_p50_s"]),
-            "latency_ms_p95": _ms(snapshot["latency_p95_s"]),
-            "latency_ms_p99": _ms(snapshot["latency_p99_s"]),
-            "inference_ms_p50": _ms(snapshot["inference_p50_s"]),
-            "device": str(self.segmenter.device),
-            "precision": str(self.segmenter.dtype).removeprefix("torch."),
-        }
-        level, message = DiagnosticStatus.OK, "ok"
-        silent = snapshot["silent_for_s"]
-        p95 = snapshot["latency_p95_s"]
-        received, published = snapshot["received_recent"], snapshot["published_recent"]
-        # Failures per frame the worker took (published or lost), not per frame received: frames
-        # dropped as stale are not failures, and a slow node must not dilute its errors with them.
-        processed, failed = published + snapshot["lost_recent"], snapshot["errors_recent"]
-        wanted = bool(camera.wanted_outputs()) or (
-            self.costmap is not None and self.costmap.contributes(name) and self.costmap.wanted()
+    def _camera_status(self, camera: Camera) -> DiagnosticStatus:
+        snapshot, error_counts = camera.stats.snapshot(), camera.stats.error_counts()
+        health = camera_health(
+            snapshot, error_counts, self.settings.health, active=self._active, wanted=bool(self._wanted(camera))
         )
-        if not self._active:
-            message = "inactive"
-        elif snapshot["nonfinite_recent"]:
-            level = DiagnosticStatus.ERROR
-            message = f"non-finite logits in {snapshot['nonfinite_recent']} frames: masks withheld"
-        elif processed and failed >= processed:
-            level = DiagnosticStatus.ERROR
-            message = f"all {processed} frames processed in the last {RATE_WINDOW_S:.0f} s failed ({_kinds(camera)})"
-        elif processed and failed / processed > settings.max_error_fraction:
-            level = DiagnosticStatus.WARN
-            message = f"{failed} failures in {processed} frames processed in the last {RATE_WINDOW_S:.0f} s ({_kinds(camera)})"
-        elif silent is None or silent > settings.silence_timeout:
-            level = DiagnosticStatus.ERROR if silent is not None and silent > 5 * settings.silence_timeout else DiagnosticStatus.WARN
-            message = "no images yet" if silent is None else f"silent for {silent:.1f} s"
-        elif not wanted:
-            message = "idle (no subscribers)"
-        elif received >= 2 and not published:
-            level = DiagnosticStatus.WARN
-            message = f"received {received} frames in the last {RATE_WINDOW_S:.0f} s but published none"
-        elif p95 is not None and p95 > settings.max_latency:
-            level = DiagnosticStatus.ERROR if p95 > 2 * settings.max_latency else DiagnosticStatus.WARN
-            message = f"p95 latency {1000 * p95:.0f} ms above {1000 * settings.max_latency:.0f} ms"
-        return _status(f"{self.get_name()}: camera {name}", level, message, values)
+        values = {"image_topic": camera.settings.image_topic, **camera_figures(snapshot, error_counts), **self._device()}
+        return self._status(f"camera {camera.name}", health, values)
+
+    def _device(self) -> dict[str, str]:
+        return {"device": str(self.segmenter.device), "precision": str(self.segmenter.dtype).removeprefix("torch.")}
+
+    def _status(self, subject: str, health: Health, values: dict) -> DiagnosticStatus:
+        return DiagnosticStatus(
+            name=f"{self.get_name()}: {subject}",
+            level=bytes([health.level]),
+            message=health.message,
+            hardware_id=NODE_NAME,
+            values=[KeyValue(key=key, value=as_text(value)) for key, value in values.items()],
+        )
 
 
 def published_size(info: CameraInfo) -> tuple[int, int]:
@@ -501,27 +476,6 @@ def published_size(info: CameraInfo) -> tuple[int, int]:
     roi = info.roi
     height, width = (roi.height, roi.width) if roi.width and roi.height else (info.height, info.width)
     return height // max(info.binning_y, 1), width // max(info.binning_x, 1)
-
-
-def _kinds(camera: Camera) -> str:
-    return ", ".join(f"{kind} {count}" for kind, count in camera.stats.error_counts().items())
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else 1000 * seconds
-
-
-def _status(name: str, level: bytes, message: str, values: dict) -> DiagnosticStatus:
-    def text(value: object) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
-
-    return DiagnosticStatus(
-        name=name,
-        level=level,
-        message=message,
-        hardware_id=NODE_NAME,
-        values=[KeyValue(key=key, value=text(value)) for key, value in values.items()],
-    )
 
 
 def main(args: list[str] | None = None) -> None:

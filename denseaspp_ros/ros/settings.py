@@ -18,6 +18,7 @@ from ..costmap import CameraPose, CostmapSettings, GridSpec
 from ..costmap.projection import RULES
 from ..errors import DenseASPPError
 from ..image_messages import MAX_IMAGE_PIXELS
+from ..serving.health import HealthLimits
 
 RELIABILITIES = ("best_effort", "reliable")
 OUTPUT_KINDS = ("mask", "mask_color", "overlay", "confidence")
@@ -173,9 +174,7 @@ class NodeSettings:
     output_depth: int
     overlay_alpha: float
     diagnostics_period: float
-    silence_timeout: float
-    max_latency: float
-    max_error_fraction: float
+    health: HealthLimits
     costmap: CostmapOutputSettings | None  # None: costmap.enabled is false
 
 
@@ -231,9 +230,11 @@ def read_settings(node: Node) -> NodeSettings:
         output_depth=value("publish.depth"),
         overlay_alpha=value("overlay_alpha"),
         diagnostics_period=value("diagnostics.period"),
-        silence_timeout=value("diagnostics.silence_timeout"),
-        max_latency=value("diagnostics.max_latency"),
-        max_error_fraction=value("diagnostics.max_error_fraction"),
+        health=HealthLimits(
+            silence_timeout=value("diagnostics.silence_timeout"),
+            max_latency=value("diagnostics.max_latency"),
+            max_error_fraction=value("diagnostics.max_error_fraction"),
+        ),
         costmap=costmap,
     )
 

@@ -1,4 +1,4 @@
-"""Per-camera counters, rates and latency percentiles for diagnostics (no ROS imports)."""
+"""Per-camera counters, rates and latency percentiles, and the engine's batch timings, for diagnostics (no ROS imports)."""
 
 from __future__ import annotations
 
@@ -121,3 +121,30 @@ class CameraStats:
     def error_counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.errors)
+
+
+class EngineStats:
+    """Batch timings of the network and of the costmap update; written by the worker, read by diagnostics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batch_seconds: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._batch_sizes: deque[int] = deque(maxlen=LATENCY_SAMPLES)
+        self._costmap_seconds: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+
+    def on_batch(self, seconds: float, size: int) -> None:
+        with self._lock:
+            self._batch_seconds.append(seconds)
+            self._batch_sizes.append(size)
+
+    def on_costmap(self, seconds: float) -> None:
+        with self._lock:
+            self._costmap_seconds.append(seconds)
+
+    def snapshot(self) -> dict[str, float | None]:
+        with self._lock:
+            return {
+                "batch_p50_s": float(np.median(self._batch_seconds)) if self._batch_seconds else None,
+                "mean_batch_size": float(np.mean(self._batch_sizes)) if self._batch_sizes else None,
+                "costmap_p50_s": float(np.median(self._costmap_seconds)) if self._costmap_seconds else None,
+            }

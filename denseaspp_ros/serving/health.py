@@ -1,0 +1,107 @@
+"""What /diagnostics says about each camera and the engine, as plain values (no ROS imports).
+
+The node turns these into diagnostic_msgs; the decisions live here so they are tested without DDS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from .stats import RATE_WINDOW_S
+
+
+class Level(IntEnum):
+    """diagnostic_msgs/DiagnosticStatus's levels, by value."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class HealthLimits:
+    """The ``diagnostics.*`` parameters: when a camera turns WARN, and ERROR."""
+
+    silence_timeout: float  # seconds without a frame: WARN, ERROR after 5x
+    max_latency: float  # p95 latency in seconds: WARN, ERROR above 2x
+    max_error_fraction: float  # of the frames processed over the rate window: WARN, ERROR when all fail
+
+
+@dataclass(frozen=True)
+class Health:
+    level: Level
+    message: str
+
+
+def camera_health(
+    snapshot: dict[str, Any], error_counts: dict[str, int], limits: HealthLimits, *, active: bool, wanted: bool
+) -> Health:
+    """The level and message of one camera, from ``CameraStats.snapshot()``: the worst problem first.
+
+    ``wanted``: someone subscribes to one of the camera's outputs (or to the costmap it feeds).
+    """
+    silent = snapshot["silent_for_s"]
+    p95 = snapshot["latency_p95_s"]
+    received, published = snapshot["received_recent"], snapshot["published_recent"]
+    # Failures per frame the worker took (published or lost), not per frame received: frames
+    # dropped as stale are not failures, and a slow node must not dilute its errors with them.
+    processed, failed = published + snapshot["lost_recent"], snapshot["errors_recent"]
+    window = f"in the last {RATE_WINDOW_S:.0f} s"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in error_counts.items())
+    if not active:
+        return Health(Level.OK, "inactive")
+    if snapshot["nonfinite_recent"]:
+        return Health(Level.ERROR, f"non-finite logits in {snapshot['nonfinite_recent']} frames: masks withheld")
+    if processed and failed >= processed:
+        return Health(Level.ERROR, f"all {processed} frames processed {window} failed ({kinds})")
+    if processed and failed / processed > limits.max_error_fraction:
+        return Health(Level.WARN, f"{failed} failures in {processed} frames processed {window} ({kinds})")
+    if silent is None or silent > limits.silence_timeout:
+        level = Level.ERROR if silent is not None and silent > 5 * limits.silence_timeout else Level.WARN
+        return Health(level, "no images yet" if silent is None else f"silent for {silent:.1f} s")
+    if not wanted:
+        return Health(Level.OK, "idle (no subscribers)")
+    if received >= 2 and not published:
+        return Health(Level.WARN, f"received {received} frames {window} but published none")
+    if p95 is not None and p95 > limits.max_latency:
+        level = Level.ERROR if p95 > 2 * limits.max_latency else Level.WARN
+        return Health(level, f"p95 latency {1000 * p95:.0f} ms above {1000 * limits.max_latency:.0f} ms")
+    return Health(Level.OK, "ok")
+
+
+def camera_figures(snapshot: dict[str, Any], error_counts: dict[str, int]) -> dict[str, Any]:
+    """A camera's counters, rates and timings as /diagnostics lists them (times in milliseconds)."""
+    return {
+        "input_rate_hz": snapshot["input_rate_hz"],
+        "output_rate_hz": snapshot["output_rate_hz"],
+        "received": snapshot["received"],
+        "published": snapshot["published"],
+        "dropped_stale": snapshot["dropped_stale"],
+        "unstamped": snapshot["unstamped"],
+        "errors": snapshot["errors"],
+        **{f"errors.{kind}": count for kind, count in error_counts.items()},
+        "latency_ms_p50": _ms(snapshot["latency_p50_s"]),
+        "latency_ms_p95": _ms(snapshot["latency_p95_s"]),
+        "latency_ms_p99": _ms(snapshot["latency_p99_s"]),
+        "inference_ms_p50": _ms(snapshot["inference_p50_s"]),
+    }
+
+
+def engine_figures(snapshot: dict[str, float | None]) -> dict[str, float | None]:
+    """The engine's batch timings from ``EngineStats.snapshot()``, in milliseconds."""
+    return {
+        "inference_ms_per_batch_p50": _ms(snapshot["batch_p50_s"]),
+        "mean_batch_size": snapshot["mean_batch_size"],
+        "costmap_ms_per_batch_p50": _ms(snapshot["costmap_p50_s"]),
+    }
+
+
+def as_text(value: object) -> str:
+    """A diagnostics value: floats to three decimals, a missing figure as n/a."""
+    return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
