@@ -11,26 +11,16 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import Image
 
 from ..image_messages import class_mask_to_array
 from ..labels import IGNORE_INDEX, get_label_set
 from ..serving.stamps import StampRejected
 from .costmap_output import CostmapOutput
-from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
-from .settings import (
-    COSTMAP_PARAMETERS,
-    calibration_parameters,
-    camera_names,
-    declare,
-    read_calibration,
-    read_costmap_output_settings,
-)
-
-NODE_NAME = "semantic_costmap_node"
-_LOG_THROTTLE_S = 5.0
+from .names import COSTMAP_NODE as NODE_NAME, segmentation_mask_topic
+from .runner import CameraLifecycleNode, run_lifecycle_node
+from .settings import COSTMAP_PARAMETERS, calibration_parameters, read_calibration, read_costmap_output_settings
 
 PARAMETERS = {
     "cameras": (["front"], "camera names; each gets <name>.mask_topic etc. (read once at start-up)", {}),
@@ -43,7 +33,7 @@ PARAMETERS = {
 def camera_parameters(camera: str) -> dict:
     return {
         f"{camera}.mask_topic": (
-            f"segmentation_node/{camera}/mask",
+            segmentation_mask_topic(camera),
             "sensor_msgs/Image mono8 class ids (trainIds of the label set); relative names resolve in the node's namespace",
             {},
         ),
@@ -52,91 +42,48 @@ def camera_parameters(camera: str) -> dict:
     }
 
 
-class SemanticCostmapNode(LifecycleNode):
+class SemanticCostmapNode(CameraLifecycleNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        declare(self, PARAMETERS)
-        self.camera_names = camera_names(self)
-        ours = set(PARAMETERS)
-        for camera in self.camera_names:
-            declare(self, camera_parameters(camera))
-            ours.update(camera_parameters(camera))
+        super().__init__(NODE_NAME, PARAMETERS, camera_parameters, **kwargs)
         self.output: CostmapOutput | None = None
-        self.camera_info: dict[str, CameraInfo | None] = {}
         self.num_classes = 0
         self.problems: Counter[tuple[str, str]] = Counter()  # (camera, why) -> masks refused
-        self._inputs: list = []
-        self._warnings = KeyedThrottle(self, _LOG_THROTTLE_S)
-        watch_parameters(self, ours, lambda: self.output is not None)
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        try:
-            settings = read_costmap_output_settings(self)
-            calibrations = {camera: read_calibration(self, camera) for camera in self.camera_names}
-            label_set = get_label_set(self.get_parameter("labels").value)
-            self.output = CostmapOutput(self, settings, label_set, calibrations)
-        except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
-            self.close()
-            return transition_failure(self, "configure", error)
+    def is_configured(self) -> bool:
+        return self.output is not None
+
+    def build(self) -> None:
+        settings = read_costmap_output_settings(self)
+        calibrations = {camera: read_calibration(self, camera) for camera in self.camera_names}
+        label_set = get_label_set(self.get_parameter("labels").value)
+        self.output = CostmapOutput(self, settings, label_set, calibrations)
         self.num_classes = label_set.num_classes
         grid = settings.fusion.grid
         self.get_logger().info(
             f"configured: {grid.width}x{grid.height} cells of {grid.resolution} m in {grid.frame_id} "
             f"for cameras {', '.join(self.camera_names)}"
         )
-        return super().on_configure(state)
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        result = super().on_activate(state)  # the lifecycle publishers first
-        try:
-            for camera in self.camera_names:
-                self.camera_info[camera] = None
-                mask_topic = self.get_parameter(f"{camera}.mask_topic").value
-                # Best effort takes masks from reliable and best-effort publishers alike; depth 1: the newest.
-                self._inputs.append(
-                    self.create_subscription(
-                        Image, mask_topic, lambda msg, c=camera: self._on_mask(c, msg), qos_profile_sensor_data
-                    )
-                )
-                info_topic = self.get_parameter(f"{camera}.camera_info_topic").value
-                if info_topic:
-                    self._inputs.append(
-                        self.create_subscription(
-                            CameraInfo, info_topic, lambda msg, c=camera: self.camera_info.__setitem__(c, msg),
-                            qos_profile_sensor_data,
-                        )
-                    )
-        except Exception as error:  # e.g. an invalid topic name: said, and the node stays inactive
-            self._unsubscribe()
-            super().on_deactivate(state)
-            return transition_failure(self, "activate", error)
-        self.output.activate()
-        self.get_logger().info("active")
-        return result
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._unsubscribe()
-        self.output.deactivate()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self.close()
-        return super().on_cleanup(state)
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self.close()
-        return super().on_shutdown(state)
-
-    def close(self) -> None:
-        self._unsubscribe()
+    def release(self) -> None:
         if self.output is not None:
             self.output.destroy()
             self.output = None
 
-    def _unsubscribe(self) -> None:
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs.clear()
+    def subscribe_inputs(self) -> None:
+        # Best effort takes masks from reliable and best-effort publishers alike; depth 1: the newest.
+        for camera in self.camera_names:
+            mask_topic = self.get_parameter(f"{camera}.mask_topic").value
+            self.listen(Image, mask_topic, lambda msg, c=camera: self._on_mask(c, msg), qos_profile_sensor_data)
+            info_topic = self.get_parameter(f"{camera}.camera_info_topic").value
+            if info_topic:
+                self.listen_to_camera_info(camera, info_topic, qos_profile_sensor_data)
+
+    def start(self) -> None:
+        self.output.activate()
+
+    def stop(self) -> None:
+        if self.output is not None:
+            self.output.deactivate()
 
     def _on_mask(self, camera: str, msg: Image) -> None:
         try:
@@ -163,7 +110,7 @@ class SemanticCostmapNode(LifecycleNode):
     def _report(self, camera: str, why: str, problem: str) -> None:
         """Count the problem and log it, throttled per kind and cause."""
         self.problems[(camera, why)] += 1
-        self._warnings.warn((camera, why, problem[:30]), f"{camera}: {problem} ({self.problems[(camera, why)]} so far)")
+        self.throttled.warn((camera, why, problem[:30]), f"{camera}: {problem} ({self.problems[(camera, why)]} so far)")
 
 
 def main(args: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The costmap inside a node: camera models from camera_info or parameters, the fused grid, its messages.
+"""The costmap inside a node: camera models from camera_info or parameters, the fused grid, its publishers.
 
 Shared by segmentation_node (fed with the masks it has just computed, no serialisation) and
 semantic_costmap_node (fed with mask messages). Camera geometry comes from the camera's latest
@@ -28,7 +28,9 @@ from ..costmap import CameraModel, SemanticCostmap, bird_eye_image, load_cost_ta
 from ..errors import DenseASPPError
 from ..labels import LabelSet
 from ..serving.stamps import check_costmap_stamp, stamp_ns
+from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
+from .names import COSTMAP_COLOR_TOPIC, COSTMAP_OBSTACLES_TOPIC, COSTMAP_TOPIC
 from .settings import Calibration, CostmapOutputSettings
 
 # Nav2's map/costmap subscribers use reliable + transient local: a late subscriber gets the last grid.
@@ -36,16 +38,6 @@ COSTMAP_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def camera_model_from_info(info: CameraInfo) -> CameraModel:
-    """The geometry of the images a camera publishes, from its CameraInfo (binning and ROI applied)."""
-    roi = info.roi
-    return CameraModel.from_camera_info(
-        info.k, info.d, info.distortion_model, info.width, info.height,
-        binning=(info.binning_x, info.binning_y),
-        roi=(roi.x_offset, roi.y_offset, roi.width, roi.height),
-    )
 
 
 @dataclass
@@ -73,11 +65,11 @@ class CostmapOutput:
         self._last_publish_ns: int | None = None
         self._clock_ns = 0  # the newest time seen on the node's clock, to notice it jumping back
         self._stamps: dict[str, int] = {}  # camera -> newest accepted stamp, exact for the grid's header
-        self._publishers = {"costmap": node.create_lifecycle_publisher(OccupancyGrid, "~/costmap", COSTMAP_QOS)}
+        self._publishers = {"costmap": node.create_lifecycle_publisher(OccupancyGrid, COSTMAP_TOPIC, COSTMAP_QOS)}
         if settings.publish_color:
-            self._publishers["color"] = node.create_lifecycle_publisher(Image, "~/costmap_color", OUTPUT_QOS)
+            self._publishers["color"] = node.create_lifecycle_publisher(Image, COSTMAP_COLOR_TOPIC, OUTPUT_QOS)
         if settings.publish_obstacles:
-            self._publishers["obstacles"] = node.create_lifecycle_publisher(PointCloud2, "~/costmap_obstacles", OUTPUT_QOS)
+            self._publishers["obstacles"] = node.create_lifecycle_publisher(PointCloud2, COSTMAP_OBSTACLES_TOPIC, OUTPUT_QOS)
         # Republish while no frame comes, so what was seen decays to unknown on the clock. The timer
         # runs on steady time: a ROS-time timer would stop when a replay's clock jumps back or pauses.
         self._period_s = min(max(settings.fusion.decay_time / 2, 0.1), 1.0)

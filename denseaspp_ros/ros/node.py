@@ -3,7 +3,7 @@
 Data flows one way: a subscription stores the raw message in its camera's newest-frame slot
 (nothing else happens on the executor thread); the inference worker takes the newest frame of
 every camera, converts them to arrays, runs them through the Segmenter as one batch and
-publishes each camera's outputs with the input's header unchanged.
+publishes each camera's outputs with the input's header unchanged, then the costmap.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from ..errors import Cancelled
@@ -29,23 +28,15 @@ from ..serving.health import Health, Level, as_text, camera_figures, camera_heal
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
 from ..serving.stamps import StampRejected, latency_s, stamp_ns
 from ..serving.stats import NONFINITE, CameraStats, EngineStats
+from .camera_info import published_size
 from .conversions import labels_json, mono8_msg, rgb8_msg
 from .costmap_output import CostmapOutput
-from .runner import KeyedThrottle, run_lifecycle_node, transition_failure, watch_parameters
-from .settings import (
-    NODE_PARAMETERS,
-    CameraSettings,
-    NodeSettings,
-    SettingsError,
-    camera_names,
-    camera_parameters,
-    declare,
-    read_settings,
-)
+from .names import DIAGNOSTICS_TOPIC, LABEL_INFO_TOPIC, LABELS_TOPIC, camera_output_topic
+from .names import SEGMENTATION_NODE as NODE_NAME
+from .runner import CameraLifecycleNode, run_lifecycle_node
+from .settings import NODE_PARAMETERS, CameraSettings, NodeSettings, SettingsError, camera_parameters, read_settings
 
-NODE_NAME = "segmentation_node"
 _WORKER_POLL_S = 0.2
-_LOG_THROTTLE_S = 5.0
 # Checkpoint mismatches advise on the node's parameters, not on CLI flags.
 NODE_OPTIONS = OptionNames(model="model.name: {}", num_classes="model.labels with {} classes")
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
@@ -58,13 +49,11 @@ def _qos(reliability: str, depth: int) -> QoSProfile:
 
 @dataclass
 class Camera:
-    """A camera's settings, its ROS entities and its statistics."""
+    """A camera's settings, its publishers and its statistics."""
 
     settings: CameraSettings
     stats: CameraStats = field(default_factory=CameraStats)
     publishers: dict = field(default_factory=dict)  # output kind -> lifecycle publisher
-    subscriptions: list = field(default_factory=list)
-    camera_info: CameraInfo | None = None
 
     @property
     def name(self) -> str:
@@ -90,64 +79,56 @@ class Job:
         return self.frame.message.header
 
 
-class SegmentationNode(LifecycleNode):
+class SegmentationNode(CameraLifecycleNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, **kwargs)
-        declare(self, NODE_PARAMETERS)
-        ours = set(NODE_PARAMETERS)
-        for camera in camera_names(self):
-            declare(self, camera_parameters(camera))
-            ours.update(camera_parameters(camera))
+        super().__init__(NODE_NAME, NODE_PARAMETERS, camera_parameters, **kwargs)
         self.settings: NodeSettings | None = None
         self.segmenter: Segmenter | None = None
         self.label_set: LabelSet | None = None
         self.cameras: dict[str, Camera] = {}
+        self.costmap: CostmapOutput | None = None
+        self.engine_stats = EngineStats()
         self._slots: LatestFrameSlots | None = None
         self._worker: threading.Thread | None = None
         self._stop_worker = threading.Event()
-        self.engine_stats = EngineStats()
-        self._warnings = KeyedThrottle(self, _LOG_THROTTLE_S)
-        self.costmap: CostmapOutput | None = None
         self._weights_in_use: str | None = None
         self._model_in_use: str | None = None
         self._static_publishers: list = []
         self._diagnostics_timer = None
         self._active = False
-        watch_parameters(self, ours, lambda: self.settings is not None)
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    def is_configured(self) -> bool:
+        return self.settings is not None
 
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        try:
-            settings = read_settings(self)
-            weights = self._weights(settings)
-            label_set = get_label_set(settings.labels)
-            model = build_model(settings.model_name, label_set.num_classes, weights, NODE_OPTIONS)
-            segmenter = Segmenter(
-                model,
-                device=settings.device,
-                precision=settings.precision,
-                input_size=settings.input_size,
-                multiscale=settings.multiscale,
-                max_batch=settings.max_batch,
-                max_image_pixels=settings.max_image_pixels,
-                cancel=self._stop_worker,
-            )
-            if settings.costmap is not None:
-                calibrations = {camera.name: camera.calibration for camera in settings.cameras}
-                self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
-        except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
-            self._release()
-            return transition_failure(self, "configure", error)
+    # --- lifecycle: what configure builds, what runs while active ----------------------------
+
+    def build(self) -> None:
+        settings = read_settings(self)
+        weights = self._weights(settings)
+        label_set = get_label_set(settings.labels)
+        model = build_model(settings.model_name, label_set.num_classes, weights, NODE_OPTIONS)
+        segmenter = Segmenter(
+            model,
+            device=settings.device,
+            precision=settings.precision,
+            input_size=settings.input_size,
+            multiscale=settings.multiscale,
+            max_batch=settings.max_batch,
+            max_image_pixels=settings.max_image_pixels,
+            cancel=self._stop_worker,
+        )
+        if settings.costmap is not None:
+            calibrations = {camera.name: camera.calibration for camera in settings.cameras}
+            self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
         self.settings, self.label_set, self.segmenter = settings, label_set, segmenter
         self._weights_in_use = weights
         self._model_in_use = model.variant_name
         self._create_publishers(settings, label_set)
+        device = self._device()
         self.get_logger().info(
-            f"configured {model.variant_name} ({weights or 'random weights'}) on {segmenter.device} "
-            f"({str(segmenter.dtype).removeprefix('torch.')}) for cameras {', '.join(c.name for c in settings.cameras)}"
+            f"configured {model.variant_name} ({weights or 'random weights'}) on {device['device']} "
+            f"({device['precision']}) for cameras {', '.join(c.name for c in settings.cameras)}"
         )
-        return super().on_configure(state)
 
     def _weights(self, settings: NodeSettings) -> str | None:
         """The checkpoint to load, None for random weights (only with allow_untrained)."""
@@ -170,55 +151,7 @@ class SegmentationNode(LifecycleNode):
             return None
         return weights
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        result = super().on_activate(state)  # the lifecycle publishers first: no frame meets a disabled one
-        try:
-            self._slots = LatestFrameSlots(list(self.cameras))
-            for camera in self.cameras.values():
-                self._subscribe(camera)
-        except Exception as error:  # e.g. an invalid topic name: said, and the node stays inactive
-            self._unsubscribe()
-            super().on_deactivate(state)
-            return transition_failure(self, "activate", error)
-        self._stop_worker.clear()
-        self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
-        self._worker.start()
-        self._active = True
-        if self.costmap is not None:
-            self.costmap.activate()
-        self.get_logger().info("active: subscribed to " + ", ".join(c.settings.image_topic for c in self.cameras.values()))
-        return result
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._unsubscribe()
-        self.get_logger().info("inactive: unsubscribed")
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        self.get_logger().info("cleaned up: model released")
-        return super().on_cleanup(state)
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self.close()
-        return super().on_shutdown(state)
-
-    def close(self) -> None:
-        """Stop the worker and release everything, whatever the lifecycle state (Ctrl-C, errors)."""
-        self._unsubscribe()
-        self._release()
-
-    def _unsubscribe(self) -> None:
-        self._active = False
-        if self.costmap is not None:
-            self.costmap.deactivate()
-        for camera in self.cameras.values():
-            for subscription in camera.subscriptions:
-                self.destroy_subscription(subscription)
-            camera.subscriptions.clear()
-        self._join_worker()
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
@@ -242,7 +175,35 @@ class SegmentationNode(LifecycleNode):
         except ImportError:
             pass
 
-    # --- ROS entities ------------------------------------------------------------------------
+    def subscribe_inputs(self) -> None:
+        self._slots = LatestFrameSlots(list(self.cameras))
+        for camera in self.cameras.values():
+            settings = camera.settings
+            qos = _qos(settings.reliability, settings.depth)
+            message_type = CompressedImage if settings.compressed else Image
+            self.listen(message_type, settings.image_topic, lambda msg, c=camera: self._on_image(c, msg), qos)
+            if settings.camera_info_topic:
+                self.listen_to_camera_info(camera.name, settings.camera_info_topic, qos)
+
+    def start(self) -> None:
+        self._stop_worker.clear()
+        self._worker = threading.Thread(target=self._run_worker, name="inference", daemon=True)
+        self._worker.start()
+        self._active = True
+        if self.costmap is not None:
+            self.costmap.activate()
+
+    def stop(self) -> None:
+        """Let the batch in flight finish (the Segmenter stops between forward passes) and end the worker."""
+        self._active = False
+        if self.costmap is not None:
+            self.costmap.deactivate()
+        self._stop_worker.set()
+        if self._slots is not None:
+            self._slots.close()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
 
     def _create_publishers(self, settings: NodeSettings, label_set: LabelSet) -> None:
         output_qos = _qos(settings.output_reliability, settings.output_depth)
@@ -250,14 +211,14 @@ class SegmentationNode(LifecycleNode):
             camera = Camera(camera_settings)
             for kind in settings.outputs:
                 camera.publishers[kind] = self.create_lifecycle_publisher(
-                    Image, f"~/{camera_settings.name}/{kind}", output_qos
+                    Image, camera_output_topic(camera.name, kind), output_qos
                 )
-            self.cameras[camera_settings.name] = camera
+            self.cameras[camera.name] = camera
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        labels_publisher = self.create_publisher(String, "~/labels", latched)
+        labels_publisher = self.create_publisher(String, LABELS_TOPIC, latched)
         labels_publisher.publish(String(data=labels_json(label_set)))
         self._static_publishers = [labels_publisher, *self._label_info_publisher(label_set, latched)]
-        diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._static_publishers.append(diagnostics)
         self._diagnostics_timer = self.create_timer(
             settings.diagnostics_period, lambda: diagnostics.publish(self._diagnostics())
@@ -269,29 +230,15 @@ class SegmentationNode(LifecycleNode):
             from vision_msgs.msg import LabelInfo, VisionClass
         except ImportError:
             return []
-        publisher = self.create_publisher(LabelInfo, "~/label_info", qos)
+        publisher = self.create_publisher(LabelInfo, LABEL_INFO_TOPIC, qos)
         info = LabelInfo()
         info.class_map = [VisionClass(class_id=i, class_name=name) for i, name in enumerate(label_set.class_names)]
         publisher.publish(info)
         return [publisher]
 
-    def _subscribe(self, camera: Camera) -> None:
-        settings = camera.settings
-        qos = _qos(settings.reliability, settings.depth)
-        message_type = CompressedImage if settings.compressed else Image
-        camera.subscriptions.append(
-            self.create_subscription(message_type, settings.image_topic, lambda msg, c=camera: self._on_image(c, msg), qos)
-        )
-        if settings.camera_info_topic:
-            camera.subscriptions.append(
-                self.create_subscription(
-                    CameraInfo, settings.camera_info_topic, lambda msg, c=camera: setattr(c, "camera_info", msg), qos
-                )
-            )
-
     def _on_image(self, camera: Camera, message: Image | CompressedImage) -> None:
         camera.stats.on_received()
-        if self._slots.put(PendingFrame(camera.settings.name, message)):
+        if self._slots.put(PendingFrame(camera.name, message)):
             camera.stats.on_dropped()
 
     # --- inference worker --------------------------------------------------------------------
@@ -306,18 +253,7 @@ class SegmentationNode(LifecycleNode):
             except Exception as error:  # an unforeseen message must not end the worker: the node would go deaf
                 for frame in frames:
                     self.cameras[frame.camera].stats.on_error("internal")
-                self.get_logger().error(
-                    f"dropped frames of {', '.join(f.camera for f in frames)}: {error!r}",
-                    throttle_duration_sec=_LOG_THROTTLE_S,
-                )
-
-    def _join_worker(self) -> None:
-        self._stop_worker.set()
-        if self._slots is not None:
-            self._slots.close()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
+                self.throttled.error(("internal",), f"dropped frames of {', '.join(f.camera for f in frames)}: {error!r}")
 
     def _process(self, frames: list[PendingFrame]) -> None:
         """One batch: decode what someone wants, segment it, publish each camera's outputs, then the costmap."""
@@ -336,7 +272,7 @@ class SegmentationNode(LifecycleNode):
         except Exception as error:  # e.g. CUDA out of memory: report, keep serving the next frames
             for job in jobs:
                 job.camera.stats.on_error("inference_failed")
-            self.get_logger().error(f"inference failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+            self.throttled.error(("inference_failed",), f"inference failed: {error}")
             return
         inference_s = time.perf_counter() - start
         self.engine_stats.on_batch(inference_s, len(jobs))
@@ -344,10 +280,10 @@ class SegmentationNode(LifecycleNode):
         for job, result in zip(jobs, results):
             if not result.finite:  # NaN/inf logits: the class ids are garbage, never to be taken as free road
                 job.camera.stats.on_error(NONFINITE)
-                self.get_logger().error(
+                self.throttled.error(
+                    (job.camera.name, NONFINITE),
                     f"{job.camera.name}: non-finite logits (NaN/inf): masks withheld, costmap not updated; "
                     "check the weights and model.precision",
-                    throttle_duration_sec=_LOG_THROTTLE_S,
                 )
                 continue
             if self._stop_worker.is_set():
@@ -371,7 +307,7 @@ class SegmentationNode(LifecycleNode):
         except MessageError as error:
             kind = "too_large" if isinstance(error, ImageTooLarge) else "bad_message"
             camera.stats.on_error(kind)
-            self._warnings.warn((camera.name, kind, str(error)[:30]), f"{camera.name}: dropped a frame: {error}")
+            self.throttled.warn((camera.name, kind, str(error)[:30]), f"{camera.name}: dropped a frame: {error}")
             return None
         return Job(frame, camera, image, is_bgr, wanted)
 
@@ -387,15 +323,15 @@ class SegmentationNode(LifecycleNode):
 
     def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
         image, is_bgr = decode_image(message, self.settings.max_image_pixels)
-        info = camera.camera_info
+        info = self.camera_info.get(camera.name)
         if info is not None:
             expected = published_size(info)
             if expected != image.shape[:2]:
                 camera.stats.on_error("camera_info_mismatch")
-                self.get_logger().warning(
+                self.throttled.warn(
+                    (camera.name, "camera_info_mismatch"),
                     f"{camera.name}: image is {image.shape[1]}x{image.shape[0]} but camera_info says "
                     f"{expected[1]}x{expected[0]}: the mask follows the image",
-                    throttle_duration_sec=_LOG_THROTTLE_S,
                 )
         return image, is_bgr
 
@@ -418,13 +354,13 @@ class SegmentationNode(LifecycleNode):
         for job, result in batch:
             name = job.camera.name
             try:
-                self.costmap.update(name, result.train_ids, job.header, job.camera.camera_info, result.confidence)
+                self.costmap.update(name, result.train_ids, job.header, self.camera_info.get(name), result.confidence)
             except StampRejected as error:
                 job.camera.stats.on_error("costmap_stamp")
-                self._warnings.warn((name, "costmap_stamp", error.kind), f"{name}: not in the costmap: {error}")
+                self.throttled.warn((name, "costmap_stamp", error.kind), f"{name}: not in the costmap: {error}")
             except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
                 job.camera.stats.on_error("costmap")
-                self.get_logger().error(f"{name}: costmap update failed: {error}", throttle_duration_sec=_LOG_THROTTLE_S)
+                self.throttled.error((name, "costmap"), f"{name}: costmap update failed: {error}")
         self.costmap.publish()
         self.engine_stats.on_costmap(time.perf_counter() - start)
 
@@ -469,13 +405,6 @@ class SegmentationNode(LifecycleNode):
             hardware_id=NODE_NAME,
             values=[KeyValue(key=key, value=as_text(value)) for key, value in values.items()],
         )
-
-
-def published_size(info: CameraInfo) -> tuple[int, int]:
-    """(height, width) of the images a CameraInfo describes: its ROI (when set), then binning."""
-    roi = info.roi
-    height, width = (roi.height, roi.width) if roi.width and roi.height else (info.height, info.width)
-    return height // max(info.binning_y, 1), width // max(info.binning_x, 1)
 
 
 def main(args: list[str] | None = None) -> None:

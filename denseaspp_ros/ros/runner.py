@@ -1,5 +1,6 @@
 """What the package's lifecycle nodes share: ``main()`` (init, autostart, spin, clean shutdown on
-signals), configure failures that always reach the log, and parameter changes that never go unnoticed."""
+signals), the lifecycle around their own wiring (transitions that say why they fail, inputs subscribed
+while active), parameter changes that never go unnoticed, and the one log throttle."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo
 
 from ..errors import DenseASPPError
-from .settings import SettingsError, check_parameter
+from .settings import SettingsError, camera_names, check_parameter, declare
 
 _SPIN_STEP_S = 0.1  # how soon a signal is noticed: rcl_wait is not interrupted by Python signal handlers
+LOG_THROTTLE_S = 5.0
 
 
 def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: list[str] | None = None) -> None:
@@ -77,23 +81,135 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
 
 
 class KeyedThrottle:
-    """Warnings at most once per ``period`` s for each key (camera, kind, cause).
+    """Log lines at most once per ``period`` s for each key (camera, kind, cause): the nodes' one throttle.
 
     rclpy throttles per call site, which would hide a second camera's or a second kind of problem
     behind the first.
     """
 
-    def __init__(self, node: Node, period: float = 5.0) -> None:
+    def __init__(self, node: Node, period: float = LOG_THROTTLE_S) -> None:
         self.node, self.period = node, period
         self._last: dict[tuple, float] = {}
 
     def warn(self, key: tuple, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(key, -self.period) >= self.period:
-            if len(self._last) > 1000:  # keys are kinds, not figures; still, never grow without bound
-                self._last = {k: t for k, t in self._last.items() if now - t < self.period}
-            self._last[key] = now
+        if self._due(key):
             self.node.get_logger().warning(message)
+
+    def error(self, key: tuple, message: str) -> None:
+        if self._due(key):
+            self.node.get_logger().error(message)
+
+    def _due(self, key: tuple) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(key, -self.period) < self.period:
+            return False
+        if len(self._last) > 1000:  # keys are kinds, not figures; still, never grow without bound
+            self._last = {k: t for k, t in self._last.items() if now - t < self.period}
+        self._last[key] = now
+        return True
+
+
+class CameraLifecycleNode(LifecycleNode):
+    """The lifecycle both nodes share around their own wiring.
+
+    Their parameters (the node's and each camera's) are declared up front and every change at run
+    time is checked; a transition that fails says why and leaves nothing half-built; inputs are
+    subscribed on activate, after the lifecycle publishers are enabled, and dropped on deactivate.
+    A node says what configure builds (``build``/``release``), what it subscribes to
+    (``subscribe_inputs``, through ``listen``) and what runs while it is active (``start``/``stop``).
+    """
+
+    def __init__(
+        self, name: str, parameters: dict, camera_parameters: Callable[[str], dict], **kwargs: Any
+    ) -> None:
+        super().__init__(name, **kwargs)
+        declare(self, parameters)
+        self.camera_names = camera_names(self)
+        ours = set(parameters)
+        for camera in self.camera_names:
+            declare(self, camera_parameters(camera))
+            ours.update(camera_parameters(camera))
+        self.camera_info: dict[str, CameraInfo] = {}  # camera -> its newest CameraInfo while active
+        self.throttled = KeyedThrottle(self)
+        self._inputs: list = []
+        self._input_topics: list[str] = []
+        watch_parameters(self, ours, self.is_configured)
+
+    def is_configured(self) -> bool:
+        raise NotImplementedError
+
+    def build(self) -> None:
+        """Read the parameters and create what the node works and publishes with; raise to refuse configure."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Undo ``build``, however much of it ran."""
+        raise NotImplementedError
+
+    def subscribe_inputs(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Called once the inputs are subscribed."""
+
+    def stop(self) -> None:
+        """Called before the inputs are dropped, and on close whatever the state."""
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.build()
+        except Exception as error:  # whatever it is, the reason goes to the log, and the node stays up
+            self.release()
+            return transition_failure(self, "configure", error)
+        return super().on_configure(state)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # the lifecycle publishers first: no input meets a disabled one
+        try:
+            self.subscribe_inputs()
+        except Exception as error:  # e.g. an invalid topic name: said, and the node stays inactive
+            self._drop_inputs()
+            super().on_deactivate(state)
+            return transition_failure(self, "activate", error)
+        self.start()
+        self.get_logger().info("active: subscribed to " + ", ".join(self._input_topics))
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._drop_inputs()
+        self.get_logger().info("inactive: unsubscribed")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self.release()
+        self.get_logger().info("cleaned up")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.close()
+        return super().on_shutdown(state)
+
+    def close(self) -> None:
+        """Stop and release everything, whatever the lifecycle state (Ctrl-C, errors)."""
+        self._drop_inputs()
+        self.release()
+
+    def listen(self, message_type: type, topic: str, callback: Callable[[Any], None], qos: QoSProfile) -> None:
+        """Subscribe while active: the subscription is dropped on deactivate."""
+        self._inputs.append(self.create_subscription(message_type, topic, callback, qos))
+        self._input_topics.append(topic)
+
+    def listen_to_camera_info(self, camera: str, topic: str, qos: QoSProfile) -> None:
+        """Keep ``camera``'s newest CameraInfo in ``camera_info``; nothing else happens on arrival."""
+        self.listen(CameraInfo, topic, lambda msg: self.camera_info.__setitem__(camera, msg), qos)
+
+    def _drop_inputs(self) -> None:
+        self.stop()
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs.clear()
+        self._input_topics.clear()
+        self.camera_info.clear()  # calibrations may change while nothing listens: wait for the next
 
 
 def transition_failure(node: Node, transition: str, error: BaseException) -> TransitionCallbackReturn:

@@ -1,0 +1,24 @@
+"""What a sensor_msgs/CameraInfo says about the images its camera publishes (REP 104: ROI, then binning)."""
+
+from __future__ import annotations
+
+from sensor_msgs.msg import CameraInfo
+
+from ..costmap import CameraModel
+
+
+def published_size(info: CameraInfo) -> tuple[int, int]:
+    """(height, width) of the images a CameraInfo describes: its ROI (when set), then binning."""
+    roi = info.roi
+    height, width = (roi.height, roi.width) if roi.width and roi.height else (info.height, info.width)
+    return height // max(info.binning_y, 1), width // max(info.binning_x, 1)
+
+
+def camera_model_from_info(info: CameraInfo) -> CameraModel:
+    """The geometry of the images a camera publishes, from its CameraInfo (binning and ROI applied)."""
+    roi = info.roi
+    return CameraModel.from_camera_info(
+        info.k, info.d, info.distortion_model, info.width, info.height,
+        binning=(info.binning_x, info.binning_y),
+        roi=(roi.x_offset, roi.y_offset, roi.width, roi.height),
+    )
