@@ -15,6 +15,8 @@ import torch
 
 from denseaspp_ros.datasets import CityscapesDataset, DatasetError
 from denseaspp_ros.errors import CheckpointError
+from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
+from denseaspp_ros.inference import Segmenter, load_engine
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import build_model, save_checkpoint
 from denseaspp_ros.synth.drive import DriveConfig
@@ -50,8 +52,10 @@ def test_a_few_dozen_steps_make_the_loss_fall(street, tmp_path):
     assert result["step"] == 40 and 0 <= result["best_miou"] <= 1
     for name in ("last.pt", "best.pt", "final.safetensors", "best.safetensors", "log.csv", "training.png"):
         assert (tmp_path / "run" / name).is_file(), name
-    # The kept weights load like any checkpoint.
-    build_model("MobileNetDenseASPP", 19, tmp_path / "run" / "best.safetensors")
+    # The kept weights load like any checkpoint, and score what validation said, as `denseaspp eval` does.
+    engine = load_engine(tmp_path / "run" / "best.safetensors", "auto", CITYSCAPES, device="cpu")
+    evaluation = evaluate(cityscapes_samples(street, "val", CITYSCAPES), engine, CITYSCAPES, progress=False)
+    assert evaluation.matrix.miou() == pytest.approx(result["best_miou"], abs=1e-6)
 
 
 def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(street, tmp_path, monkeypatch):
@@ -75,6 +79,16 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(street, t
     resumed.run()
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_ctrl_c_during_validation_saves_the_run(street, tmp_path, monkeypatch):
+    def interrupted(self, images, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Segmenter, "segment", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config(street, tmp_path / "run", steps=4, val_every=2, checkpoint_every=100, bn_batches=0)).run()
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 2
 
 
 class _TouchesWhenUnpickled:

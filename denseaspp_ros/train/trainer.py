@@ -22,14 +22,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..atomic import atomic_write
 from ..datasets import BagDataset, CityscapesDataset
 from ..errors import CheckpointError, DenseASPPError
-from ..eval.metrics import ConfusionMatrix
-from ..inference import Segmenter, resolve_device
+from ..eval.evaluate import dataset_samples, evaluate
+from ..inference import Segmenter, load_engine, resolve_device
 from ..inference.segmenter import preprocess
 from ..labels import IGNORE_INDEX, LabelSet, get_label_set
 from ..model import build_model, read_training_state, save_checkpoint, save_safetensors
@@ -66,7 +66,7 @@ class StepBatches(torch.utils.data.Sampler):
             yield [(epoch, int(index)) for index in order[first : first + self.batch]]
 
 
-def load_dataset(config: TrainConfig, label_set: LabelSet, split: str, data: str) -> Dataset:
+def load_dataset(config: TrainConfig, label_set: LabelSet, split: str, data: str) -> CityscapesDataset | BagDataset:
     path = Path(data)
     if path.is_dir() and (path / "leftImg8bit").is_dir():
         return CityscapesDataset(path, split, label_set)
@@ -232,18 +232,22 @@ class Trainer:
             norm.momentum = momentum
 
     def _validate(self) -> None:
-        """mIoU over the validation set with the inference Segmenter (each rank a share, summed)."""
+        """mIoU over the validation set as deployment computes it: ``evaluate`` with a Segmenter on a
+        copy of the model (training goes on with this one); each rank a share, summed."""
         self._recalibrate_batchnorm()
+        # One full-size image per forward pass: a batch of them could need more memory than training.
         segmenter = Segmenter(self.model, device=str(self.device), precision="fp32", max_batch=1)
-        matrix = ConfusionMatrix(self.label_set.num_classes)
-        for index in range(self.rank, len(self.val_set), self.world):
-            image, label = self.val_set[index]
-            matrix.update(label, segmenter.segment_one(image).train_ids)
+        share = range(self.rank, len(self.val_set), self.world)
+        result = evaluate(dataset_samples(self.val_set, share), segmenter, self.label_set, total=len(share), progress=self.leader)
+        if result.interrupted:
+            raise KeyboardInterrupt  # run() saves last.pt, as for a Ctrl-C during a training step
+        if not result.complete:
+            raise DenseASPPError(f"validation at step {self.step} failed: {'; '.join(result.problems)}")
+        matrix = result.matrix
         if self.world > 1:
             counts = torch.from_numpy(matrix.counts).to(self.device)
             dist.all_reduce(counts)
             matrix.counts = counts.cpu().numpy()
-        self.model.train()
         miou = matrix.miou()
         self.log.append({"step": self.step, "val_miou": miou, "val_pixel_accuracy": matrix.pixel_accuracy()})
         improved = miou > self.best_miou
@@ -270,8 +274,9 @@ class Trainer:
             return
         save_safetensors(self.model, self.output / "final.safetensors", step=str(self.step), labels=self.config.labels)
         if (self.output / BEST).is_file():
-            best = build_model(self.config.model, self.label_set.num_classes, self.output / BEST)
-            save_safetensors(best, self.output / "best.safetensors", miou=f"{self.best_miou:.4f}", labels=self.config.labels)
+            # Loaded as every consumer loads weights, so a best.pt deployment would refuse fails here.
+            best = load_engine(self.output / BEST, self.config.model, self.label_set, device="cpu", precision="fp32")
+            save_safetensors(best.model, self.output / "best.safetensors", miou=f"{self.best_miou:.4f}", labels=self.config.labels)
         self._write_log()
         self.say(f"done: {self.step} steps, best validation mIoU {self.best_miou:.4f}; results in {self.output}/")
 
