@@ -11,13 +11,14 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from denseaspp_ros.costmap import GridSpec, Snapshot
 from denseaspp_ros.errors import DenseASPPError, ImageError
 from denseaspp_ros.image_messages import SUPPORTED_ENCODINGS, MessageError, compressed_to_array, image_to_array
 from denseaspp_ros.labels import CITYSCAPES
+from denseaspp_ros.ros import conversions
 from denseaspp_ros.ros.conversions import labels_json, mono8_msg, obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
 from street_scene import CAR, ROAD, TABLE
 
@@ -347,7 +348,31 @@ def test_occupancy_grid_message_is_the_snapshot_in_nav2_conventions():
     assert (np.delete(cells[1:].ravel(), [1, 6]) == -1).all()
 
 
-def test_obstacle_cloud_holds_the_contact_cells_centres_on_the_ground():
+@pytest.fixture(params=["numpy", "sensor_msgs_py"])
+def cloud_builder(request, monkeypatch) -> str:
+    """Both ways of building the cloud: packed here, or by sensor_msgs_py's create_cloud (faked where it is
+    not installed, checking what it asserts: the points' dtype is the one the fields describe)."""
+    if request.param == "sensor_msgs_py" and conversions.create_cloud is None:
+        def create_cloud(header, fields, points):
+            described = np.dtype({"names": [f.name for f in fields], "offsets": [f.offset for f in fields],
+                                  "formats": ["<f4", "<f4", "<f4", "<u4"], "itemsize": points.dtype.itemsize})
+            assert points.dtype == described and [f.datatype for f in fields] == [7, 7, 7, 6]
+            calls.append(len(points))
+            return PointCloud2(header=header, height=1, width=len(points), fields=fields, is_bigendian=False,
+                               point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * len(points),
+                               is_dense=False, data=points.tobytes())
+
+        calls: list[int] = []
+        monkeypatch.setattr(conversions, "create_cloud", create_cloud)
+        yield request.param
+        assert calls, "create_cloud was not used"
+        return
+    if request.param == "numpy":
+        monkeypatch.setattr(conversions, "create_cloud", None)
+    yield request.param
+
+
+def test_obstacle_cloud_holds_the_contact_cells_centres_on_the_ground(cloud_builder):
     header = camera_header()
     msg = round_trip(obstacle_cloud_msg(street_snapshot(), header))
     assert msg.header == header and (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 2, 16, 32)
@@ -358,7 +383,7 @@ def test_obstacle_cloud_holds_the_contact_cells_centres_on_the_ground():
     assert (points["z"] == 0).all() and (points["class_id"] == CAR).all()
 
 
-def test_an_empty_obstacle_cloud_is_a_valid_message():
+def test_an_empty_obstacle_cloud_is_a_valid_message(cloud_builder):
     snapshot = Snapshot(keys=np.zeros((GRID.height, GRID.width), np.uint8), table=TABLE, grid=GRID)
     msg = round_trip(obstacle_cloud_msg(snapshot, camera_header()))
     assert (msg.width, len(msg.data)) == (0, 0)

@@ -594,7 +594,7 @@ def test_refuses_to_configure_without_weights_unless_allowed(client, tmp_path):
         assert client.lifecycle_state(name, timeout=60.0) == "unconfigured"
         client.spin_for(0.5)
         assert_alive(process)
-        assert "model.weights weights/denseASPP161.pkl does not exist" in process.log()
+        assert "model.weights: weights/denseASPP161.pkl does not exist" in process.log()
         assert "model.weights: demo" in process.log()  # and what to do about it
         assert client.node.count_publishers(f"/{name}/cam/mask") == 0
         assert not client.change_state(name, "configure")  # asking again does not help

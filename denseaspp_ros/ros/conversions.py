@@ -17,6 +17,11 @@ from ..errors import ImageError
 from ..image_messages import BYTES_PER_PIXEL
 from ..labels import IGNORE_INDEX, LabelSet
 
+try:  # ROS 2's point-cloud helpers, where installed (a ROS package, not on PyPI)
+    from sensor_msgs_py.point_cloud2 import create_cloud
+except ImportError:
+    create_cloud = None
+
 _CLOUD_FIELDS = [
     PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
     PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
@@ -81,9 +86,11 @@ def obstacle_cloud_msg(snapshot: Snapshot, header: Header) -> PointCloud2:
     x, y = snapshot.grid.cell_centers(cells)
     points = np.zeros(len(cells), _CLOUD_POINT)
     points["x"], points["y"], points["class_id"] = x, y, classes
+    if create_cloud is not None:
+        return create_cloud(header, _CLOUD_FIELDS, points)
     msg = PointCloud2(
         header=header, height=1, width=len(cells), fields=_CLOUD_FIELDS, is_bigendian=False,
-        point_step=_CLOUD_POINT.itemsize, row_step=_CLOUD_POINT.itemsize * len(cells), is_dense=True,
+        point_step=_CLOUD_POINT.itemsize, row_step=_CLOUD_POINT.itemsize * len(cells), is_dense=False,
     )
     data = array.array("B")
     data.frombytes(points.tobytes())

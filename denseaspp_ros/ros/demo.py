@@ -36,7 +36,7 @@ from ..image_messages import class_mask_to_array, decode_image
 from ..labels import CITYSCAPES
 from ..synth.drive import DriveConfig
 from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, grid_classes, write_drive
-from .frames import stamp_ns
+from ..serving.stamps import stamp_ns
 from .replay import Replayer, ReplayOptions, ReplayResult
 
 NODE = "segmentation_node"

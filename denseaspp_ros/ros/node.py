@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -21,9 +20,9 @@ from std_msgs.msg import Header, String
 
 from ..errors import Cancelled
 from ..image_messages import ImageTooLarge, MessageError, decode_image
-from ..inference import Segmentation, Segmenter
-from ..labels import LabelSet, get_label_set
-from ..model import DEMO_WEIGHTS_NAME, OptionNames, build_model
+from ..inference import Segmentation, Segmenter, load_engine
+from ..labels import LabelSet
+from ..model import OptionNames
 from ..serving.health import Health, Level, as_text, camera_figures, camera_health, engine_figures
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
 from ..serving.stamps import StampRejected, latency_s, stamp_ns
@@ -34,11 +33,14 @@ from .costmap_output import CostmapOutput
 from .names import DIAGNOSTICS_TOPIC, LABEL_INFO_TOPIC, LABELS_TOPIC, camera_output_topic
 from .names import SEGMENTATION_NODE as NODE_NAME
 from .runner import CameraLifecycleNode, run_lifecycle_node
-from .settings import NODE_PARAMETERS, CameraSettings, NodeSettings, SettingsError, camera_parameters, read_settings
+from .settings import NODE_PARAMETERS, CameraSettings, NodeSettings, camera_parameters, read_settings
 
 _WORKER_POLL_S = 0.2
 # Checkpoint mismatches advise on the node's parameters, not on CLI flags.
-NODE_OPTIONS = OptionNames(model="model.name: {}", num_classes="model.labels with {} classes")
+NODE_OPTIONS = OptionNames(
+    model="model.name: {}", num_classes="model.labels with {} classes", weights="model.weights: {}",
+    allow_untrained="allow_untrained: true",
+)
 _RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 COSTMAP = "costmap"  # among a frame's wanted outputs: its mask goes into the costmap
 
@@ -91,8 +93,6 @@ class SegmentationNode(CameraLifecycleNode):
         self._slots: LatestFrameSlots | None = None
         self._worker: threading.Thread | None = None
         self._stop_worker = threading.Event()
-        self._weights_in_use: str | None = None
-        self._model_in_use: str | None = None
         self._static_publishers: list = []
         self._diagnostics_timer = None
         self._active = False
@@ -104,11 +104,13 @@ class SegmentationNode(CameraLifecycleNode):
 
     def build(self) -> None:
         settings = read_settings(self)
-        weights = self._weights(settings)
-        label_set = get_label_set(settings.labels)
-        model = build_model(settings.model_name, label_set.num_classes, weights, NODE_OPTIONS)
-        segmenter = Segmenter(
-            model,
+        segmenter = load_engine(
+            settings.weights,
+            settings.model_name,
+            settings.labels,
+            allow_untrained=settings.allow_untrained,
+            options=NODE_OPTIONS,
+            warn=self.get_logger().warning,
             device=settings.device,
             precision=settings.precision,
             input_size=settings.input_size,
@@ -117,39 +119,17 @@ class SegmentationNode(CameraLifecycleNode):
             max_image_pixels=settings.max_image_pixels,
             cancel=self._stop_worker,
         )
+        label_set = segmenter.label_set
         if settings.costmap is not None:
             calibrations = {camera.name: camera.calibration for camera in settings.cameras}
             self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
         self.settings, self.label_set, self.segmenter = settings, label_set, segmenter
-        self._weights_in_use = weights
-        self._model_in_use = model.variant_name
         self._create_publishers(settings, label_set)
         device = self._device()
         self.get_logger().info(
-            f"configured {model.variant_name} ({weights or 'random weights'}) on {device['device']} "
+            f"configured {segmenter.model_name} ({segmenter.weights or 'random weights'}) on {device['device']} "
             f"({device['precision']}) for cameras {', '.join(c.name for c in settings.cameras)}"
         )
-
-    def _weights(self, settings: NodeSettings) -> str | None:
-        """The checkpoint to load, None for random weights (only with allow_untrained)."""
-        weights = settings.weights
-        missing = bool(weights) and weights != DEMO_WEIGHTS_NAME and not Path(weights).is_file()
-        if not weights or missing:
-            problem = (
-                f"model.weights {weights} does not exist (relative to {Path.cwd()}): download the release's "
-                "checkpoint there (see the README's Weights section) or give its absolute path"
-                if missing else "model.weights is empty: set it to a checkpoint"
-            )
-            if not settings.allow_untrained:
-                raise SettingsError(
-                    f"{problem}; model.weights: demo runs the synthetic-world demo weights; "
-                    "allow_untrained: true runs random weights (tests and benchmarks only)"
-                )
-            if settings.model_name == "auto":
-                raise SettingsError(f"{problem}; random weights (allow_untrained) need an explicit model.name")
-            self.get_logger().warning(f"{problem}; allow_untrained: running with random weights, masks are meaningless")
-            return None
-        return weights
 
     def release(self) -> None:
         if self._diagnostics_timer is not None:
@@ -377,8 +357,8 @@ class SegmentationNode(CameraLifecycleNode):
         state = "active" if self._active else "inactive"
         values = {
             "state": state,
-            "model": self._model_in_use,
-            "weights": self._weights_in_use or "random (allow_untrained)",
+            "model": self.segmenter.model_name,
+            "weights": str(self.segmenter.weights or "random (allow_untrained)"),
             **self._device(),
             "max_batch": self.settings.max_batch,
             **engine_figures(self.engine_stats.snapshot()),
