@@ -66,7 +66,9 @@ def run_eval(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         bag = stack.enter_context(result_bag) if result_bag is not None else None
         writer = PredictionWriter(labels, bag, args.save_predictions, costmap, cityscapes_names=args.cityscapes is not None)
-        result = evaluate(samples, segmenter, labels, shard, writer, total=total, stats=stats if args.bag else None)
+        result = evaluate(
+            samples, segmenter, labels, shard, writer, total=total, stats=stats if args.bag else None, batch=args.batch
+        )
     if result.frames == 0:
         raise DenseASPPError("no frame was evaluated: " + ("; ".join(result.problems) or "the source is empty"))
     report = build_report(
