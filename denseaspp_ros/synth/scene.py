@@ -99,7 +99,11 @@ class Scene:
 
 
 def generate_scene(seed: int, length: float) -> Scene:
-    """A street ``length`` metres long (from x = -20), fully determined by ``seed``."""
+    """A street ``length`` metres long (from x = -20), fully determined by ``seed``.
+
+    Each row of the street (building line, kerb furniture, parked vehicles, pedestrians, traffic)
+    draws from one generator in a fixed order, so a seed always gives the same scene.
+    """
     rng = np.random.default_rng(seed)
     scene = Scene(
         seed=seed,
@@ -107,60 +111,83 @@ def generate_scene(seed: int, length: float) -> Scene:
         sidewalk_width=tuple(rng.uniform(2.5, 4.0, 2)),
         terrain_width=tuple(np.where(rng.random(2) < 0.5, rng.uniform(1.5, 4.0, 2), 0.0)),
     )
-    start, end = -20.0, length + 60.0
+    span = (-20.0, length + 60.0)
 
     def color(name: str) -> tuple[float, float, float]:
         base = np.array(_PALETTES[name][rng.integers(len(_PALETTES[name]))])
         return tuple(np.clip(base * rng.uniform(0.85, 1.15), 0, 1))
 
     for side, sign in ((0, 1.0), (1, -1.0)):
-        frontage = scene.frontage(side)
-        x = start
-        while x < end:  # the building line, with gaps closed by walls or fences and trees
-            width = rng.uniform(8, 25)
-            if rng.random() < 0.75:
-                depth, height = rng.uniform(10, 20), rng.uniform(6, 25)
-                y0, y1 = sorted((sign * frontage, sign * (frontage + depth)))
-                scene.boxes.add((x, y0, 0.0, x + width, y1, height), "building", color("building"))
-            else:
-                kind = "wall" if rng.random() < 0.5 else "fence"
-                thickness, height = (0.3, rng.uniform(1.5, 2.5)) if kind == "wall" else (0.12, rng.uniform(1.0, 2.0))
-                y0, y1 = sorted((sign * frontage, sign * (frontage + thickness)))
-                scene.boxes.add((x, y0, 0.0, x + width, y1, height), kind, color(kind))
-                for tree_x in np.arange(x + 3, x + width - 2, rng.uniform(5, 8)):
-                    _tree(scene, tree_x, sign * (frontage + rng.uniform(2, 5)), rng, color)
-            x += width + rng.uniform(0, 2)
-        x = start + rng.uniform(0, 10)
-        while x < end:  # street furniture along the kerb
-            y = sign * (ROAD_HALF_WIDTH + rng.uniform(0.4, 0.8))
-            if rng.random() < 0.45:
-                _tree(scene, x, sign * (ROAD_HALF_WIDTH + scene.sidewalk_width[side] * 0.5), rng, color)
-            else:
-                height = rng.uniform(3.5, 7.0)
-                scene.cylinders.add((x, y, rng.uniform(0.08, 0.14), 0.0, height), "pole", color("pole"))
-                if rng.random() < 0.5:
-                    size = rng.uniform(0.5, 0.9)
-                    scene.boxes.add(
-                        (x - 0.03, y - size / 2, height - size, x + 0.03, y + size / 2, height), "traffic sign", color("traffic sign")
-                    )
-                elif rng.random() < 0.5:
-                    scene.boxes.add((x - 0.2, y - 0.2, height - 1.0, x + 0.2, y + 0.2, height), "traffic light", color("traffic light"))
-            x += rng.uniform(8, 20)
-        x = start + rng.uniform(0, 8)
-        while x < end:  # parked vehicles, with gaps
-            kind = rng.choice(["car", "car", "car", "car", "truck", "bus"])
-            length_, width_, height = _vehicle_size(kind, rng)
-            if rng.random() < 0.7:
-                y = sign * PARKING_CENTRE
-                scene.boxes.add((x, y - width_ / 2, 0.0, x + length_, y + width_ / 2, height), kind, color(kind))
-            x += length_ + rng.uniform(1.0, 12.0)
-        x = start + rng.uniform(0, 10)
-        while x < end:  # pedestrians on the sidewalk
-            y = sign * (ROAD_HALF_WIDTH + rng.uniform(0.8, scene.sidewalk_width[side] - 0.4))
-            scene.cylinders.add((x, y, rng.uniform(0.22, 0.3), 0.0, rng.uniform(1.55, 1.9)), "person", color("person"))
-            x += rng.uniform(4, 25)
-    x = start + rng.uniform(5, 20)
-    while x < end:  # stopped traffic in the oncoming lane, cyclists at the right kerb
+        for row in (_building_line, _kerb_furniture, _parked_vehicles, _pedestrians):
+            row(scene, side, sign, span, rng, color)
+    _traffic(scene, span, rng, color)
+    return scene
+
+
+def _building_line(scene: Scene, side: int, sign: float, span: tuple[float, float], rng, color) -> None:
+    """Buildings, with gaps closed by walls or fences and trees."""
+    frontage = scene.frontage(side)
+    x, end = span
+    while x < end:
+        width = rng.uniform(8, 25)
+        if rng.random() < 0.75:
+            depth, height = rng.uniform(10, 20), rng.uniform(6, 25)
+            y0, y1 = sorted((sign * frontage, sign * (frontage + depth)))
+            scene.boxes.add((x, y0, 0.0, x + width, y1, height), "building", color("building"))
+        else:
+            kind = "wall" if rng.random() < 0.5 else "fence"
+            thickness, height = (0.3, rng.uniform(1.5, 2.5)) if kind == "wall" else (0.12, rng.uniform(1.0, 2.0))
+            y0, y1 = sorted((sign * frontage, sign * (frontage + thickness)))
+            scene.boxes.add((x, y0, 0.0, x + width, y1, height), kind, color(kind))
+            for tree_x in np.arange(x + 3, x + width - 2, rng.uniform(5, 8)):
+                _tree(scene, tree_x, sign * (frontage + rng.uniform(2, 5)), rng, color)
+        x += width + rng.uniform(0, 2)
+
+
+def _kerb_furniture(scene: Scene, side: int, sign: float, span: tuple[float, float], rng, color) -> None:
+    """Trees and poles along the kerb, some poles with a sign or a traffic light."""
+    x, end = span[0] + rng.uniform(0, 10), span[1]
+    while x < end:
+        y = sign * (ROAD_HALF_WIDTH + rng.uniform(0.4, 0.8))
+        if rng.random() < 0.45:
+            _tree(scene, x, sign * (ROAD_HALF_WIDTH + scene.sidewalk_width[side] * 0.5), rng, color)
+        else:
+            height = rng.uniform(3.5, 7.0)
+            scene.cylinders.add((x, y, rng.uniform(0.08, 0.14), 0.0, height), "pole", color("pole"))
+            if rng.random() < 0.5:
+                size = rng.uniform(0.5, 0.9)
+                scene.boxes.add(
+                    (x - 0.03, y - size / 2, height - size, x + 0.03, y + size / 2, height), "traffic sign", color("traffic sign")
+                )
+            elif rng.random() < 0.5:
+                scene.boxes.add((x - 0.2, y - 0.2, height - 1.0, x + 0.2, y + 0.2, height), "traffic light", color("traffic light"))
+        x += rng.uniform(8, 20)
+
+
+def _parked_vehicles(scene: Scene, side: int, sign: float, span: tuple[float, float], rng, color) -> None:
+    """Cars, trucks and buses in the parking strip, with gaps."""
+    x, end = span[0] + rng.uniform(0, 8), span[1]
+    while x < end:
+        kind = rng.choice(["car", "car", "car", "car", "truck", "bus"])
+        length_, width_, height = _vehicle_size(kind, rng)
+        if rng.random() < 0.7:
+            y = sign * PARKING_CENTRE
+            scene.boxes.add((x, y - width_ / 2, 0.0, x + length_, y + width_ / 2, height), kind, color(kind))
+        x += length_ + rng.uniform(1.0, 12.0)
+
+
+def _pedestrians(scene: Scene, side: int, sign: float, span: tuple[float, float], rng, color) -> None:
+    x, end = span[0] + rng.uniform(0, 10), span[1]
+    while x < end:
+        y = sign * (ROAD_HALF_WIDTH + rng.uniform(0.8, scene.sidewalk_width[side] - 0.4))
+        scene.cylinders.add((x, y, rng.uniform(0.22, 0.3), 0.0, rng.uniform(1.55, 1.9)), "person", color("person"))
+        x += rng.uniform(4, 25)
+
+
+def _traffic(scene: Scene, span: tuple[float, float], rng, color) -> None:
+    """Stopped traffic in the oncoming lane, cyclists at the right kerb (the ego lane stays clear)."""
+    x, end = span[0] + rng.uniform(5, 20), span[1]
+    while x < end:
         if rng.random() < 0.6:
             kind = rng.choice(["car", "car", "car", "truck", "bus"])
             length_, width_, height = _vehicle_size(kind, rng)
@@ -171,7 +198,6 @@ def generate_scene(seed: int, length: float) -> Scene:
             scene.boxes.add((x, y - 0.3, 0.0, x + 1.75, y + 0.3, 1.05), "bicycle", color("bicycle"))
             scene.cylinders.add((x + 0.85, y, 0.25, 0.9, 1.75), "rider", color("rider"))
         x += rng.uniform(10, 30)
-    return scene
 
 
 def _tree(scene: Scene, x: float, y: float, rng: np.random.Generator, color) -> None:
