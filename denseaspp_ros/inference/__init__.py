@@ -9,6 +9,7 @@ from .segmenter import (
     Segmenter,
     check_image,
     normalization,
+    preprocess,
     resolve_device,
     resolve_precision,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "check_image",
     "load_engine",
     "normalization",
+    "preprocess",
     "resolve_device",
     "resolve_precision",
 ]

@@ -30,7 +30,7 @@ from ..datasets import BagDataset, CityscapesDataset
 from ..errors import CheckpointError, DenseASPPError
 from ..eval.evaluate import dataset_samples, evaluate
 from ..inference import Segmenter, load_engine, resolve_device
-from ..inference.segmenter import preprocess
+from ..inference import preprocess
 from ..labels import IGNORE_INDEX, LabelSet, get_label_set
 from ..model import build_model, read_training_state, save_checkpoint, save_safetensors
 from .augmentation import Augmentation, TrainingCrops
