@@ -24,7 +24,8 @@ from typing import TypeVar
 
 import torch
 
-from denseaspp_ros.eval.evaluate import Sample, cityscapes_samples, evaluate
+from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
+from denseaspp_ros.frames import Frame
 from denseaspp_ros.eval.metrics import ConfusionMatrix
 from denseaspp_ros.inference import Segmenter, load_engine
 from denseaspp_ros.inference.benchmark import describe_machine
@@ -45,10 +46,10 @@ def timed(run: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - start, value
 
 
-def segment_all(engine: Segmenter, frames: list[Sample], batch: int) -> None:
+def segment_all(engine: Segmenter, frames: list[Frame], batch: int) -> None:
     for start in range(0, len(frames), batch):
         chunk = frames[start : start + batch]
-        engine.segment([frame.image for frame in chunk], bgr=[frame.is_bgr for frame in chunk])
+        engine.segment([frame.pixels for frame in chunk], bgr=[frame.bgr for frame in chunk])
 
 
 def read_then_segment(args: argparse.Namespace, engine: Segmenter, batch: int) -> None:
@@ -56,11 +57,11 @@ def read_then_segment(args: argparse.Namespace, engine: Segmenter, batch: int) -
     matrix = ConfusionMatrix(CITYSCAPES.num_classes)
     samples = cityscapes_samples(args.data, args.split, CITYSCAPES)
     while chunk := list(itertools.islice(samples, batch)):
-        for frame, result in zip(chunk, engine.segment([frame.image for frame in chunk])):
-            matrix.update(frame.truth, result.train_ids)
+        for frame, result in zip(chunk, engine.segment([frame.pixels for frame in chunk])):
+            matrix.update(frame.labels, result.train_ids)
 
 
-def measure(args: argparse.Namespace, frames: list[Sample], batch: int) -> dict:
+def measure(args: argparse.Namespace, frames: list[Frame], batch: int) -> dict:
     """Seconds and frames per second of the engine alone, evaluate() and the no-overlap loop, alternating."""
     engine = load_engine(
         args.weights, args.model, CITYSCAPES, device=args.device, max_batch=batch, input_size=args.input_size, allow_untrained=True
@@ -106,7 +107,7 @@ def main() -> None:
 
     list(cityscapes_samples(args.data, args.split, CITYSCAPES))  # warms the file cache for the timed read below
     decode_seconds, frames = timed(lambda: list(cityscapes_samples(args.data, args.split, CITYSCAPES)))
-    height, width = frames[0].image.shape[:2]
+    height, width = frames[0].pixels.shape[:2]
     machine = describe_machine(torch.device(args.device))
     print(f"{args.model} on {args.device}, {len(frames)} frames of {height}x{width}; {machine}; torch {torch.__version__}")
     print(f"reading and decoding alone: {len(frames) / decode_seconds:.1f} frames/s")

@@ -19,7 +19,7 @@ import sqlite3
 import struct
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -34,7 +34,9 @@ from rosbags.typesys import Stores, get_typestore
 
 from .costmap import CameraModel, GridSpec
 from .errors import DenseASPPError
-from .image_messages import MessageError, class_mask_to_array, decode_image
+from .frames import Frame, stamp_ns
+from .labels import LabelSet
+from .image_messages import MessageError, class_mask_to_array, decode_frame
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -197,17 +199,6 @@ class BagWriter:
 
 
 @dataclass
-class LabelledFrame:
-    """An image and its label image, matched by header stamp."""
-
-    stamp_ns: int
-    image: np.ndarray  # HxWx3 uint8
-    is_bgr: bool
-    label: np.ndarray  # HxW uint8 as stored (trainIds or labelIds)
-    frame_id: str
-
-
-@dataclass
 class MatchStats:
     """What a stamp-matched read could not pair or decode: counted, never silently dropped."""
 
@@ -270,10 +261,10 @@ def recover_bag(path: str | Path) -> Path:
         writer = Writer(rebuilt / bag.name, version=9, storage_plugin=STORAGES[storage])
         with writer:
             connections: dict[str, object] = {}
-            for topic, msgtype, stamp_ns, data in (_mcap_messages if storage == "mcap" else _sqlite_messages)(file):
+            for topic, msgtype, received_ns, data in (_mcap_messages if storage == "mcap" else _sqlite_messages)(file):
                 if topic not in connections:
                     connections[topic] = writer.add_connection(topic, msgtype, typestore=TYPESTORE)
-                writer.write(connections[topic], stamp_ns, data)
+                writer.write(connections[topic], received_ns, data)
         count = sum(writer.counts.values())
         os.replace(writer.path / file.name, file)  # then metadata.yaml, whose presence means recovered
         os.replace(writer.path / "metadata.yaml", bag / "metadata.yaml")
@@ -329,8 +320,8 @@ def _sqlite_messages(path: Path) -> Iterator[tuple[str, str, int, bytes]]:
     database = sqlite3.connect(path)
     try:
         topics = {key: (name, msgtype) for key, name, msgtype in database.execute("SELECT id, name, type FROM topics")}
-        for key, stamp_ns, data in database.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
-            yield (*topics[key], stamp_ns, data)
+        for key, received_ns, data in database.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
+            yield (*topics[key], received_ns, data)
     except sqlite3.DatabaseError as error:
         raise BagError(f"cannot recover {path}: {error}") from None
     finally:
@@ -354,10 +345,12 @@ def read_labelled_frames(
     tolerance_s: float = 0.001,
     stats: MatchStats | None = None,
     max_pixels: int | None = None,
-) -> Iterator[LabelledFrame]:
-    """Stream (image, label) pairs whose header stamps agree within ``tolerance_s``, in bag order.
+    label_ids: LabelSet | None = None,
+) -> Iterator[Frame]:
+    """Stream frames whose image and label stamps agree within ``tolerance_s``, in bag order.
 
-    Images declaring more than ``max_pixels`` are counted as undecodable without being decoded.
+    Labels come as stored, or converted from ``label_ids``' labelIds to its trainIds. Images
+    declaring more than ``max_pixels`` are counted as undecodable without being decoded.
 
     Memory stays bounded: a message waits for its partner only while messages up to
     ``tolerance_s`` + one second later (by receive time) are read; then it is counted unmatched.
@@ -382,7 +375,7 @@ def read_labelled_frames(
             except Exception as error:
                 stats.note(f"{connection.topic} at {received_ns}: undecodable message ({error})")
                 continue
-            stamp = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+            stamp = stamp_ns(message.header)
             other_topic = label_topic if connection.topic == image_topic else image_topic
             partner = _closest(pending[other_topic], stamp, tolerance)
             if partner is None:
@@ -390,7 +383,7 @@ def read_labelled_frames(
             else:
                 image, label = (message, pending[other_topic].pop(partner)) if connection.topic == image_topic else (
                     pending[other_topic].pop(partner), message)
-                frame = _decode_pair(image, label, stats, max_pixels)
+                frame = _decode_pair(image, label, stats, max_pixels, label_ids)
                 if frame is not None:
                     stats.matched += 1
                     yield frame
@@ -415,10 +408,10 @@ def _expire(pending: dict[str, dict[int, Any]], image_topic: str, label_topic: s
         setattr(stats, attribute, getattr(stats, attribute) + len(old))
 
 
-def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats, max_pixels: int | None) -> LabelledFrame | None:
-    stamp = image_message.header.stamp.sec * 1_000_000_000 + image_message.header.stamp.nanosec
+def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats, max_pixels: int | None, label_ids: LabelSet | None) -> Frame | None:
+    stamp = stamp_ns(image_message.header)
     try:
-        image, is_bgr = decode_image(image_message, max_pixels)
+        frame = decode_frame(image_message, max_pixels)
         if hasattr(label_message, "format"):  # a PNG-compressed label image
             label = cv2.imdecode(np.frombuffer(label_message.data, np.uint8), cv2.IMREAD_UNCHANGED)
             if label is None or label.ndim != 2 or label.dtype != np.uint8:
@@ -428,7 +421,9 @@ def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats, max_
     except MessageError as error:
         stats.note(f"frame at {stamp}: {error}")
         return None
-    if label.shape != image.shape[:2]:
-        stats.note(f"frame at {stamp}: label {label.shape[1]}x{label.shape[0]} but image {image.shape[1]}x{image.shape[0]}")
+    if label.shape != frame.pixels.shape[:2]:
+        stats.note(f"frame at {stamp}: label {label.shape[1]}x{label.shape[0]} but image {frame.pixels.shape[1]}x{frame.pixels.shape[0]}")
         return None
-    return LabelledFrame(stamp, image, is_bgr, label, image_message.header.frame_id)
+    if label_ids is not None:
+        label = label_ids.to_train_ids(label)
+    return replace(frame, labels=label)

@@ -112,11 +112,10 @@ class BagDataset(Dataset):
         self.stats = MatchStats()
         self.frames: list[tuple[np.ndarray, np.ndarray]] = []
         self.stamps_ns: list[int] = []
-        for frame in read_labelled_frames(path, image_topic, label_topic, tolerance_s, self.stats):
-            label = label_set.to_train_ids(frame.label) if label_format == "labelid" else frame.label
-            check_label(label, label_set.num_classes, f"{path} {label_topic} at {frame.stamp_ns}")
-            image = np.ascontiguousarray(frame.image[..., ::-1]) if frame.is_bgr else np.ascontiguousarray(frame.image)
-            self.frames.append((image, np.ascontiguousarray(label)))
+        label_ids = label_set if label_format == "labelid" else None
+        for frame in read_labelled_frames(path, image_topic, label_topic, tolerance_s, self.stats, label_ids=label_ids):
+            check_label(frame.labels, label_set.num_classes, f"{path} {label_topic} at {frame.stamp_ns}")
+            self.frames.append((np.ascontiguousarray(frame.rgb()), np.ascontiguousarray(frame.labels)))
             self.stamps_ns.append(frame.stamp_ns)
         if not self.frames:
             raise DatasetError(

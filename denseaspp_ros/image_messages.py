@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from .errors import DenseASPPError
+from .frames import Frame, stamp_ns
 
 
 # The largest image accepted by default (4096x4096, 16.8 MP): a 30000x30000 PNG of 875 KB would
@@ -187,6 +188,12 @@ def compressed_to_array(msg: Any, max_pixels: int | None = None) -> tuple[np.nda
     if image is None:
         raise MessageError(f"corrupt or truncated {what}: OpenCV cannot decode its {data.size} bytes")
     return image, True
+
+
+def decode_frame(msg: Any, max_pixels: int | None = None) -> Frame:
+    """The adapter from camera messages (rclpy's or rosbags') to the core's Frame."""
+    pixels, bgr = decode_image(msg, max_pixels)
+    return Frame(pixels, bgr, stamp_ns(msg.header), msg.header.frame_id, str(stamp_ns(msg.header)))
 
 
 def decode_image(msg: Any, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:

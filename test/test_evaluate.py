@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from denseaspp_ros.errors import DenseASPPError
-from denseaspp_ros.eval.evaluate import Sample, Shard, cityscapes_samples, evaluate
+from denseaspp_ros.eval.evaluate import Shard, cityscapes_samples, evaluate
+from denseaspp_ros.frames import Frame
 from denseaspp_ros.inference import Segmenter
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import build_model
@@ -45,7 +46,7 @@ def run(samples, segmenter: Segmenter, **options):
     """The result and every prediction evaluate handed on, by frame name in the order handed on."""
     predictions: dict[str, np.ndarray] = {}
 
-    def keep(sample: Sample, prediction: np.ndarray) -> None:
+    def keep(sample: Frame, prediction: np.ndarray) -> None:
         predictions[sample.name] = prediction
 
     return evaluate(samples, segmenter, CITYSCAPES, on_prediction=keep, progress=False, **options), predictions
@@ -55,7 +56,7 @@ def synthetic_samples(count: int, then: BaseException | None = None, size: tuple
     rng = np.random.default_rng(7)
     for index in range(count):
         image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-        yield Sample(f"frame{index}", image, False, rng.integers(0, 19, size, dtype=np.uint8), index)
+        yield Frame(image, False, index, name=f"frame{index}", labels=rng.integers(0, 19, size, dtype=np.uint8))
     if then is not None:
         raise then
 
@@ -124,8 +125,8 @@ def test_ctrl_c_keeps_the_frames_before_it(model):
 
 def test_an_image_the_segmenter_refuses_stops_the_run_after_the_frames_before_it(model):
     good = list(synthetic_samples(3))
-    grey = Sample("grey", np.zeros((32, 48), np.uint8), False, np.zeros((32, 48), np.uint8))
-    mismatched = Sample("mismatched", good[0].image, False, np.zeros((8, 8), np.uint8))
+    grey = Frame(np.zeros((32, 48), np.uint8), False, name="grey", labels=np.zeros((32, 48), np.uint8))
+    mismatched = Frame(good[0].pixels, False, name="mismatched", labels=np.zeros((8, 8), np.uint8))
     result, predictions = run([good[0], mismatched, good[1], grey, good[2]], Segmenter(model, device="cpu"), batch=8)
     assert list(predictions) == ["frame0", "frame1"] and result.frames == 2 and result.corrupt == 1
     assert result.problems[0] == "mismatched: label and image sizes differ"

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from denseaspp_ros.serving.stamps import StampRejected, check_costmap_stamp, latency_s, stamp_ns
+from denseaspp_ros.frames import stamp_ns
+from denseaspp_ros.serving.stamps import StampRejected, check_costmap_stamp, latency_s
 
 NOW = 1_700_000_000 * 1_000_000_000
 SKEW, DECAY = 0.5, 1.0

@@ -151,8 +151,8 @@ def test_bag_output_reads_back(tmp_path, storage, compressed):
     expected = list(drive(config))
     for got, want in zip(frames, expected):
         assert got.stamp_ns == want.stamp_ns
-        np.testing.assert_array_equal(got.label, want.frame.train_ids)
-        image = got.image[..., ::-1] if got.is_bgr else got.image
+        np.testing.assert_array_equal(got.labels, want.frame.train_ids)
+        image = got.rgb()
         if compressed:
             assert np.abs(image.astype(int) - want.frame.rgb).mean() < 4  # JPEG
         else:

@@ -15,7 +15,8 @@ from .arguments import _size, check_writable
 
 if TYPE_CHECKING:  # the bag and evaluation modules load when the command runs, not for every command's parser
     from ..bags import MatchStats
-    from ..eval.evaluate import Sample, Shard
+    from ..eval.evaluate import Shard
+    from ..frames import Frame
 
 
 def register(commands) -> None:
@@ -88,7 +89,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _samples(
     args: argparse.Namespace, labels: LabelSet, shard: Shard, stats: MatchStats
-) -> tuple[Iterator[Sample], int | None]:
+) -> tuple[Iterator[Frame], int | None]:
     """The source's samples, and how many this shard will take when the source can tell (for the ETA)."""
     from ..bags import count_messages
     from ..eval.evaluate import bag_samples, cityscapes_samples

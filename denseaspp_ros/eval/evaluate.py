@@ -20,22 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..bags import BagError, MatchStats, read_labelled_frames
+from ..frames import Frame
 from ..datasets import BagDataset, CityscapesDataset
 from ..errors import DenseASPPError, ImageError
 from ..inference import Segmenter
 from ..labels import LabelSet
 from .metrics import ConfusionMatrix
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled frame: RGB or BGR image, trainId ground truth, and where it came from."""
-
-    name: str  # image path relative to the split, or the bag stamp
-    image: np.ndarray
-    is_bgr: bool
-    truth: np.ndarray
-    stamp_ns: int = 0
 
 
 @dataclass
@@ -73,30 +63,29 @@ class EvalResult:
 def bag_samples(
     path: str | Path, image_topic: str, label_topic: str, label_set: LabelSet, label_format: str, tolerance_s: float,
     stats: MatchStats, max_pixels: int | None = None,
-) -> Iterator[Sample]:
-    for frame in read_labelled_frames(path, image_topic, label_topic, tolerance_s, stats, max_pixels):
-        truth = label_set.to_train_ids(frame.label) if label_format == "labelid" else frame.label
-        yield Sample(str(frame.stamp_ns), frame.image, frame.is_bgr, truth, frame.stamp_ns)
+) -> Iterator[Frame]:
+    label_ids = label_set if label_format == "labelid" else None
+    return read_labelled_frames(path, image_topic, label_topic, tolerance_s, stats, max_pixels, label_ids)
 
 
-def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet, max_pixels: int | None = None) -> Iterator[Sample]:
+def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet, max_pixels: int | None = None) -> Iterator[Frame]:
     """A Cityscapes-layout split; a folder without one fails when the first sample is read, like a bad bag."""
     yield from dataset_samples(CityscapesDataset(root, split, label_set, max_pixels))
 
 
-def dataset_samples(dataset: CityscapesDataset | BagDataset, indices: Iterable[int] | None = None) -> Iterator[Sample]:
+def dataset_samples(dataset: CityscapesDataset | BagDataset, indices: Iterable[int] | None = None) -> Iterator[Frame]:
     """The items of a training dataset (all, or ``indices``) as RGB samples, read one at a time."""
     for index in range(len(dataset)) if indices is None else indices:
         image, truth = dataset[index]
-        yield Sample(dataset.name(index), image, False, truth, dataset.stamp_ns(index))
+        yield Frame(image, False, dataset.stamp_ns(index), name=dataset.name(index), labels=truth)
 
 
 def evaluate(
-    samples: Iterable[Sample],
+    samples: Iterable[Frame],
     segmenter: Segmenter,
     label_set: LabelSet,
     shard: Shard = Shard(),
-    on_prediction: Callable[[Sample, np.ndarray], None] | None = None,
+    on_prediction: Callable[[Frame, np.ndarray], None] | None = None,
     total: int | None = None,
     stats: MatchStats | None = None,
     *,
@@ -136,12 +125,12 @@ def evaluate(
 
 
 def _evaluate_batch(
-    samples: list[Sample], segmenter: Segmenter, result: EvalResult, on_prediction: Callable[[Sample, np.ndarray], None] | None
+    samples: list[Frame], segmenter: Segmenter, result: EvalResult, on_prediction: Callable[[Frame, np.ndarray], None] | None
 ) -> None:
     """Segment ``samples`` in one call and score them in order."""
     frames = []
     for sample in samples:
-        if sample.truth.shape != sample.image.shape[:2]:
+        if sample.labels.shape != sample.pixels.shape[:2]:
             result.corrupt += 1
             result.problems.append(f"{sample.name}: label and image sizes differ")
         else:
@@ -150,7 +139,7 @@ def _evaluate_batch(
         return
     start = time.perf_counter()
     try:
-        segmentations = segmenter.segment([s.image for s in frames], bgr=[s.is_bgr for s in frames])
+        segmentations = segmenter.segment([s.pixels for s in frames], bgr=[s.bgr for s in frames])
     except ImageError:
         if len(frames) == 1:
             raise
@@ -164,7 +153,7 @@ def _evaluate_batch(
             result.complete = False
             result.problems.append(f"{sample.name}: non-finite logits (NaN/inf): not scored")
             continue
-        result.matrix.update(sample.truth, segmentation.train_ids)
+        result.matrix.update(sample.labels, segmentation.train_ids)
         result.frames += 1
         if on_prediction is not None:
             on_prediction(sample, segmentation.train_ids)
@@ -181,18 +170,18 @@ class _Prefetch:
     after the samples read before it, as it would without the thread.
     """
 
-    def __init__(self, samples: Iterable[Sample], shard: Shard, depth: int) -> None:
+    def __init__(self, samples: Iterable[Frame], shard: Shard, depth: int) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, args=(samples, shard), name="eval-reader", daemon=True)
         self._thread.start()
 
-    def batches(self, size: int) -> Iterator[list[Sample]]:
+    def batches(self, size: int) -> Iterator[list[Frame]]:
         """Up to ``size`` samples at a time, in source order; then the source's error, if it had one."""
-        batch: list[Sample] = []
+        batch: list[Frame] = []
         while True:
             item = self._queue.get()
-            if not isinstance(item, Sample):
+            if not isinstance(item, Frame):
                 break
             batch.append(item)
             if len(batch) == size:
@@ -208,7 +197,7 @@ class _Prefetch:
         self._stop.set()
         self._thread.join()
 
-    def _read(self, samples: Iterable[Sample], shard: Shard) -> None:
+    def _read(self, samples: Iterable[Frame], shard: Shard) -> None:
         source = iter(samples)
         try:
             for position, sample in enumerate(source):

@@ -15,7 +15,7 @@ from ..bags import BagWriter
 from ..costmap import CameraModel, CameraPose, CostmapSettings, SemanticCostmap, load_cost_table
 from ..imageio import write_png
 from ..labels import LabelSet
-from .evaluate import Sample
+from ..frames import Frame
 
 CAMERA = "camera"  # the frame id and costmap camera of every result-bag message
 
@@ -45,7 +45,7 @@ class PredictionWriter:
         self.costmap = costmap
         self.cityscapes_names = cityscapes_names
 
-    def __call__(self, sample: Sample, prediction: np.ndarray) -> None:
+    def __call__(self, sample: Frame, prediction: np.ndarray) -> None:
         if self.bag is not None:
             self._write_bag(sample, prediction)
         if self.predictions is not None:
@@ -53,19 +53,19 @@ class PredictionWriter:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_png(target, self.label_set.to_label_ids(prediction))
 
-    def prediction_path(self, sample: Sample) -> Path:
+    def prediction_path(self, sample: Frame) -> Path:
         """Cityscapes frames keep their name (``<city>_<seq>_<frame>_pred_labelIds.png``), bag frames their stamp."""
         source = Path(sample.name)
         name = source.name.replace("_leftImg8bit.png", "") if self.cityscapes_names else f"frame_{sample.name}"
         return self.predictions / source.parent / f"{name}_pred_labelIds.png"
 
-    def _write_bag(self, sample: Sample, prediction: np.ndarray) -> None:
+    def _write_bag(self, sample: Frame, prediction: np.ndarray) -> None:
         bag, stamp = self.bag, sample.stamp_ns
-        image = np.ascontiguousarray(sample.image[..., ::-1]) if sample.is_bgr else sample.image
+        image = sample.rgb()
         bag.write_image("/eval/image", stamp, CAMERA, image, "rgb8")
         bag.write_image("/eval/mask", stamp, CAMERA, prediction, "mono8")
         bag.write_image("/eval/mask_color", stamp, CAMERA, self.label_set.colorize(prediction), "rgb8")
-        bag.write_image("/eval/ground_truth", stamp, CAMERA, sample.truth, "mono8")
+        bag.write_image("/eval/ground_truth", stamp, CAMERA, sample.labels, "mono8")
         if self.costmap is not None:
             self.costmap.update(CAMERA, prediction, stamp / 1e9)
             bag.write_grid("/eval/costmap", stamp, self.costmap.grid, self.costmap.snapshot().costs)

@@ -27,7 +27,8 @@ from std_msgs.msg import Header
 from ..costmap import CameraModel, SemanticCostmap, bird_eye_image, load_cost_table
 from ..errors import DenseASPPError
 from ..labels import LabelSet
-from ..serving.stamps import check_costmap_stamp, stamp_ns
+from ..frames import stamp_ns
+from ..serving.stamps import check_costmap_stamp
 from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
 from .names import COSTMAP_COLOR_TOPIC, COSTMAP_OBSTACLES_TOPIC, COSTMAP_TOPIC

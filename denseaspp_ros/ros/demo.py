@@ -32,11 +32,11 @@ from ..costmap import load_cost_table
 from ..errors import DenseASPPError
 from ..eval.costmap_agreement import CostmapAgreement
 from ..eval.report import build_report, format_number, format_percent, write_report
-from ..image_messages import class_mask_to_array, decode_image
+from ..image_messages import class_mask_to_array, decode_frame
 from ..labels import CITYSCAPES
 from ..synth.drive import DriveConfig
 from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, grid_classes, write_drive
-from ..serving.stamps import stamp_ns
+from ..frames import stamp_ns
 from .replay import Replayer, ReplayOptions, ReplayResult
 
 NODE = "segmentation_node"
@@ -206,8 +206,8 @@ def _cityscapes_bag(root: Path, split: str, bag: Path) -> None:
     with BagWriter(bag) as writer:
         for sample in cityscapes_samples(root, split, CITYSCAPES):
             stamp = START_STAMP_NS + sample.stamp_ns
-            writer.write_image(IMAGE_TOPIC, stamp, CAMERA_FRAME, sample.image, "rgb8")
-            writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, sample.truth, "mono8")
+            writer.write_image(IMAGE_TOPIC, stamp, CAMERA_FRAME, sample.rgb(), "rgb8")
+            writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, sample.labels, "mono8")
 
 
 def _read_topics(bag: Path, topics: tuple[str, ...]) -> dict[str, dict[int, object]]:
@@ -253,8 +253,7 @@ def _write_gif(
         original = images.get(to_original.get(stamp_ns(mask.header)))
         if original is None:
             continue
-        image, is_bgr = decode_image(original)
-        rgb = np.ascontiguousarray(image[..., ::-1]) if is_bgr else image
+        rgb = np.ascontiguousarray(decode_frame(original).rgb())
         overlay = CITYSCAPES.overlay(rgb, np.ascontiguousarray(class_mask_to_array(mask)), 0.5)
         frames.append(Picture.fromarray(np.concatenate([rgb, overlay], axis=0)))
     if frames:

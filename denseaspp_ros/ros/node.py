@@ -19,13 +19,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from ..errors import Cancelled
-from ..image_messages import ImageTooLarge, MessageError, decode_image
+from ..frames import Frame
+from ..image_messages import ImageTooLarge, MessageError, decode_frame
 from ..inference import Segmentation, Segmenter, load_engine
 from ..labels import LabelSet
 from ..model import OptionNames
 from ..serving.health import Health, Level, as_text, camera_figures, camera_health, engine_figures
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
-from ..serving.stamps import StampRejected, latency_s, stamp_ns
+from ..serving.stamps import StampRejected, latency_s
 from ..serving.stats import NONFINITE, CameraStats, EngineStats
 from .camera_info import published_size
 from .conversions import labels_json, mono8_msg, rgb8_msg
@@ -70,15 +71,14 @@ class Camera:
 class Job:
     """A frame in the batch being run: its camera, its pixels and the outputs someone wants of it."""
 
-    frame: PendingFrame
+    pending: PendingFrame
     camera: Camera
-    image: np.ndarray
-    is_bgr: bool
+    frame: Frame
     wanted: set[str]
 
     @property
     def header(self) -> Header:
-        return self.frame.message.header
+        return self.pending.message.header
 
 
 class SegmentationNode(CameraLifecycleNode):
@@ -243,8 +243,8 @@ class SegmentationNode(CameraLifecycleNode):
         start = time.perf_counter()
         try:
             results = self.segmenter.segment(
-                [job.image for job in jobs],
-                bgr=[job.is_bgr for job in jobs],
+                [job.frame.pixels for job in jobs],
+                bgr=[job.frame.bgr for job in jobs],
                 confidence=any(self._needs_confidence(job.wanted) for job in jobs),
             )
         except Cancelled:
@@ -269,27 +269,27 @@ class SegmentationNode(CameraLifecycleNode):
             if self._stop_worker.is_set():
                 return  # shutting down: the context may already be gone
             self._publish(job, result)
-            latency = latency_s(stamp_ns(job.header), self.get_clock().now().nanoseconds)
+            latency = latency_s(job.frame.stamp_ns, self.get_clock().now().nanoseconds)
             job.camera.stats.on_published(latency, inference_s)
             if COSTMAP in job.wanted:
                 into_costmap.append((job, result))
         if into_costmap:
             self._update_costmap(into_costmap)
 
-    def _job(self, frame: PendingFrame) -> Job | None:
+    def _job(self, pending: PendingFrame) -> Job | None:
         """The frame decoded, with the outputs someone wants of it; None when nobody does or it cannot be read."""
-        camera = self.cameras[frame.camera]
+        camera = self.cameras[pending.camera]
         wanted = self._wanted(camera)
         if not wanted:
             return None  # nobody listens: skip the inference too
         try:
-            image, is_bgr = self._to_array(camera, frame.message)
+            frame = self._decode(camera, pending.message)
         except MessageError as error:
             kind = "too_large" if isinstance(error, ImageTooLarge) else "bad_message"
             camera.stats.on_error(kind)
             self.throttled.warn((camera.name, kind, str(error)[:30]), f"{camera.name}: dropped a frame: {error}")
             return None
-        return Job(frame, camera, image, is_bgr, wanted)
+        return Job(pending, camera, frame, wanted)
 
     def _wanted(self, camera: Camera) -> set[str]:
         """The camera's outputs someone subscribes to, and the costmap when it feeds one someone reads."""
@@ -301,19 +301,20 @@ class SegmentationNode(CameraLifecycleNode):
     def _needs_confidence(self, wanted: set[str]) -> bool:
         return "confidence" in wanted or (COSTMAP in wanted and self.settings.costmap.fusion.rule == "majority")
 
-    def _to_array(self, camera: Camera, message: Image | CompressedImage) -> tuple[np.ndarray, bool]:
-        image, is_bgr = decode_image(message, self.settings.max_image_pixels)
+    def _decode(self, camera: Camera, message: Image | CompressedImage) -> Frame:
+        frame = decode_frame(message, self.settings.max_image_pixels)
         info = self.camera_info.get(camera.name)
         if info is not None:
             expected = published_size(info)
-            if expected != image.shape[:2]:
+            height, width = frame.pixels.shape[:2]
+            if expected != (height, width):
                 camera.stats.on_error("camera_info_mismatch")
                 self.throttled.warn(
                     (camera.name, "camera_info_mismatch"),
-                    f"{camera.name}: image is {image.shape[1]}x{image.shape[0]} but camera_info says "
+                    f"{camera.name}: image is {width}x{height} but camera_info says "
                     f"{expected[1]}x{expected[0]}: the mask follows the image",
                 )
-        return image, is_bgr
+        return frame
 
     def _publish(self, job: Job, result: Segmentation) -> None:
         header, publishers, wanted = job.header, job.camera.publishers, job.wanted
@@ -322,7 +323,7 @@ class SegmentationNode(CameraLifecycleNode):
         if "mask_color" in wanted:
             publishers["mask_color"].publish(rgb8_msg(header, self.label_set.colorize(result.train_ids)))
         if "overlay" in wanted:
-            rgb = np.ascontiguousarray(job.image[..., ::-1]) if job.is_bgr else np.ascontiguousarray(job.image)
+            rgb = np.ascontiguousarray(job.frame.rgb())
             overlay = self.label_set.overlay(rgb, result.train_ids, self.settings.overlay_alpha)
             publishers["overlay"].publish(rgb8_msg(header, overlay))
         if "confidence" in wanted:

@@ -30,7 +30,7 @@ from ..eval.metrics import ConfusionMatrix
 from ..eval.timing import LatencySummary
 from ..image_messages import class_mask_to_array
 from ..labels import LabelSet
-from ..serving.stamps import stamp_ns
+from ..frames import stamp_ns
 
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -1,18 +1,12 @@
-"""Message stamps as integer nanoseconds, and the stamps the costmap cannot trust (no ROS imports).
+"""The stamps the costmap cannot trust, and latency from a stamp (no ROS imports).
 
 Plain integers: rclpy's Time refuses stamps before 1970, which would end a worker thread.
 """
 
 from __future__ import annotations
 
-from typing import Any
 
 from ..errors import DenseASPPError
-
-
-def stamp_ns(header: Any) -> int:
-    """A std_msgs/Header's stamp as integer nanoseconds (negative before 1970, 0 when unstamped)."""
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def latency_s(stamp: int, now: int) -> float | None:
