@@ -19,7 +19,7 @@ from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
 from denseaspp_ros.inference import Segmenter
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import build_model
-from denseaspp_ros.model.variants import DEMO_WEIGHTS_FILE
+from denseaspp_ros.model import DEMO_WEIGHTS
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
 
@@ -48,8 +48,8 @@ def main() -> None:
     for name, value, here in zip(CITYSCAPES.class_names, iou, present):
         print(f"  {name:14s} {'n/a' if np.isnan(value) else f'{100 * value:6.2f}'}{'' if here else '  (absent)'}")
     if args.write_record:
-        path = DEMO_WEIGHTS_FILE.with_suffix(".json")
-        record = json.loads(path.read_text()) if path.is_file() else {}
+        path = DEMO_WEIGHTS.record_path
+        record = DEMO_WEIGHTS.record()
         record.update({
             "what": "MobileNetDenseASPP trained on the synthetic street world (Cityscapes classes); not Cityscapes weights",
             "held_out": HELD_OUT,

@@ -16,11 +16,11 @@ from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
 from denseaspp_ros.inference import Segmenter
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import build_model
-from denseaspp_ros.model.variants import DEMO_WEIGHTS_FILE
+from denseaspp_ros.model import DEMO_WEIGHTS
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
 
-RECORD = json.loads(DEMO_WEIGHTS_FILE.with_suffix(".json").read_text())
+RECORD = DEMO_WEIGHTS.record()
 
 
 def test_demo_weights_score_their_recorded_held_out_miou(tmp_path):

@@ -121,3 +121,23 @@ def test_num_classes_sizes_the_classifier():
 def test_build_model_rejects_bad_arguments(name, num_classes, message):
     with pytest.raises(DenseASPPError, match=message):
         build_model(name, num_classes)
+
+
+def test_known_weights_are_described_once_and_found_where_they_live(tmp_path, monkeypatch):
+    from denseaspp_ros.model import WEIGHTS, find_published_weights, read_checkpoint, resolve_weights
+
+    demo = WEIGHTS["demo"]
+    path = demo.locate()
+    assert path is not None and resolve_weights("demo") == path
+    header = read_checkpoint(path).metadata
+    assert (header["model"], header["num_classes"]) == (demo.model, 19)
+    assert abs(demo.record()["miou"] - demo.metrics["miou_held_out_synthetic"]) < 0.001  # the record agrees
+    release = WEIGHTS["denseASPP161"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DENSEASPP_WEIGHTS_DIR", raising=False)
+    assert find_published_weights(release.model) is None
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / release.filename).write_bytes(b"x")
+    monkeypatch.setenv("DENSEASPP_WEIGHTS_DIR", str(tmp_path / "elsewhere"))
+    assert find_published_weights("DenseASPP161") == tmp_path / "elsewhere" / release.filename
+    assert find_published_weights("MobileNetDenseASPP") is None  # the demo file is not a published checkpoint

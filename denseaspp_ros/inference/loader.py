@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..labels import LabelSet, get_label_set
-from ..model import AUTO_MODEL, CLI_OPTIONS, DEMO_WEIGHTS_NAME, OptionNames, build_model, find_published_weights
+from ..model import AUTO_MODEL, CLI_OPTIONS, DEMO_WEIGHTS, OptionNames, build_model, find_published_weights
 from .segmenter import Segmenter
 
 
@@ -55,7 +55,7 @@ def _resolve(
 ) -> Path | str | None:
     """The checkpoint to load, or None for random weights (only with ``allow_untrained``)."""
     if weights is not None and str(weights) != "":
-        if str(weights) == DEMO_WEIGHTS_NAME or Path(weights).is_file():
+        if str(weights) == DEMO_WEIGHTS.name or Path(weights).is_file():
             return weights
         problem = (
             f"{options.weights.format(weights)} does not exist (relative to {Path.cwd()}): download the release's "
@@ -68,7 +68,7 @@ def _resolve(
         problem = f"no {options.weights.format('').strip()} given and no published {model} checkpoint under weights/"
     if not allow_untrained:
         raise CheckpointError(
-            f"{problem}; {options.weights.format(DEMO_WEIGHTS_NAME)} runs the synthetic-world demo weights; "
+            f"{problem}; {options.weights.format(DEMO_WEIGHTS.name)} runs the synthetic-world demo weights; "
             f"{options.allow_untrained} runs random weights (tests and benchmarks only)"
         )
     warn(f"{problem}: using random weights, the masks will be meaningless")

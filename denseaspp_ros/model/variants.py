@@ -6,7 +6,6 @@ Sits above ``checkpoint`` (file I/O), which knows nothing of the networks.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +18,7 @@ from torch import nn
 from ..errors import CheckpointError, DenseASPPError
 from .checkpoint import Checkpoint, from_original_keys, read_checkpoint, save_safetensors
 from .denseaspp import DenseASPP
+from .weights import resolve_weights
 from .densenet import DenseNetConfig, DilatedDenseNet
 from .mobilenet import DilatedMobileNetV2
 
@@ -50,26 +50,6 @@ VARIANTS: dict[str, Variant] = {
 MODEL_NAMES = tuple(VARIANTS)
 
 
-@dataclass(frozen=True)
-class PublishedWeights:
-    """A checkpoint of the original release: where it goes and what it was measured to do."""
-
-    model: str
-    filename: str
-    size_mb: float
-    dataset: str
-    miou_single_scale: float
-    miou_multi_scale: float
-
-
-# Cityscapes val mIoU (19 classes, 1024x2048) as this project's issue tracker records them; a
-# later revision of the release's README lists 79.9% / 80.6% for the same file. The MobileNetV2
-# checkpoint (74.5% / 75.0%) was announced but never published, so it has no entry here.
-PUBLISHED_WEIGHTS: dict[str, PublishedWeights] = {
-    "DenseASPP161": PublishedWeights("DenseASPP161", "denseASPP161.pkl", 142.7, "cityscapes", 0.788, 0.798),
-}
-
-
 def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
@@ -77,20 +57,6 @@ def get_variant(name: str) -> Variant:
         raise DenseASPPError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}") from None
 
 
-DEMO_WEIGHTS_NAME = "demo"
-DEMO_WEIGHTS_MODEL = "MobileNetDenseASPP"
-# MobileNetDenseASPP trained by `denseaspp train` on the synthetic street world (Cityscapes classes):
-# the demo's weights. Not Cityscapes weights: on real images they mean little.
-DEMO_WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "data" / "weights" / "synthetic_street_mobilenet_denseaspp.safetensors"
-
-
-def resolve_weights(weights: str | Path) -> Path:
-    """``demo`` names the packaged synthetic-world weights; any other value is a path."""
-    if str(weights) == DEMO_WEIGHTS_NAME and not Path(weights).exists():
-        if not DEMO_WEIGHTS_FILE.is_file():
-            raise DenseASPPError(f"the demo weights are not installed ({DEMO_WEIGHTS_FILE} is missing)")
-        return DEMO_WEIGHTS_FILE
-    return Path(weights)
 
 
 @dataclass(frozen=True)
@@ -248,18 +214,3 @@ def convert_checkpoint(
     model = build_model(model_name, num_classes, weights=source)
     save_safetensors(model.half() if half else model, target, source=Path(source).name)
 
-
-def find_published_weights(name: str) -> Path | None:
-    """The release's checkpoint for ``name`` if the user put it where the README says.
-
-    Looked for in ``$DENSEASPP_WEIGHTS_DIR`` and then ``./weights`` (the release's own convention).
-    """
-    published = PUBLISHED_WEIGHTS.get(name)
-    if published is None:
-        return None
-    folders = [Path(os.environ["DENSEASPP_WEIGHTS_DIR"])] if "DENSEASPP_WEIGHTS_DIR" in os.environ else []
-    for folder in [*folders, Path("weights")]:
-        candidate = folder / published.filename
-        if candidate.is_file():
-            return candidate
-    return None
