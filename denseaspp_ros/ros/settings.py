@@ -32,23 +32,26 @@ def _floating(low: float, high: float) -> dict[str, Any]:
     return {"floating_point_range": [FloatingPointRange(from_value=low, to_value=high, step=0.0)]}
 
 
+# The costmap library's own defaults, declared once (costmap/), are the parameters' defaults.
+_GRID, _FUSION = GridSpec(), CostmapSettings()
+
 # name: (default, description, extra descriptor fields)
 # The grid and its rules: shared by segmentation_node and semantic_costmap_node.
 COSTMAP_PARAMETERS: dict[str, tuple[Any, str, dict[str, Any]]] = {
-    "costmap.frame_id": ("base_link", "frame of the grid and of the camera poses (the vehicle, REP 105)", {}),
-    "costmap.resolution": (0.1, "cell size in metres", _floating(0.005, 100.0)),
-    "costmap.length_x": (40.0, "grid extent along x in metres", _floating(0.01, 10000.0)),
-    "costmap.length_y": (30.0, "grid extent along y in metres", _floating(0.01, 10000.0)),
-    "costmap.origin_x": (-10.0, "x of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
-    "costmap.origin_y": (-15.0, "y of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
-    "costmap.max_range": (30.0, "ground points farther than this from the camera are ignored, metres", _floating(0.1, 10000.0)),
-    "costmap.decay_time": (1.0, "seconds after which a cell no camera sees again returns to unknown", _floating(0.01, 3600.0)),
+    "costmap.frame_id": (_GRID.frame_id, "frame of the grid and of the camera poses (the vehicle, REP 105)", {}),
+    "costmap.resolution": (_GRID.resolution, "cell size in metres", _floating(0.005, 100.0)),
+    "costmap.length_x": (_GRID.length_x, "grid extent along x in metres", _floating(0.01, 10000.0)),
+    "costmap.length_y": (_GRID.length_y, "grid extent along y in metres", _floating(0.01, 10000.0)),
+    "costmap.origin_x": (_GRID.origin_x, "x of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
+    "costmap.origin_y": (_GRID.origin_y, "y of the outer corner of cell (0, 0) in costmap.frame_id, metres", {}),
+    "costmap.max_range": (_FUSION.max_range, "ground points farther than this from the camera are ignored, metres", _floating(0.1, 10000.0)),
+    "costmap.decay_time": (_FUSION.decay_time, "seconds after which a cell no camera sees again returns to unknown", _floating(0.01, 3600.0)),
     "costmap.max_stamp_skew": (
         0.5, "frames stamped further ahead of this node's clock are refused (seconds)", _floating(0.0, 3600.0)
     ),
     "costmap.classes_file": ("", "class -> cost table (costmap.yaml); empty = the built-in table of the label set", {}),
-    "costmap.rule": ("max", "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", {}),
-    "costmap.occluded_unknown": (False, "cells in view whose ground is hidden become unknown at once (else they decay)", {}),
+    "costmap.rule": (_FUSION.rule, "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", {}),
+    "costmap.occluded_unknown": (_FUSION.occluded_unknown, "cells in view whose ground is hidden become unknown at once (else they decay)", {}),
     "costmap.publish_color": (False, "publish ~/costmap_color: rgb8 bird's-eye image of the classes", {}),
     "costmap.publish_obstacles": (False, "publish ~/costmap_obstacles: PointCloud2 of obstacle ground contacts", {}),
 }
