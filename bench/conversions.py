@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from std_msgs.msg import Header
 
 from denseaspp_ros.cli import _count, _size
 from denseaspp_ros.inference.benchmark import describe_machine
+from denseaspp_ros.inference.benchmark import median_milliseconds as milliseconds
 from denseaspp_ros.image_messages import SUPPORTED_ENCODINGS, compressed_to_array, image_to_array
 from denseaspp_ros.ros.conversions import mono8_msg, rgb8_msg
 
@@ -40,16 +40,6 @@ _ENCODE = {
     "yuv422": lambda rgb: cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_UYVY),
     "yuv422_yuy2": lambda rgb: cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_YUY2),
 }
-
-
-def milliseconds(work: Callable[[], object], repeats: int) -> float:
-    work()  # warm-up: first-call allocations and OpenCV dispatch
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def received_image(encoding: str, rgb: np.ndarray, padding: int = 0) -> Image:

@@ -10,7 +10,6 @@ few hundred bytes declaring 30000x30000 from its header, beside decoding a real 
 from __future__ import annotations
 
 import struct
-import time
 import zlib
 from types import SimpleNamespace
 
@@ -19,16 +18,9 @@ import numpy as np
 import torch
 
 from denseaspp_ros.image_messages import MAX_IMAGE_PIXELS, MessageError, decode_image
+from denseaspp_ros.inference.benchmark import median_milliseconds
 
-
-def median_ms(run, repeats: int = 20) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+REPEATS = 20
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -42,9 +34,9 @@ def png_declaring(width: int, height: int) -> bytes:
 def main() -> None:
     torch.manual_seed(0)
     scores = torch.randn(1, 19, 1024, 2048)
-    argmax_ms = median_ms(lambda: scores.max(1))
+    argmax_ms = median_milliseconds(lambda: scores.max(1), REPEATS)
     best = scores.max(1)[0]
-    check_ms = median_ms(lambda: torch.isfinite(best).flatten(1).all(1).tolist())
+    check_ms = median_milliseconds(lambda: torch.isfinite(best).flatten(1).all(1).tolist(), REPEATS)
     print(f"1024x2048, 19 classes: argmax {argmax_ms:.1f} ms, non-finite check on the per-pixel best {check_ms:.2f} ms "
           f"({100 * check_ms / argmax_ms:.1f}% of the argmax)")
 
@@ -60,9 +52,9 @@ def main() -> None:
     ok, jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (1024, 2048, 3), np.uint8))
     assert ok
     real = SimpleNamespace(format="jpeg", data=jpeg.tobytes())
-    checked = median_ms(lambda: decode_image(real, MAX_IMAGE_PIXELS))
-    plain = median_ms(lambda: cv2.imdecode(jpeg, cv2.IMREAD_COLOR))
-    print(f"30000x30000 PNG of {len(bomb.data)} bytes refused from its header in {median_ms(refuse):.3f} ms; "
+    checked = median_milliseconds(lambda: decode_image(real, MAX_IMAGE_PIXELS), REPEATS)
+    plain = median_milliseconds(lambda: cv2.imdecode(jpeg, cv2.IMREAD_COLOR), REPEATS)
+    print(f"30000x30000 PNG of {len(bomb.data)} bytes refused from its header in {median_milliseconds(refuse, REPEATS):.3f} ms; "
           f"a real 2048x1024 JPEG ({len(real.data) // 1024} KB): {checked:.1f} ms with the header check, "
           f"{plain:.1f} ms for OpenCV's decode alone")
 

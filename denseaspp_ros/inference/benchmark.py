@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -59,6 +60,18 @@ def describe_machine(device: torch.device) -> str:
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def median_milliseconds(work: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``work`` over ``repeats`` calls after one untimed warm-up call
+    (first-call allocations and dispatch); the median resists stalls from other processes."""
+    work()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
 
 
 def _synchronize(device: torch.device) -> None:
