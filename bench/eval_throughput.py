@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import torch
 
+from denseaspp_ros.cli import _size
 from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
 from denseaspp_ros.frames import Frame
 from denseaspp_ros.eval.metrics import ConfusionMatrix
@@ -33,11 +34,6 @@ from denseaspp_ros.labels import CITYSCAPES
 
 
 T = TypeVar("T")
-
-
-def size(text: str) -> tuple[int, int]:
-    height, width = (int(part) for part in text.lower().split("x"))
-    return height, width
 
 
 def timed(run: Callable[[], T]) -> tuple[float, T]:
@@ -98,7 +94,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--repeats", type=int, default=5, help="alternating engine/evaluate runs per batch size")
-    parser.add_argument("--input-size", type=size, help="HxW the network runs at (a faster engine, as on a GPU)")
+    parser.add_argument("--input-size", type=_size, help="HxW the network runs at (a faster engine, as on a GPU)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's); fewer than cores leaves the reader a core")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ them (``train.augmentation``), evaluation streams them through the Segmenter (``
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from torch.utils.data import Dataset
 
 from .bags import MatchStats, read_labelled_frames
 from .errors import DenseASPPError, ImageError
+from .frames import Frame
 from .imageio import read_bgr
 from .labels import IGNORE_INDEX, LabelSet
 
@@ -73,14 +75,14 @@ class CityscapesDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def name(self, index: int) -> str:
-        """The image's path relative to the split folder, as Cityscapes' tools name predictions."""
-        return str(self.items[index][0].relative_to(self.root / "leftImg8bit" / self.split))
-
-    def stamp_ns(self, index: int) -> int:
-        return index * _FOLDER_FRAME_PERIOD_NS
-
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """RGB image and trainIds, for training."""
+        frame = self.frame(index)
+        return frame.rgb(), frame.labels
+
+    def frame(self, index: int) -> Frame:
+        """The item as decoded (BGR: the Segmenter swaps on the device), named as Cityscapes' tools
+        name predictions (the path relative to the split folder)."""
         image_path, label_path, label_ids = self.items[index]
         try:
             image = read_bgr(image_path, self.max_pixels)
@@ -97,7 +99,8 @@ class CityscapesDataset(Dataset):
         if label_ids:
             label = self.label_set.to_train_ids(label)
         check_label(label, self.label_set.num_classes, str(label_path))
-        return np.ascontiguousarray(image[..., ::-1]), label
+        name = str(image_path.relative_to(self.root / "leftImg8bit" / self.split))
+        return Frame(image, True, index * _FOLDER_FRAME_PERIOD_NS, name=name, labels=label)
 
 
 class BagDataset(Dataset):
@@ -110,13 +113,12 @@ class BagDataset(Dataset):
         if label_format not in ("trainid", "labelid"):
             raise DatasetError(f"label format must be trainid or labelid, got {label_format!r}")
         self.stats = MatchStats()
-        self.frames: list[tuple[np.ndarray, np.ndarray]] = []
-        self.stamps_ns: list[int] = []
+        self.frames: list[Frame] = []  # RGB, converted once for every epoch
         label_ids = label_set if label_format == "labelid" else None
         for frame in read_labelled_frames(path, image_topic, label_topic, tolerance_s, self.stats, label_ids=label_ids):
             check_label(frame.labels, label_set.num_classes, f"{path} {label_topic} at {frame.stamp_ns}")
-            self.frames.append((np.ascontiguousarray(frame.rgb()), np.ascontiguousarray(frame.labels)))
-            self.stamps_ns.append(frame.stamp_ns)
+            pixels, labels = np.ascontiguousarray(frame.rgb()), np.ascontiguousarray(frame.labels)
+            self.frames.append(replace(frame, pixels=pixels, bgr=False, labels=labels))
         if not self.frames:
             raise DatasetError(
                 f"no image/label pairs in {path} ({image_topic} + {label_topic}): {self.stats.unmatched_images} "
@@ -126,12 +128,9 @@ class BagDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
-    def name(self, index: int) -> str:
-        """The frame's header stamp in nanoseconds, as bag evaluation names frames."""
-        return str(self.stamps_ns[index])
-
-    def stamp_ns(self, index: int) -> int:
-        return self.stamps_ns[index]
-
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        frame = self.frames[index]
+        return frame.pixels, frame.labels
+
+    def frame(self, index: int) -> Frame:
         return self.frames[index]

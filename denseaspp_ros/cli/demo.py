@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import DenseASPPError
-from ..model import MODEL_NAMES
+from ..model import DEMO_WEIGHTS, MODEL_NAMES
 from .arguments import _count, _size
 
 
@@ -16,8 +16,8 @@ def register(commands) -> None:
     demo.add_argument("--frames", type=_count(1), default=60)
     demo.add_argument("--seed", type=_count(0), default=7, help="scene of the drive (the demo weights never saw seed 7)")
     demo.add_argument("--size", type=_size, default=(256, 512))
-    demo.add_argument("--model", default="MobileNetDenseASPP", choices=MODEL_NAMES)
-    demo.add_argument("--weights", default="demo", help="checkpoint for the node; demo = the synthetic-world weights")
+    demo.add_argument("--model", default=DEMO_WEIGHTS.model, choices=MODEL_NAMES)
+    demo.add_argument("--weights", default=DEMO_WEIGHTS.name, help="checkpoint for the node; demo = the synthetic-world weights")
     demo.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     demo.add_argument("--bag", type=Path, help="replay this bag instead of a synthetic drive")
     demo.add_argument("--cityscapes", type=Path, help="replay this Cityscapes-layout folder (as a 10 Hz drive) instead")

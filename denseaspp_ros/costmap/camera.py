@@ -99,11 +99,10 @@ class CameraModel:
                 )
             K[0, 2] -= x_offset
             K[1, 2] -= y_offset
-            width, height = roi_width, roi_height
-        model = cls(K, D, width, height)
+        model = cls(K, D, *published_size(width, height, (0, 0), roi))
         binning_x, binning_y = (max(int(b), 1) for b in binning)
         if binning_x > 1 or binning_y > 1:
-            model = model.scaled_to(width // binning_x, height // binning_y, (1 / binning_x, 1 / binning_y))
+            model = model.scaled_to(*published_size(width, height, binning, roi), (1 / binning_x, 1 / binning_y))
         return model
 
     def scaled_to(self, width: int, height: int, scale: tuple[float, float] | None = None) -> CameraModel:
@@ -172,6 +171,14 @@ class CameraModel:
         )
         rays = self.normalize(border)
         return (rays[:, 0].min(), rays[:, 0].max(), rays[:, 1].min(), rays[:, 1].max())
+
+
+def published_size(width: int, height: int, binning: tuple[int, int], roi: tuple[int, int, int, int]) -> tuple[int, int]:
+    """(width, height) of the images a camera publishes (REP 104): the ROI when it is set, then
+    binning (0 meaning 1); ``roi`` is (x_offset, y_offset, width, height)."""
+    if roi[2] and roi[3]:
+        width, height = int(roi[2]), int(roi[3])
+    return width // max(int(binning[0]), 1), height // max(int(binning[1]), 1)
 
 
 def _undistort(pixels: np.ndarray, K: np.ndarray, D: np.ndarray) -> np.ndarray:

@@ -120,17 +120,17 @@ class SemanticCostmap:
             camera, pose = self._cameras[name]
         except KeyError:
             raise DenseASPPError(f"camera {name!r} has no model and pose in the costmap") from None
-        height, width = mask_shape
-        if (width, height) != (camera.width, camera.height):
-            camera = camera.scaled_to(width, height)
+        # Keyed by mask size: set_camera empties the cache, so a frame costs a dict lookup here.
         cache = self._projections[name]
-        key = camera.key
-        projection = cache.get(key)
+        projection = cache.get(mask_shape)
         if projection is None:
+            height, width = mask_shape
+            if (width, height) != (camera.width, camera.height):
+                camera = camera.scaled_to(width, height)
             projection = GroundProjection(camera, pose, self.grid, self.settings.max_range)
             if len(cache) >= _PROJECTIONS_PER_CAMERA:
                 cache.pop(next(iter(cache)))
-            cache[key] = projection
+            cache[mask_shape] = projection
         return projection
 
     def update(self, name: str, train_ids: np.ndarray, stamp: float, confidence: np.ndarray | None = None) -> int:

@@ -74,10 +74,9 @@ def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet, max_pi
 
 
 def dataset_samples(dataset: CityscapesDataset | BagDataset, indices: Iterable[int] | None = None) -> Iterator[Frame]:
-    """The items of a training dataset (all, or ``indices``) as RGB samples, read one at a time."""
+    """The frames of a dataset (all, or ``indices``), read one at a time."""
     for index in range(len(dataset)) if indices is None else indices:
-        image, truth = dataset[index]
-        yield Frame(image, False, dataset.stamp_ns(index), name=dataset.name(index), labels=truth)
+        yield dataset.frame(index)
 
 
 def evaluate(

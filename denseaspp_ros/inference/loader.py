@@ -46,7 +46,7 @@ def load_engine(
         raise CheckpointError(f"{options.model.format(AUTO_MODEL)} identifies the network from its weights: random weights need a named model")
     network = build_model(model, label_set.num_classes, path, options)
     segmenter = Segmenter(network, own_model=True, **engine_options)
-    segmenter.weights, segmenter.model_name, segmenter.label_set = path, network.variant_name, label_set
+    segmenter.weights, segmenter.label_set = path, label_set  # the Segmenter takes model_name from the network
     return segmenter
 
 

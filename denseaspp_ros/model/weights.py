@@ -83,4 +83,5 @@ def resolve_weights(weights: str | Path) -> Path:
 
 def find_published_weights(model: str) -> Path | None:
     """The release's checkpoint for ``model`` if the user put it where the README says."""
-    return next((w.locate() for w in WEIGHTS.values() if w.model == model and not w.packaged and w.locate()), None)
+    candidates = (w.locate() for w in WEIGHTS.values() if w.model == model and not w.packaged)
+    return next((path for path in candidates if path is not None), None)

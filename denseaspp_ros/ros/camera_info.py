@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from sensor_msgs.msg import CameraInfo
 
-from ..costmap import CameraModel
+from ..costmap import CameraModel, camera
 
 
 def published_size(info: CameraInfo) -> tuple[int, int]:
     """(height, width) of the images a CameraInfo describes: its ROI (when set), then binning."""
     roi = info.roi
-    height, width = (roi.height, roi.width) if roi.width and roi.height else (info.height, info.width)
-    return height // max(info.binning_y, 1), width // max(info.binning_x, 1)
+    width, height = camera.published_size(
+        info.width, info.height, (info.binning_x, info.binning_y), (roi.x_offset, roi.y_offset, roi.width, roi.height)
+    )
+    return height, width
 
 
 def camera_model_from_info(info: CameraInfo) -> CameraModel:

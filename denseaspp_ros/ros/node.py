@@ -86,7 +86,6 @@ class SegmentationNode(CameraLifecycleNode):
         super().__init__(NODE_NAME, NODE_PARAMETERS, camera_parameters, **kwargs)
         self.settings: NodeSettings | None = None
         self.segmenter: Segmenter | None = None
-        self.label_set: LabelSet | None = None
         self.cameras: dict[str, Camera] = {}
         self.costmap: CostmapOutput | None = None
         self.engine_stats = EngineStats()
@@ -123,7 +122,7 @@ class SegmentationNode(CameraLifecycleNode):
         if settings.costmap is not None:
             calibrations = {camera.name: camera.calibration for camera in settings.cameras}
             self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
-        self.settings, self.label_set, self.segmenter = settings, label_set, segmenter
+        self.settings, self.segmenter = settings, segmenter
         self._create_publishers(settings, label_set)
         device = self._device()
         self.get_logger().info(
@@ -321,10 +320,10 @@ class SegmentationNode(CameraLifecycleNode):
         if "mask" in wanted:
             publishers["mask"].publish(mono8_msg(header, result.train_ids))
         if "mask_color" in wanted:
-            publishers["mask_color"].publish(rgb8_msg(header, self.label_set.colorize(result.train_ids)))
+            publishers["mask_color"].publish(rgb8_msg(header, self.segmenter.label_set.colorize(result.train_ids)))
         if "overlay" in wanted:
             rgb = np.ascontiguousarray(job.frame.rgb())
-            overlay = self.label_set.overlay(rgb, result.train_ids, self.settings.overlay_alpha)
+            overlay = self.segmenter.label_set.overlay(rgb, result.train_ids, self.settings.overlay_alpha)
             publishers["overlay"].publish(rgb8_msg(header, overlay))
         if "confidence" in wanted:
             publishers["confidence"].publish(mono8_msg(header, result.confidence))

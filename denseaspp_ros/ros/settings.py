@@ -191,10 +191,10 @@ def read_settings(node: Node) -> NodeSettings:
     def value(name: str) -> Any:
         return node.get_parameter(name).value
 
-    def reliability(name: str) -> str:
+    def checked(name: str) -> Any:
+        """A value that passes the same check as a change at run time."""
         chosen = value(name)
-        if chosen not in RELIABILITIES:
-            raise SettingsError(f"{name} must be one of {', '.join(RELIABILITIES)}, got {chosen!r}")
+        check_parameter(name, chosen)
         return chosen
 
     height, width = value("model.input_height"), value("model.input_width")
@@ -206,7 +206,7 @@ def read_settings(node: Node) -> NodeSettings:
             image_topic=value(f"{camera}.image_topic"),
             compressed=value(f"{camera}.compressed"),
             camera_info_topic=value(f"{camera}.camera_info_topic"),
-            reliability=reliability(f"{camera}.reliability"),
+            reliability=checked(f"{camera}.reliability"),
             depth=value(f"{camera}.depth"),
             calibration=read_calibration(node, camera),
         )
@@ -229,7 +229,7 @@ def read_settings(node: Node) -> NodeSettings:
         max_image_pixels=value("max_image_pixels"),
         cameras=cameras,
         outputs=outputs,
-        output_reliability=reliability("publish.reliability"),
+        output_reliability=checked("publish.reliability"),
         output_depth=value("publish.depth"),
         overlay_alpha=value("overlay_alpha"),
         diagnostics_period=value("diagnostics.period"),
