@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..labels import get_label_set
+from ..ros.names import SEGMENTATION_NODE
 from .arguments import _count, write_json
 
 
@@ -16,7 +17,7 @@ def register(commands) -> None:
     replay.add_argument("--image-topic", required=True, help="the bag's Image or CompressedImage topic")
     replay.add_argument("--label-topic", help="mono8 trainIds in the bag: score the published masks")
     replay.add_argument("--camera-info-topic", help="the bag's CameraInfo topic, republished to --target-info-topic")
-    replay.add_argument("--node", default="segmentation_node", help="name of the running node")
+    replay.add_argument("--node", default=SEGMENTATION_NODE, help="name of the running node")
     replay.add_argument("--camera", default="front", help="the node's camera the frames are for")
     replay.add_argument("--target-topic", default="/front/image_raw", help="the node's image topic")
     replay.add_argument("--target-info-topic", default="/front/camera_info")

@@ -37,11 +37,13 @@ from ..labels import CITYSCAPES
 from ..synth.drive import DriveConfig
 from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, grid_classes, write_drive
 from ..frames import stamp_ns
+from . import names
+from .names import SEGMENTATION_NODE, camera_output_topic, of_node
 from .replay import Replayer, ReplayOptions, ReplayResult
 
-NODE = "segmentation_node"
-MASK_TOPIC = f"/{NODE}/front/mask"
-COSTMAP_TOPIC = f"/{NODE}/costmap"
+NODE = SEGMENTATION_NODE
+MASK_TOPIC = of_node(NODE, camera_output_topic("front", "mask"))
+COSTMAP_TOPIC = of_node(NODE, names.COSTMAP_TOPIC)
 _MARKER = "demo_report.json"  # what says a folder holds an earlier demo and may be replaced
 
 

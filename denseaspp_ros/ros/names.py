@@ -18,6 +18,11 @@ def camera_output_topic(camera: str, kind: str) -> str:
     return f"~/{camera}/{kind}"
 
 
+def of_node(node: str, private_topic: str) -> str:
+    """A node's private (``~/...``) topic as the absolute name it has outside any namespace."""
+    return f"/{node}{private_topic.removeprefix('~')}"
+
+
 def segmentation_mask_topic(camera: str) -> str:
     """segmentation_node's mask topic of ``camera``, relative: it resolves in the namespace both nodes share."""
     return f"{SEGMENTATION_NODE}/{camera}/mask"

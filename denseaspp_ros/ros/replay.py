@@ -31,6 +31,7 @@ from ..eval.timing import LatencySummary
 from ..image_messages import class_mask_to_array
 from ..labels import LabelSet
 from ..frames import stamp_ns
+from .names import SEGMENTATION_NODE, camera_output_topic, of_node
 
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -42,7 +43,7 @@ MAX_DROPPED = 0.05  # ros2_benchmark's bound on the dropped fraction of a sustai
 class ReplayOptions:
     bag: Path
     image_topic: str
-    node: str = "segmentation_node"
+    node: str = SEGMENTATION_NODE
     camera: str = "front"
     target_topic: str = "/front/image_raw"  # where the node listens
     camera_info_topic: str | None = None  # bag topic of CameraInfo, republished on target_info_topic
@@ -99,7 +100,7 @@ class _Session:
         self.publisher = node.create_publisher(image_type, self.target, qos_profile_sensor_data)
         self.info_publisher = node.create_publisher(CameraInfo, options.target_info_topic, qos_profile_sensor_data)
         self.clock = node.create_publisher(Clock, "/clock", 10) if options.clock else None
-        self.mask_topic = f"/{options.node}/{options.camera}/mask"
+        self.mask_topic = of_node(options.node, camera_output_topic(options.camera, "mask"))
         self.subscriptions = [node.create_subscription(Image, self.mask_topic, self.on_mask, _RELIABLE, raw=True)]
         for topic, kind in options.record:
             qos = _LATCHED if topic.endswith("costmap") else _RELIABLE
