@@ -104,7 +104,10 @@ class CostmapOutput:
         if now < self._clock_ns:
             self.costmap.clear()
             self._stamps.clear()
-            self._last_publish_ns = None
+            if self._last_publish_ns is not None:
+                # The latched grid still holds what was forgotten: the timer's next tick replaces it,
+                # even when the jump was noticed by a frame that is then refused.
+                self._last_publish_ns = 0
             self.node.get_logger().warning(
                 f"the clock jumped back {(self._clock_ns - now) / 1e9:.3f} s: the costmap forgot what it had seen"
             )
