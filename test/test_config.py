@@ -25,7 +25,8 @@ from rclpy.parameter import Parameter
 
 from denseaspp_ros.ros import costmap_node
 from denseaspp_ros.ros.node import SegmentationNode
-from denseaspp_ros.ros.settings import NODE_PARAMETERS, camera_parameters
+from denseaspp_ros.declarations import parameters as declared_settings
+from denseaspp_ros.serving.settings import CameraSettings, CostmapCameraSettings, CostmapNodeSettings, NodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config"
@@ -54,12 +55,15 @@ def load_parameters(file_name: str) -> dict:
     return _flatten(document["/**"]["ros__parameters"])
 
 
-def declared_parameters(cameras: list[str]) -> dict:
-    """Parameter name -> declared default, for these cameras."""
-    declared = {name: default for name, (default, _, _) in NODE_PARAMETERS.items()}
+def declared_parameters(cameras: list[str], settings_type: type = NodeSettings, camera_type: type = CameraSettings) -> dict:
+    """Parameter name -> declared default as YAML writes it (lists, not tuples), for these cameras."""
+    declared = dict(declared_settings(settings_type))
     for camera in cameras:
-        declared.update({name: default for name, (default, _, _) in camera_parameters(camera).items()})
-    return declared
+        declared.update(declared_settings(camera_type, f"{camera}.", camera=camera))
+    return {name: list(p.default) if isinstance(p.default, tuple) else p.default for name, p in declared.items()}
+
+
+DEFAULT_CAMERAS = list(NodeSettings().cameras)
 
 
 # The example calibration of the front camera: declared empty (a camera has no pose until told).
@@ -77,7 +81,7 @@ def _same_type(value, default) -> bool:
 @pytest.mark.parametrize("file_name", PARAMETER_FILES)
 def test_every_key_is_a_declared_parameter_of_the_declared_type(file_name):
     parameters = load_parameters(file_name)
-    cameras = parameters.get("cameras", NODE_PARAMETERS["cameras"][0])
+    cameras = parameters.get("cameras", DEFAULT_CAMERAS)
     declared = declared_parameters(cameras)
     unknown = sorted(set(parameters) - set(declared))
     assert not unknown, f"{file_name}: not parameters of segmentation_node: {unknown}"
@@ -90,7 +94,7 @@ def test_every_key_is_a_declared_parameter_of_the_declared_type(file_name):
 
 def test_params_yaml_lists_every_parameter_at_its_default():
     parameters = load_parameters("params.yaml")
-    declared = declared_parameters(NODE_PARAMETERS["cameras"][0])
+    declared = declared_parameters(DEFAULT_CAMERAS)
     assert sorted(parameters) == sorted(declared), "params.yaml must list exactly the declared parameters"
     differing = {
         name: (value, declared[name])
@@ -110,7 +114,7 @@ def test_params_yaml_comments_every_parameter():
         commented += 1
         # model.weights carries its explanation on the lines above it
         assert "#" in stripped or stripped.startswith("weights:"), f"no comment on: {line}"
-    assert commented == len(declared_parameters(NODE_PARAMETERS["cameras"][0]))
+    assert commented == len(declared_parameters(DEFAULT_CAMERAS))
 
 
 def test_multi_camera_example_shows_three_cameras_batched():
@@ -167,7 +171,7 @@ def test_segmentation_node_takes_multi_camera_yaml_as_parameter_overrides(contex
         for name, value in parameters.items():
             assert node.get_parameter(name).value == value, name
         assert node.get_parameter("left.compressed").value is True
-        assert node.get_parameter("overlay_alpha").value == NODE_PARAMETERS["overlay_alpha"][0]  # not in the file
+        assert node.get_parameter("overlay_alpha").value == NodeSettings().overlay_alpha  # not in the file
         assert node.segmenter is None  # constructing does not configure: no model was loaded
     finally:
         node.destroy_node()
@@ -315,9 +319,7 @@ def test_full_resolution_best_effort_images_get_through_with_the_profile():
 
 def test_costmap_node_yaml_lists_its_parameters_at_their_defaults_and_loads(context):
     parameters = load_parameters("costmap_node.yaml")
-    declared = {name: default for name, (default, _, _) in costmap_node.PARAMETERS.items()}
-    for camera in parameters["cameras"]:
-        declared.update({name: default for name, (default, _, _) in costmap_node.camera_parameters(camera).items()})
+    declared = declared_parameters(parameters["cameras"], CostmapNodeSettings, CostmapCameraSettings)
     assert sorted(parameters) == sorted(declared), "costmap_node.yaml must list exactly the declared parameters"
     for name, value in parameters.items():
         assert _same_type(value, declared[name]), f"{name}: {value!r} vs declared {declared[name]!r}"

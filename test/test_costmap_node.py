@@ -224,7 +224,7 @@ def test_bad_parameters_fail_configure_with_the_reason_and_the_node_stays_up(cli
     for parameters, reason in (
         ({"cameras": ["front"], "costmap": {"classes_file": str(table)}}, "unknown class name(s) ['roadd']"),
         ({"cameras": ["front"], "front": {"pose": [0.0, 0.0, float("nan"), 0.0, 0.0, 0.0]}}, "front.pose must be finite"),
-        ({"cameras": ["front"], "costmap": {"rule": "loudest"}}, "costmap.rule must be max or majority"),
+        ({"cameras": ["front"], "costmap": {"rule": "loudest"}}, "costmap.rule must be one of max, majority"),
     ):
         params = tmp_path / "params.yaml"
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))

@@ -9,17 +9,15 @@ from contextlib import suppress
 from pathlib import Path
 
 from ..atomic import atomic_write
+from ..declarations import parse_size
 from ..errors import DenseASPPError
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        height, width = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 512x1024, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return height, width
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _count(minimum: int):

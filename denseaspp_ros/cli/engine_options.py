@@ -5,26 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..image_messages import MAX_IMAGE_PIXELS
+from ..declarations import add_flags
 from ..inference import Segmenter, load_engine
-from ..model import AUTO_MODEL, MODEL_NAMES
-from .arguments import _count
+from ..serving.settings import NodeSettings
 
 DEFAULT_MODEL = "DenseASPP161"
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", default=DEFAULT_MODEL, choices=(AUTO_MODEL, *MODEL_NAMES), help="network variant (auto: from --weights)"
+    add_flags(
+        parser, NodeSettings, ["model.name"], defaults={"model.name": DEFAULT_MODEL}, flags={"model.name": "--model"}
     )
     parser.add_argument(
         "--weights", type=Path,
         help="checkpoint: original .pkl, project .pt or .safetensors; demo = the synthetic-world weights; "
         "default: the release's checkpoint under weights/, else random weights (with a warning)",
     )
-    parser.add_argument("--labels", default="cityscapes", help="cityscapes or a label set YAML file (sets the class count)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16 (the last two on CUDA)")
+    add_flags(parser, NodeSettings, ["model.labels", "model.device", "model.precision"])
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -32,10 +29,7 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="NHWC memory format (default; faster on CPUs and tensor cores)",
     )
     parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
-    parser.add_argument(
-        "--max-image-pixels", type=_count(1), default=MAX_IMAGE_PIXELS,
-        help="larger images (by the size their header declares) are refused before decoding (default 4096x4096)",
-    )
+    add_flags(parser, NodeSettings, ["max_image_pixels"])
 
 
 def _build_segmenter(args: argparse.Namespace, **options: object) -> Segmenter:

@@ -8,6 +8,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..declarations import add_flags
+from ..serving.settings import NodeSettings
 from ..errors import DenseASPPError
 from ..labels import LabelSet, get_label_set
 from . import engine_options
@@ -36,7 +38,7 @@ def register(commands) -> None:
     evaluation.add_argument("--camera", type=Path, help="camera.yaml (as denseaspp synth writes it): costmaps in --write-bag too")
     evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
     evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
-    evaluation.add_argument("--multiscale", action="store_true")
+    add_flags(evaluation, NodeSettings, ["model.multiscale"])
     evaluation.add_argument("--input-size", type=_size)
     engine_options._add_engine_options(evaluation)
     evaluation.set_defaults(run=run_eval)

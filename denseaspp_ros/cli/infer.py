@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..declarations import add_flags
+from ..serving.settings import NodeSettings
 from ..errors import DenseASPPError
 from ..imageio import ImageItem, find_images, read_bgr, write_png
 from ..inference import Segmentation, Segmenter
@@ -26,7 +28,7 @@ def register(commands) -> None:
     infer.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     infer.add_argument("--output", type=Path, required=True, help="folder for the results, one subfolder per kind")
     engine_options._add_engine_options(infer)
-    infer.add_argument("--multiscale", action="store_true", help="the release's multi-scale + flip inference")
+    add_flags(infer, NodeSettings, ["model.multiscale"])
     infer.add_argument("--input-size", type=_size, help="resize the network input to HxW (masks keep the image size)")
     infer.add_argument("--save", type=_save_kinds, default=("labelid", "color"), help=f"comma list of {', '.join(SAVE_KINDS)}")
     infer.set_defaults(run=run_infer)

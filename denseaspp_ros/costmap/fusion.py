@@ -16,10 +16,11 @@ moving vehicle (the default is a second).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..declarations import group, setting
 from ..errors import DenseASPPError
 from .camera import CameraModel
 from .costs import CostTable
@@ -35,11 +36,17 @@ _PROJECTIONS_PER_CAMERA = 4
 
 @dataclass(frozen=True)
 class CostmapSettings:
-    grid: GridSpec = field(default_factory=GridSpec)
-    max_range: float = 30.0
-    decay_time: float = 1.0
-    rule: str = "max"
-    occluded_unknown: bool = False
+    grid: GridSpec = group(GridSpec, flatten=True)
+    max_range: float = setting(
+        30.0, "ground points farther than this from the camera are ignored, metres", low=0.1, high=10000.0
+    )
+    decay_time: float = setting(
+        1.0, "seconds after which a cell no camera sees again returns to unknown", low=0.01, high=3600.0
+    )
+    rule: str = setting(
+        "max", "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", choices=RULES
+    )
+    occluded_unknown: bool = setting(False, "cells in view whose ground is hidden become unknown at once (else they decay)")
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:

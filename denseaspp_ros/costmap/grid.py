@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..declarations import setting
 from ..errors import DenseASPPError
 
 
@@ -20,12 +21,12 @@ class GridError(DenseASPPError, ValueError):
 
 @dataclass(frozen=True)
 class GridSpec:
-    resolution: float = 0.1
-    length_x: float = 40.0
-    length_y: float = 30.0
-    origin_x: float = -10.0
-    origin_y: float = -15.0
-    frame_id: str = "base_link"
+    resolution: float = setting(0.1, "cell size in metres", low=0.005, high=100.0)
+    length_x: float = setting(40.0, "grid extent along x in metres", low=0.01, high=10000.0)
+    length_y: float = setting(30.0, "grid extent along y in metres", low=0.01, high=10000.0)
+    origin_x: float = setting(-10.0, "x of the outer corner of cell (0, 0) in costmap.frame_id, metres")
+    origin_y: float = setting(-15.0, "y of the outer corner of cell (0, 0) in costmap.frame_id, metres")
+    frame_id: str = setting("base_link", "frame of the grid and of the camera poses (the vehicle, REP 105)")
 
     def __post_init__(self) -> None:
         values = (self.resolution, self.length_x, self.length_y, self.origin_x, self.origin_y)

@@ -16,36 +16,19 @@ from sensor_msgs.msg import Image
 
 from ..image_messages import class_mask_to_array
 from ..labels import IGNORE_INDEX, get_label_set
+from ..serving.settings import CostmapCameraSettings, CostmapNodeSettings
 from ..serving.stamps import StampRejected
 from .costmap_output import CostmapOutput
-from .names import COSTMAP_NODE as NODE_NAME, segmentation_mask_topic
+from .names import COSTMAP_NODE as NODE_NAME
 from .runner import CameraLifecycleNode, run_lifecycle_node
-from .settings import COSTMAP_PARAMETERS, calibration_parameters, read_calibration, read_costmap_output_settings
-
-PARAMETERS = {
-    "cameras": (["front"], "camera names; each gets <name>.mask_topic etc. (read once at start-up)", {}),
-    "labels": ("cityscapes", "class set of the masks: cityscapes or a label set YAML file", {}),
-    "autostart": (True, "configure and activate on start-up (no lifecycle manager needed)", {}),
-    **COSTMAP_PARAMETERS,
-}
-
-
-def camera_parameters(camera: str) -> dict:
-    return {
-        f"{camera}.mask_topic": (
-            segmentation_mask_topic(camera),
-            "sensor_msgs/Image mono8 class ids (trainIds of the label set); relative names resolve in the node's namespace",
-            {},
-        ),
-        f"{camera}.camera_info_topic": ("", "sensor_msgs/CameraInfo of the camera; empty = use intrinsics", {}),
-        **calibration_parameters(camera),
-    }
+from .settings import read, read_cameras
 
 
 class SemanticCostmapNode(CameraLifecycleNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, PARAMETERS, camera_parameters, **kwargs)
+        super().__init__(NODE_NAME, CostmapNodeSettings, CostmapCameraSettings, **kwargs)
         self.output: CostmapOutput | None = None
+        self.cameras: dict[str, CostmapCameraSettings] = {}
         self.num_classes = 0
         self.problems: Counter[tuple[str, str]] = Counter()  # (camera, why) -> masks refused
 
@@ -53,12 +36,13 @@ class SemanticCostmapNode(CameraLifecycleNode):
         return self.output is not None
 
     def build(self) -> None:
-        settings = read_costmap_output_settings(self)
-        calibrations = {camera: read_calibration(self, camera) for camera in self.camera_names}
-        label_set = get_label_set(self.get_parameter("labels").value)
-        self.output = CostmapOutput(self, settings, label_set, calibrations)
+        settings = read(self, CostmapNodeSettings)
+        self.cameras = {camera.name: camera for camera in read_cameras(self, CostmapCameraSettings, self.camera_names)}
+        label_set = get_label_set(settings.labels)
+        calibrations = {name: camera.calibration for name, camera in self.cameras.items()}
+        self.output = CostmapOutput(self, settings.costmap, label_set, calibrations)
         self.num_classes = label_set.num_classes
-        grid = settings.fusion.grid
+        grid = settings.costmap.fusion.grid
         self.get_logger().info(
             f"configured: {grid.width}x{grid.height} cells of {grid.resolution} m in {grid.frame_id} "
             f"for cameras {', '.join(self.camera_names)}"
@@ -71,12 +55,10 @@ class SemanticCostmapNode(CameraLifecycleNode):
 
     def subscribe_inputs(self) -> None:
         # Best effort takes masks from reliable and best-effort publishers alike; depth 1: the newest.
-        for camera in self.camera_names:
-            mask_topic = self.get_parameter(f"{camera}.mask_topic").value
-            self.listen(Image, mask_topic, lambda msg, c=camera: self._on_mask(c, msg), qos_profile_sensor_data)
-            info_topic = self.get_parameter(f"{camera}.camera_info_topic").value
-            if info_topic:
-                self.listen_to_camera_info(camera, info_topic, qos_profile_sensor_data)
+        for name, camera in self.cameras.items():
+            self.listen(Image, camera.mask_topic, lambda msg, c=name: self._on_mask(c, msg), qos_profile_sensor_data)
+            if camera.camera_info_topic:
+                self.listen_to_camera_info(name, camera.camera_info_topic, qos_profile_sensor_data)
 
     def start(self) -> None:
         self.output.activate()

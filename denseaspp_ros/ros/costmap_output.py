@@ -32,7 +32,7 @@ from ..serving.stamps import check_costmap_stamp
 from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
 from .names import COSTMAP_COLOR_TOPIC, COSTMAP_OBSTACLES_TOPIC, COSTMAP_TOPIC
-from .settings import Calibration, CostmapOutputSettings
+from ..serving.settings import Calibration, CostmapOutputSettings
 
 # Nav2's map/costmap subscribers use reliable + transient local: a late subscriber gets the last grid.
 COSTMAP_QOS = QoSProfile(
@@ -76,7 +76,7 @@ class CostmapOutput:
         self._period_s = min(max(settings.fusion.decay_time / 2, 0.1), 1.0)
         self._timer = node.create_timer(self._period_s, self._republish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         for name, state in self._cameras.items():
-            if state.calibration.pose is None:
+            if state.calibration.camera_pose is None:
                 self._report(name, state, f"camera {name} has no {name}.pose: it does not contribute to the costmap")
 
     def activate(self) -> None:
@@ -91,7 +91,7 @@ class CostmapOutput:
 
     def contributes(self, camera: str) -> bool:
         state = self._cameras.get(camera)
-        return state is not None and state.calibration.pose is not None
+        return state is not None and state.calibration.camera_pose is not None
 
     def _observe_clock(self, now: int) -> bool:
         """Track the clock; False while it has not started (use_sim_time before the first /clock).
@@ -123,7 +123,7 @@ class CostmapOutput:
         Raises ``StampRejected`` for a frame whose stamp cannot be trusted (it changes nothing).
         """
         state = self._cameras[camera]
-        if state.calibration.pose is None:
+        if state.calibration.camera_pose is None:
             return False
         with self._lock:
             now = self._now_ns()
@@ -165,12 +165,12 @@ class CostmapOutput:
                    info.binning_x, info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
             if key != state.info_key:
                 model = camera_model_from_info(info)  # raises on zeros in K and the like, before anything changes
-                self.costmap.set_camera(camera, model, calibration.pose)
+                self.costmap.set_camera(camera, model, calibration.camera_pose)
                 state.info_key = key
             return
-        if calibration.intrinsics is not None and not self.costmap.has_camera(camera):
+        if calibration.intrinsics and not self.costmap.has_camera(camera):
             width, height = calibration.image_size or (mask_shape[1], mask_shape[0])
-            self.costmap.set_camera(camera, CameraModel.from_intrinsics(calibration.intrinsics, width, height), calibration.pose)
+            self.costmap.set_camera(camera, CameraModel.from_intrinsics(calibration.intrinsics, width, height), calibration.camera_pose)
 
     def _report(self, camera: str, state: _CameraState, problem: str) -> None:
         if state.problem != problem:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -26,6 +26,7 @@ from ..labels import LabelSet
 from ..model import OptionNames
 from ..serving.health import Health, Level, as_text, camera_figures, camera_health, engine_figures
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
+from ..serving.settings import CameraSettings, NodeSettings
 from ..serving.stamps import StampRejected, latency_s
 from ..serving.stats import NONFINITE, CameraStats, EngineStats
 from .camera_info import published_size
@@ -34,7 +35,7 @@ from .costmap_output import CostmapOutput
 from .names import DIAGNOSTICS_TOPIC, LABEL_INFO_TOPIC, LABELS_TOPIC, camera_output_topic
 from .names import SEGMENTATION_NODE as NODE_NAME
 from .runner import CameraLifecycleNode, run_lifecycle_node
-from .settings import NODE_PARAMETERS, CameraSettings, NodeSettings, camera_parameters, read_settings
+from .settings import read, read_cameras
 
 _WORKER_POLL_S = 0.2
 # Checkpoint mismatches advise on the node's parameters, not on CLI flags.
@@ -83,7 +84,7 @@ class Job:
 
 class SegmentationNode(CameraLifecycleNode):
     def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, NODE_PARAMETERS, camera_parameters, **kwargs)
+        super().__init__(NODE_NAME, NodeSettings, CameraSettings, **kwargs)
         self.settings: NodeSettings | None = None
         self.segmenter: Segmenter | None = None
         self.cameras: dict[str, Camera] = {}
@@ -102,32 +103,33 @@ class SegmentationNode(CameraLifecycleNode):
     # --- lifecycle: what configure builds, what runs while active ----------------------------
 
     def build(self) -> None:
-        settings = read_settings(self)
+        settings = replace(read(self, NodeSettings), camera_settings=read_cameras(self, CameraSettings, self.camera_names))
+        model = settings.model
         segmenter = load_engine(
-            settings.weights,
-            settings.model_name,
-            settings.labels,
+            model.weights,
+            model.name,
+            model.labels,
             allow_untrained=settings.allow_untrained,
             options=NODE_OPTIONS,
             warn=self.get_logger().warning,
-            device=settings.device,
-            precision=settings.precision,
-            input_size=settings.input_size,
-            multiscale=settings.multiscale,
+            device=model.device,
+            precision=model.precision,
+            input_size=model.input_size,
+            multiscale=model.multiscale,
             max_batch=settings.max_batch,
             max_image_pixels=settings.max_image_pixels,
             cancel=self._stop_worker,
         )
         label_set = segmenter.label_set
-        if settings.costmap is not None:
-            calibrations = {camera.name: camera.calibration for camera in settings.cameras}
-            self.costmap = CostmapOutput(self, settings.costmap, label_set, calibrations)
+        if settings.costmap.enabled:
+            calibrations = {camera.name: camera.calibration for camera in settings.camera_settings}
+            self.costmap = CostmapOutput(self, settings.costmap.output, label_set, calibrations)
         self.settings, self.segmenter = settings, segmenter
         self._create_publishers(settings, label_set)
         device = self._device()
         self.get_logger().info(
             f"configured {segmenter.model_name} ({segmenter.weights or 'random weights'}) on {device['device']} "
-            f"({device['precision']}) for cameras {', '.join(c.name for c in settings.cameras)}"
+            f"({device['precision']}) for cameras {', '.join(settings.cameras)}"
         )
 
     def release(self) -> None:
@@ -185,10 +187,10 @@ class SegmentationNode(CameraLifecycleNode):
             self._worker = None
 
     def _create_publishers(self, settings: NodeSettings, label_set: LabelSet) -> None:
-        output_qos = _qos(settings.output_reliability, settings.output_depth)
-        for camera_settings in settings.cameras:
+        output_qos = _qos(settings.publish.reliability, settings.publish.depth)
+        for camera_settings in settings.camera_settings:
             camera = Camera(camera_settings)
-            for kind in settings.outputs:
+            for kind in settings.publish.outputs:
                 camera.publishers[kind] = self.create_lifecycle_publisher(
                     Image, camera_output_topic(camera.name, kind), output_qos
                 )
@@ -200,7 +202,7 @@ class SegmentationNode(CameraLifecycleNode):
         diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self._static_publishers.append(diagnostics)
         self._diagnostics_timer = self.create_timer(
-            settings.diagnostics_period, lambda: diagnostics.publish(self._diagnostics())
+            settings.diagnostics.period, lambda: diagnostics.publish(self._diagnostics())
         )
 
     def _label_info_publisher(self, label_set: LabelSet, qos: QoSProfile) -> list:
@@ -298,7 +300,7 @@ class SegmentationNode(CameraLifecycleNode):
         return wanted
 
     def _needs_confidence(self, wanted: set[str]) -> bool:
-        return "confidence" in wanted or (COSTMAP in wanted and self.settings.costmap.fusion.rule == "majority")
+        return "confidence" in wanted or (COSTMAP in wanted and self.settings.costmap.output.fusion.rule == "majority")
 
     def _decode(self, camera: Camera, message: Image | CompressedImage) -> Frame:
         frame = decode_frame(message, self.settings.max_image_pixels)
@@ -369,7 +371,7 @@ class SegmentationNode(CameraLifecycleNode):
     def _camera_status(self, camera: Camera) -> DiagnosticStatus:
         snapshot, error_counts = camera.stats.snapshot(), camera.stats.error_counts()
         health = camera_health(
-            snapshot, error_counts, self.settings.health, active=self._active, wanted=bool(self._wanted(camera))
+            snapshot, error_counts, self.settings.diagnostics.limits, active=self._active, wanted=bool(self._wanted(camera))
         )
         values = {"image_topic": camera.settings.image_topic, **camera_figures(snapshot, error_counts), **self._device()}
         return self._status(f"camera {camera.name}", health, values)

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -22,8 +22,9 @@ from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo
 
+from ..declarations import Parameter as Setting, SettingError, parameters
 from ..errors import DenseASPPError
-from .settings import SettingsError, camera_names, check_parameter, declare
+from .settings import declare
 
 _SPIN_STEP_S = 0.1  # how soon a signal is noticed: rcl_wait is not interrupted by Python signal handlers
 LOG_THROTTLE_S = 5.0
@@ -64,7 +65,7 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
             node.trigger_activate()
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=_SPIN_STEP_S)
-    except (SettingsError, ParameterException) as error:  # e.g. camera names or a YAML value of the wrong type
+    except (SettingError, ParameterException) as error:  # e.g. camera names or a YAML value of the wrong type
         print(f"{name}: {error}", file=sys.stderr)
         exit_code = 1
     finally:
@@ -119,16 +120,16 @@ class CameraLifecycleNode(LifecycleNode):
     (``subscribe_inputs``, through ``listen``) and what runs while it is active (``start``/``stop``).
     """
 
-    def __init__(
-        self, name: str, parameters: dict, camera_parameters: Callable[[str], dict], **kwargs: Any
-    ) -> None:
+    def __init__(self, name: str, settings_type: type, camera_settings_type: type, **kwargs: Any) -> None:
         super().__init__(name, **kwargs)
-        declare(self, parameters)
-        self.camera_names = camera_names(self)
-        ours = set(parameters)
+        ours = parameters(settings_type)
+        declare(self, ours)
+        # Read once, here: each camera's parameters are declared under its name.
+        self.camera_names = list(ours["cameras"].convert(self.get_parameter("cameras").value))
         for camera in self.camera_names:
-            declare(self, camera_parameters(camera))
-            ours.update(camera_parameters(camera))
+            cameras = parameters(camera_settings_type, f"{camera}.", camera=camera)
+            declare(self, cameras)
+            ours.update(cameras)
         self.camera_info: dict[str, CameraInfo] = {}  # camera -> its newest CameraInfo while active
         self.throttled = KeyedThrottle(self)
         self._inputs: list = []
@@ -214,18 +215,18 @@ class CameraLifecycleNode(LifecycleNode):
 
 def transition_failure(node: Node, transition: str, error: BaseException) -> TransitionCallbackReturn:
     """Log why a transition failed, whatever the exception (rclpy would swallow it), and refuse it."""
-    known = isinstance(error, (DenseASPPError, SettingsError))
+    known = isinstance(error, DenseASPPError)
     reason = str(error) if known else f"{type(error).__name__}: {error}"
     node.get_logger().error(f"{transition} failed: {reason}")
     return TransitionCallbackReturn.FAILURE
 
 
-def watch_parameters(node: Node, ours: Collection[str], configured: Callable[[], bool]) -> None:
+def watch_parameters(node: Node, ours: dict[str, Setting], configured: Callable[[], bool]) -> None:
     """Check every run-time parameter change of ours: refuse bad values with the reason, and say
     when an accepted one takes effect (all of them at the next configure), so none is silently ignored."""
 
-    def on_set(parameters: list[Parameter]) -> SetParametersResult:
-        for parameter in parameters:
+    def on_set(changes: list[Parameter]) -> SetParametersResult:
+        for parameter in changes:
             if parameter.name not in ours:
                 continue  # e.g. use_sim_time, which rclpy applies itself
             if parameter.name == "cameras":
@@ -235,10 +236,10 @@ def watch_parameters(node: Node, ours: Collection[str], configured: Callable[[],
             if parameter.name == "autostart":
                 return SetParametersResult(successful=False, reason="autostart is only read at start-up")
             try:
-                check_parameter(parameter.name, parameter.value)
-            except SettingsError as error:
+                ours[parameter.name].convert(parameter.value)  # the same rules as at configure
+            except SettingError as error:
                 return SetParametersResult(successful=False, reason=str(error))
-        for parameter in parameters:
+        for parameter in changes:
             if parameter.name in ours:
                 when = (
                     "at the next configure (deactivate, cleanup, configure, activate)" if configured()

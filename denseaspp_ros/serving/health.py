@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from ..declarations import setting
 from .stats import RATE_WINDOW_S
 
 
@@ -24,9 +25,15 @@ class Level(IntEnum):
 class HealthLimits:
     """The ``diagnostics.*`` parameters: when a camera turns WARN, and ERROR."""
 
-    silence_timeout: float  # seconds without a frame: WARN, ERROR after 5x
-    max_latency: float  # p95 latency in seconds: WARN, ERROR above 2x
-    max_error_fraction: float  # of the frames processed over the rate window: WARN, ERROR when all fail
+    silence_timeout: float = setting(
+        2.0, "WARN when a camera sends nothing for this long (ERROR after 5x)", low=0.1, high=3600.0
+    )
+    max_latency: float = setting(
+        1.0, "WARN when p95 latency exceeds this many seconds (ERROR above 2x)", low=0.001, high=3600.0
+    )
+    max_error_fraction: float = setting(  # of the frames processed over the rate window
+        0.1, "WARN when more of a camera's frames fail over the last 5 s (ERROR when all do)", low=0.0, high=1.0
+    )
 
 
 @dataclass(frozen=True)

@@ -1,73 +1,84 @@
-"""Every knob of a training run, with the original recipe as defaults; from a YAML file and/or flags."""
+"""Every knob of a training run, with the original recipe as defaults; from a YAML file and/or flags.
+
+Each field is declared once (``declarations.setting``): ``denseaspp train``'s flags and the keys
+of its ``--config`` file are derived from it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..declarations import SettingError, build, parameters, parse_size, setting, validate
 from ..errors import DenseASPPError
+from ..model import MODEL_NAMES
+
+LABEL_FORMATS = ("trainid", "labelid")
+
+
+def _scale_range(name: str, value: tuple[float, ...]) -> None:
+    if len(value) != 2 or not 0 < value[0] <= value[1]:
+        raise SettingError(f"{name} must be [low, high] with 0 < low <= high, got {list(value)}")
+
+
+def _crop_size(name: str, value: tuple[int, ...]) -> None:
+    if len(value) != 2 or min(value) < 8:
+        raise SettingError(f"{name} must be [height, width] of at least 8 pixels, got {list(value)}")
 
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # Cityscapes-layout root, or a ROS 2 bag
-    output: str = "runs/train"
-    model: str = "MobileNetDenseASPP"
-    labels: str = "cityscapes"
-    train_split: str = "train"
-    val_split: str = "val"
-    val_data: str | None = None  # another root or bag to validate on; default: data's val_split
-    image_topic: str | None = None  # bags only
-    label_topic: str | None = None
-    label_format: str = "trainid"  # trainid or labelid
-    steps: int = 20000
-    batch_size: int = 8
-    lr: float = 3e-4
-    weight_decay: float = 1e-5
-    poly_power: float = 0.9
-    crop: tuple[int, int] = (512, 512)
-    scale: tuple[float, float] = (0.5, 2.0)
-    flip: bool = True
-    init_checkpoint: str | None = None  # fine-tune from a DenseASPP checkpoint (any class count)
-    imagenet: str | None = None  # torchvision ImageNet backbone weights (.pth)
-    val_every: int = 1000  # 0: no validation
-    bn_batches: int = 20  # batches that re-estimate BatchNorm statistics before validation and saving; 0: off
-    checkpoint_every: int = 200
-    log_every: int = 10
-    workers: int = 2
-    amp: bool = True  # mixed precision on CUDA
-    device: str = "auto"
-    seed: int = 0
-    resume: bool = True  # continue OUTPUT/last.pt when it exists
+    data: str = setting("", "Cityscapes-layout folder (real or synthetic) or a ROS 2 bag (required)")
+    output: str = setting(
+        "runs/train", "run folder: last.pt (resumable), best.pt, *.safetensors, log.csv/json, training.png"
+    )
+    model: str = setting("MobileNetDenseASPP", "network variant", choices=MODEL_NAMES)
+    labels: str = setting("cityscapes", "cityscapes or a label set YAML file (sets the class count)")
+    train_split: str = setting("train", "training split folder")
+    val_split: str = setting("val", "validation split folder")
+    val_data: str | None = setting(None, "validate on this folder or bag instead of data's val_split")
+    image_topic: str | None = setting(None, "bag image topic (Image or CompressedImage); bags only")
+    label_topic: str | None = setting(None, "bag label topic (mono8, matched by stamp); bags only")
+    label_format: str = setting("trainid", "what the label images hold", choices=LABEL_FORMATS)
+    steps: int = setting(20000, "optimiser steps", low=1)
+    batch_size: int = setting(8, "images per step and process", low=1)
+    lr: float = setting(3e-4, "Adam learning rate", low=1e-12)
+    weight_decay: float = setting(1e-5, "Adam weight decay", low=0.0)
+    poly_power: float = setting(0.9, "power of the polynomial learning-rate decay", low=0.0)
+    crop: tuple[int, int] = setting(
+        (512, 512), "height and width of the training crops", check=_crop_size, parse=parse_size, metavar="HxW"
+    )
+    scale: tuple[float, float] = setting((0.5, 2.0), "random scale range", check=_scale_range, metavar=("LOW", "HIGH"))
+    flip: bool = setting(True, "random horizontal flips")
+    init_checkpoint: str | None = setting(None, "fine-tune from a DenseASPP checkpoint (.pkl/.pt/.safetensors; any class count)")
+    imagenet: str | None = setting(None, "start the backbone from torchvision ImageNet weights (.pth)")
+    val_every: int = setting(1000, "steps between validations (0: none)", low=0)
+    bn_batches: int = setting(20, "batches re-estimating BatchNorm statistics before validation and saving (0: off)", low=0)
+    checkpoint_every: int = setting(200, "steps between saves of last.pt", low=1)
+    log_every: int = setting(10, "steps between log lines", low=1)
+    workers: int = setting(2, "data loader processes", low=0)
+    amp: bool = setting(True, "mixed precision on CUDA")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    seed: int = setting(0, "seed of the initial weights, the crops and the batches", low=0)
+    resume: bool = setting(True, "continue OUTPUT/last.pt when it exists")
 
     def __post_init__(self) -> None:
-        self.crop = tuple(int(v) for v in self.crop)
-        self.scale = tuple(float(v) for v in self.scale)
-        problems = []
+        try:
+            validate(self)
+        except SettingError as error:
+            raise DenseASPPError(f"training configuration: {error}") from None
         if not self.data:
-            problems.append("data is required (a Cityscapes-layout folder or a bag)")
-        if self.steps < 1 or self.batch_size < 1:
-            problems.append("steps and batch_size must be positive")
-        if self.lr <= 0:
-            problems.append("lr must be positive")
-        if len(self.crop) != 2 or min(self.crop) < 8:
-            problems.append(f"crop must be [height, width] of at least 8 pixels, got {self.crop}")
-        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
-            problems.append(f"scale must be [low, high] with 0 < low <= high, got {self.scale}")
-        if self.label_format not in ("trainid", "labelid"):
-            problems.append(f"label_format must be trainid or labelid, got {self.label_format!r}")
-        for name in ("checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1")
-        if problems:
-            raise DenseASPPError("training configuration: " + "; ".join(problems))
+            raise DenseASPPError("training configuration: data is required (a Cityscapes-layout folder or a bag)")
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """A YAML file of TrainConfig fields (optional), then command-line values that were given."""
+    """A YAML file of TrainConfig fields (optional), then command-line values that were given.
+
+    Every value is checked against its declaration, whichever source it came from.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -76,10 +87,13 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
             raise DenseASPPError(f"cannot read training configuration {path}: {error}") from None
         if not isinstance(document, dict):
             raise DenseASPPError(f"{path}: expected a mapping of training options")
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(document) - known)
+        known = parameters(TrainConfig)
+        unknown = sorted(set(document) - set(known))
         if unknown:
             raise DenseASPPError(f"{path}: unknown training options {unknown}; known: {sorted(known)}")
         values.update(document)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**values)
+    try:
+        return build(TrainConfig, values)
+    except SettingError as error:
+        raise DenseASPPError(f"training configuration: {error}") from None
