@@ -141,3 +141,26 @@ def test_known_weights_are_described_once_and_found_where_they_live(tmp_path, mo
     monkeypatch.setenv("DENSEASPP_WEIGHTS_DIR", str(tmp_path / "elsewhere"))
     assert find_published_weights("DenseASPP161") == tmp_path / "elsewhere" / release.filename
     assert find_published_weights("MobileNetDenseASPP") is None  # the demo file is not a published checkpoint
+
+
+def test_the_normalisation_the_weights_expect_reaches_the_network_input(monkeypatch):
+    """A known file carries its input statistics to the engine; any other file gets the release's
+    (what `denseaspp train` trains with). The network input changes with them."""
+    import dataclasses
+
+    import numpy as np
+
+    from denseaspp_ros.inference import load_engine
+    from denseaspp_ros.model import RELEASE_NORMALIZATION, WEIGHTS, Normalization, normalization_of
+    from denseaspp_ros.model import weights as registry
+
+    grey = Normalization((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    monkeypatch.setitem(registry.WEIGHTS, "demo", dataclasses.replace(WEIGHTS["demo"], normalization=grey))
+    assert normalization_of(WEIGHTS["demo"].locate()) == grey
+    assert normalization_of("some/other.safetensors") == RELEASE_NORMALIZATION == normalization_of(None)
+    engine = load_engine("demo", "auto", device="cpu", precision="fp32")
+    assert engine.normalize == grey
+    image = np.full((8, 8, 3), 191, np.uint8)  # 191 / 255 ~ 0.749: (0.749 - 0.5) / 0.25 ~ 0.996
+    np.testing.assert_allclose(engine.preprocess([image]).numpy(), (191 / 255 - 0.5) / 0.25, rtol=1e-5)
+    with pytest.raises(DenseASPPError, match="3 positive deviations"):
+        Normalization((0.5, 0.5, 0.5), (0.2, 0.0, 0.2))

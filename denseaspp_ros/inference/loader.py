@@ -15,7 +15,9 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..labels import LabelSet, get_label_set
-from ..model import AUTO_MODEL, CLI_OPTIONS, DEMO_WEIGHTS, OptionNames, build_model, find_published_weights
+from ..model import (
+    AUTO_MODEL, CLI_OPTIONS, DEMO_WEIGHTS, OptionNames, build_model, find_published_weights, normalization_of,
+)
 from .segmenter import Segmenter
 
 
@@ -45,7 +47,7 @@ def load_engine(
     if path is None and model == AUTO_MODEL:
         raise CheckpointError(f"{options.model.format(AUTO_MODEL)} identifies the network from its weights: random weights need a named model")
     network = build_model(model, label_set.num_classes, path, options)
-    segmenter = Segmenter(network, own_model=True, **engine_options)
+    segmenter = Segmenter(network, own_model=True, normalize=normalization_of(path), **engine_options)
     segmenter.weights, segmenter.label_set = path, label_set  # the Segmenter takes model_name from the network
     return segmenter
 

@@ -21,10 +21,10 @@ from torch import nn
 
 from ..errors import Cancelled, DenseASPPError, ImageError
 from ..image_messages import MAX_IMAGE_PIXELS
+from ..model.weights import RELEASE_NORMALIZATION, Normalization
 
 # Normalisation of the release (RGB/255, Cityscapes statistics).
-MEAN_RGB = (0.290101, 0.328081, 0.286964)
-STD_RGB = (0.182954, 0.186566, 0.184475)
+MEAN_RGB, STD_RGB = RELEASE_NORMALIZATION.mean_rgb, RELEASE_NORMALIZATION.std_rgb
 # Multi-scale test-time augmentation of the release; each scale is also run mirrored.
 MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.8)
 # Batch shapes (cameras x sizes) whose host staging buffers are kept for reuse.
@@ -72,14 +72,17 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 
 @lru_cache(maxsize=None)
-def normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def normalization(
+    device: torch.device, normalize: Normalization = RELEASE_NORMALIZATION
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift), shaped (1, 3, 1, 1): (x / 255 - mean) / std == x * scale + shift, one fused pass.
 
-    Made once per device (read-only): a copy from pageable host memory per batch would wait for
-    the device's queued work and stall the asynchronous upload.
+    Made once per device and normalisation (read-only): a copy from pageable host memory per batch
+    would wait for the device's queued work and stall the asynchronous upload.
     """
-    std = torch.tensor(STD_RGB).view(1, 3, 1, 1)
-    return (1.0 / (255.0 * std)).to(device), (-torch.tensor(MEAN_RGB).view(1, 3, 1, 1) / std).to(device)
+    std = torch.tensor(normalize.std_rgb).view(1, 3, 1, 1)
+    mean = torch.tensor(normalize.mean_rgb).view(1, 3, 1, 1)
+    return (1.0 / (255.0 * std)).to(device), (-mean / std).to(device)
 
 
 def preprocess(
@@ -89,13 +92,15 @@ def preprocess(
     bgr: bool = False,
     dtype: torch.dtype = torch.float32,
     memory_format: torch.memory_format = torch.channels_last,
+    normalize: Normalization = RELEASE_NORMALIZATION,
 ) -> torch.Tensor:
     """uint8 NHWC images (host or device) -> the normalised NCHW batch the networks take, on ``device``.
 
-    The release's preprocessing, the one path of inference and training so the two cannot
-    drift apart. A host batch is copied without blocking: pin it for a DMA copy.
+    The one path of inference and training (the release's normalisation unless the weights say
+    otherwise), so the two cannot drift apart. A host batch is copied without blocking: pin it
+    for a DMA copy.
     """
-    scale, shift = normalization(device)
+    scale, shift = normalization(device, normalize)
     batch = images.to(device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC -> NCHW view
     if bgr:
         batch = batch.flip(1)
@@ -144,6 +149,7 @@ class Segmenter:
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         cancel: threading.Event | None = None,
         own_model: bool = False,
+        normalize: Normalization = RELEASE_NORMALIZATION,
     ) -> None:
         if max_batch < 1:
             raise DenseASPPError(f"max_batch must be at least 1, got {max_batch}")
@@ -160,6 +166,7 @@ class Segmenter:
         self.flip = flip
         self.max_batch = max_batch
         self.max_image_pixels = max_image_pixels
+        self.normalize = normalize  # what the weights expect of their input
         self.cancel = cancel  # set: stop between forward passes with Cancelled (a shutdown need not wait for 12)
         if not own_model:  # moving and casting happen in place: never to the caller's model (e.g. one in training)
             model = copy.deepcopy(model)
@@ -218,7 +225,9 @@ class Segmenter:
         batch = staging.to(self.device, non_blocking=True)
         if self._upload_done is not None:
             self._upload_done.record()
-        return preprocess(batch, self.device, bgr=bgr, dtype=self.dtype, memory_format=self.memory_format)
+        return preprocess(
+            batch, self.device, bgr=bgr, dtype=self.dtype, memory_format=self.memory_format, normalize=self.normalize
+        )
 
     def _staging_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
         """A reusable uint8 host buffer per batch shape, pinned on CUDA so the upload is a DMA copy."""

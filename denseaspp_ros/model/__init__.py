@@ -22,7 +22,16 @@ from .variants import (
     identify_variant,
     load_weights,
 )
-from .weights import DEMO_WEIGHTS, WEIGHTS, Weights, find_published_weights, resolve_weights
+from .weights import (
+    DEMO_WEIGHTS,
+    RELEASE_NORMALIZATION,
+    WEIGHTS,
+    Normalization,
+    Weights,
+    find_published_weights,
+    normalization_of,
+    resolve_weights,
+)
 
 __all__ = [
     "AUTO_MODEL",
@@ -35,6 +44,9 @@ __all__ = [
     "DenseASPP",
     "OptionNames",
     "Weights",
+    "Normalization",
+    "RELEASE_NORMALIZATION",
+    "normalization_of",
     "build_model",
     "convert_checkpoint",
     "find_published_weights",

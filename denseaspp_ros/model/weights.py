@@ -16,6 +16,23 @@ PACKAGED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "weight
 
 
 @dataclass(frozen=True)
+class Normalization:
+    """What a network expects of its input: RGB / 255, minus ``mean``, over ``std``, per channel."""
+
+    mean_rgb: tuple[float, float, float]
+    std_rgb: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if len(self.mean_rgb) != 3 or len(self.std_rgb) != 3 or min(self.std_rgb) <= 0:
+            raise DenseASPPError(f"normalization needs 3 means and 3 positive deviations, got {self}")
+
+
+# The release's (Cityscapes statistics): what its checkpoint was trained with, and what
+# `denseaspp train` trains with, so every checkpoint this package writes expects it too.
+RELEASE_NORMALIZATION = Normalization((0.290101, 0.328081, 0.286964), (0.182954, 0.186566, 0.184475))
+
+
+@dataclass(frozen=True)
 class Weights:
     """Known weights: ``name`` is what users write for them (``--weights demo``)."""
 
@@ -26,6 +43,7 @@ class Weights:
     packaged: bool  # shipped inside the package; else the user puts the file under weights/
     description: str
     metrics: Mapping[str, float]  # what the file measured (see ``record`` for the packaged ones' full record)
+    normalization: Normalization = RELEASE_NORMALIZATION
 
     def locate(self) -> Path | None:
         """The file, if present: in the package, or under ``$DENSEASPP_WEIGHTS_DIR`` then ``./weights``
@@ -79,6 +97,19 @@ def resolve_weights(weights: str | Path) -> Path:
             raise DenseASPPError(f"the {known.name} weights are not installed ({PACKAGED_WEIGHTS_DIR / known.filename} is missing)")
         return path
     return Path(weights)
+
+
+def normalization_of(weights: str | Path | None) -> Normalization:
+    """The input normalisation ``weights`` (a known name or a file) expect: their registry entry's
+    when known, else the release's (the one every checkpoint this package trains expects)."""
+    if str(weights) in WEIGHTS:
+        return WEIGHTS[str(weights)].normalization
+    if weights is not None:
+        for known in WEIGHTS.values():
+            located = known.locate()
+            if located is not None and located.resolve() == Path(weights).resolve():
+                return known.normalization
+    return RELEASE_NORMALIZATION
 
 
 def find_published_weights(model: str) -> Path | None:

@@ -14,6 +14,7 @@ import numpy as np
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from ..frames import stamp_ns
 from ..image_messages import class_mask_to_array
 from ..labels import IGNORE_INDEX, get_label_set
 from ..serving.settings import CostmapCameraSettings, CostmapNodeSettings
@@ -71,7 +72,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
         try:
             train_ids = class_mask_to_array(msg)
             self._check_classes(camera, train_ids)
-            if self.output.update(camera, train_ids, msg.header, self.camera_info.get(camera)):
+            if self.output.update(camera, train_ids, stamp_ns(msg.header), self.camera_info.get(camera)):
                 self.output.publish()
         except StampRejected as error:
             self._report(camera, f"stamp_{error.kind}", f"dropped a mask: {error}")

@@ -27,7 +27,6 @@ from std_msgs.msg import Header
 from ..costmap import CameraModel, SemanticCostmap, bird_eye_image, load_cost_table
 from ..errors import DenseASPPError
 from ..labels import LabelSet
-from ..frames import stamp_ns
 from ..serving.stamps import check_costmap_stamp
 from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
@@ -115,10 +114,11 @@ class CostmapOutput:
         return True
 
     def update(
-        self, camera: str, train_ids: np.ndarray, header: Header, camera_info: CameraInfo | None,
+        self, camera: str, train_ids: np.ndarray, stamp: int, camera_info: CameraInfo | None,
         confidence: np.ndarray | None = None,
     ) -> bool:
-        """Fold one mask in; False when the camera cannot contribute (reported once, not raised).
+        """Fold one mask, of the frame stamped ``stamp`` (ns), in; False when the camera cannot
+        contribute (reported once, not raised).
 
         Raises ``StampRejected`` for a frame whose stamp cannot be trusted (it changes nothing).
         """
@@ -129,7 +129,6 @@ class CostmapOutput:
             now = self._now_ns()
             if not self._observe_clock(now):
                 return False  # no time yet to age anything by; not the camera's fault
-            stamp = stamp_ns(header)
             check_costmap_stamp(stamp, now, self.settings.max_stamp_skew, self.settings.fusion.decay_time)
             try:
                 self._define(camera, state, camera_info, train_ids.shape)

@@ -336,7 +336,7 @@ class SegmentationNode(CameraLifecycleNode):
         for job, result in batch:
             name = job.camera.name
             try:
-                self.costmap.update(name, result.train_ids, job.header, self.camera_info.get(name), result.confidence)
+                self.costmap.update(name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence)
             except StampRejected as error:
                 job.camera.stats.on_error("costmap_stamp")
                 self.throttled.warn((name, "costmap_stamp", error.kind), f"{name}: not in the costmap: {error}")
