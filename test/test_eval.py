@@ -133,11 +133,17 @@ def test_cityscapesscripts_scores_the_saved_predictions_like_the_report(drive_fo
     assert official_miou == pytest.approx(report["miou"], abs=1e-9)
 
 
-def test_sharded_evaluation_merges_to_the_unsharded_one(drive_folder, tmp_path, weights):
+def test_sharded_evaluation_merges_to_the_unsharded_one(drive_folder, tmp_path, weights, monkeypatch):
+    from denseaspp_ros.datasets import CityscapesDataset
+
     common = ["eval", "--cityscapes", str(drive_folder), "--model", "MobileNetDenseASPP", "--weights", weights, "--device", "cpu"]
     assert cli.main([*common, "--output", str(tmp_path / "whole")]) == 0
+    read = CityscapesDataset.frame
+    decoded: list[int] = []
+    monkeypatch.setattr(CityscapesDataset, "frame", lambda self, index: decoded.append(index) or read(self, index))
     for index in range(3):
         assert cli.main([*common, "--shard", f"{index}/3", "--output", str(tmp_path / f"shard{index}")]) == 0
+    assert decoded == [0, 3, 1, 4, 2, 5]  # each shard decodes its own frames only
     assert [_report(tmp_path / f"shard{i}")["frames_evaluated"] for i in range(3)] == [2, 2, 2]
     shards = [str(tmp_path / f"shard{i}" / "report.json") for i in range(3)]
     assert cli.main(["eval", "--merge", *shards, "--output", str(tmp_path / "merged")]) == 0

@@ -63,14 +63,14 @@ def run_eval(args: argparse.Namespace) -> int:
             check_writable(folder, option)
     result_bag = BagWriter(args.write_bag) if args.write_bag else None  # refuses an existing bag now, not after the work
     stats = MatchStats()
-    samples, total = _samples(args, labels, shard, stats)
+    samples, total, unread_shard = _samples(args, labels, shard, stats)
     segmenter = engine_options._build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
     costmap = camera_costmap(*read_camera(args.camera), labels) if args.camera else None
     with ExitStack() as stack:
         bag = stack.enter_context(result_bag) if result_bag is not None else None
         writer = PredictionWriter(labels, bag, args.save_predictions, costmap, cityscapes_names=args.cityscapes is not None)
         result = evaluate(
-            samples, segmenter, labels, shard, writer, total=total, stats=stats if args.bag else None, batch=args.batch
+            samples, segmenter, labels, unread_shard, writer, total=total, stats=stats if args.bag else None, batch=args.batch
         )
     if result.frames == 0:
         raise DenseASPPError("no frame was evaluated: " + ("; ".join(result.problems) or "the source is empty"))
@@ -91,20 +91,21 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _samples(
     args: argparse.Namespace, labels: LabelSet, shard: Shard, stats: MatchStats
-) -> tuple[Iterator[Frame], int | None]:
-    """The source's samples, and how many this shard will take when the source can tell (for the ETA)."""
+) -> tuple[Iterator[Frame], int | None, Shard]:
+    """The source's samples, how many this shard will take when the source can tell (for the ETA),
+    and the shard still to pick from them: a folder reads only its shard's files, a bag reads all."""
     from ..bags import count_messages
-    from ..eval.evaluate import bag_samples, cityscapes_samples
+    from ..eval.evaluate import Shard, bag_samples, cityscapes_samples
 
     if args.cityscapes is not None:
-        return cityscapes_samples(args.cityscapes, args.split, labels, args.max_image_pixels), None
+        return cityscapes_samples(args.cityscapes, args.split, labels, args.max_image_pixels, shard), None, Shard()
     if not args.image_topic or not args.label_topic:
         raise DenseASPPError("--bag needs --image-topic and --label-topic")
     samples = bag_samples(
         args.bag, args.image_topic, args.label_topic, labels, args.label_format, args.tolerance, stats, args.max_image_pixels,
     )
     total = count_messages(args.bag, args.image_topic)
-    return samples, None if total is None else len(range(shard.index, total, shard.count))
+    return samples, None if total is None else len(range(shard.index, total, shard.count)), shard
 
 
 def _merge(args: argparse.Namespace, labels: LabelSet) -> int:

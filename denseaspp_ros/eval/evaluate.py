@@ -68,9 +68,13 @@ def bag_samples(
     return read_labelled_frames(path, image_topic, label_topic, tolerance_s, stats, max_pixels, label_ids)
 
 
-def cityscapes_samples(root: str | Path, split: str, label_set: LabelSet, max_pixels: int | None = None) -> Iterator[Frame]:
-    """A Cityscapes-layout split; a folder without one fails when the first sample is read, like a bad bag."""
-    yield from dataset_samples(CityscapesDataset(root, split, label_set, max_pixels))
+def cityscapes_samples(
+    root: str | Path, split: str, label_set: LabelSet, max_pixels: int | None = None, shard: Shard = Shard()
+) -> Iterator[Frame]:
+    """A Cityscapes-layout split, only ``shard``'s frames read and decoded (evaluate them with the
+    whole ``Shard()``); a folder without one fails when the first sample is read, like a bad bag."""
+    dataset = CityscapesDataset(root, split, label_set, max_pixels)
+    yield from dataset_samples(dataset, range(shard.index, len(dataset), shard.count))
 
 
 def dataset_samples(dataset: CityscapesDataset | BagDataset, indices: Iterable[int] | None = None) -> Iterator[Frame]:
