@@ -244,8 +244,8 @@ def _flag_kind(parameter: Parameter) -> dict[str, Any]:
     if declaration.parse is not None:
         return {"type": _checked(parameter, declaration.parse), "metavar": declaration.metavar}
     if isinstance(default, tuple) and default:
-        element = type(default[0])
-        return {"type": element, "nargs": len(default), "metavar": declaration.metavar}
+        element = type(default[0])  # names come as many as given, numbers as many as the default has
+        return {"type": element, "nargs": "+" if element is str else len(default), "metavar": declaration.metavar}
     if declaration.choices is not None:
         return {"choices": declaration.choices}
     parse = str if default is None else type(default)

@@ -19,3 +19,20 @@ class Cancelled(DenseASPPError):
 
 class LabelSetError(DenseASPPError, ValueError):
     """A custom label set file is missing or malformed."""
+
+
+class MissingExtra(DenseASPPError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency, or fail with one line saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingExtra(
+            f"{purpose} needs {module.split('.')[0]}, which is not installed ({error}): "
+            f"pip install 'denseaspp_ros[{extra}]' (or pip install -e '.[{extra}]' in a clone)"
+        ) from None

@@ -1,6 +1,8 @@
 """Inference engine: device, precision, batching, pre- and post-processing (no ROS imports)."""
 
+from .backends import BACKENDS, BackendSettings
 from .loader import load_engine
+from .preprocessing import normalization, preprocess
 from .segmenter import (
     MEAN_RGB,
     MULTISCALE_SCALES,
@@ -8,13 +10,13 @@ from .segmenter import (
     Segmentation,
     Segmenter,
     check_image,
-    normalization,
-    preprocess,
     resolve_device,
     resolve_precision,
 )
 
 __all__ = [
+    "BACKENDS",
+    "BackendSettings",
     "MEAN_RGB",
     "MULTISCALE_SCALES",
     "STD_RGB",

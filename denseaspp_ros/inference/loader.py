@@ -12,17 +12,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DenseASPPError
 from ..labels import LabelSet, get_label_set
 from ..model import (
     AUTO_MODEL, CLI_OPTIONS, DEMO_WEIGHTS, OptionNames, build_model, find_published_weights, normalization_of,
 )
-from .segmenter import Segmenter
+from .backends import BackendSettings, EngineIdentity, TorchBackend, backend_precision, choose_backend, make_backend
+from .segmenter import Segmenter, resolve_device
 
 
 def _warn_on_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def _say_on_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def load_engine(
@@ -32,22 +38,47 @@ def load_engine(
     *,
     allow_untrained: bool = False,
     options: OptionNames = CLI_OPTIONS,
+    backend: BackendSettings = BackendSettings(backend="torch"),
     warn: Callable[[str], None] = _warn_on_stderr,
-    **engine_options: object,
+    log: Callable[[str], None] = _say_on_stderr,
+    **engine_options: Any,
 ) -> Segmenter:
     """A Segmenter for ``weights`` (a path, ``demo``, or None for the published checkpoint of ``model``).
 
     ``model`` ``auto`` identifies the network from the checkpoint; the class count always comes
-    from ``labels``. The Segmenter records what it runs: ``weights`` (None: random),
-    ``model_name`` and ``label_set``. ``options`` names the caller's settings in errors and
-    warnings (CLI flags or ROS parameters); ``engine_options`` go to the Segmenter.
+    from ``labels``. ``backend`` says what runs the network (``auto`` picks, see
+    ``backends.choose_backend``); an exported engine for a known ``input_size`` is built (or
+    loaded from the cache) here, others at the first frame of each size. The Segmenter records
+    what it runs: ``weights`` (None: random), ``model_name`` and ``label_set``. ``options`` names
+    the caller's settings in errors and warnings (CLI flags or ROS parameters); ``engine_options``
+    go to the Segmenter; ``log`` hears about exports.
     """
     label_set = labels if isinstance(labels, LabelSet) else get_label_set(labels)
     path = _resolve(weights, model, allow_untrained, options, warn)
     if path is None and model == AUTO_MODEL:
         raise CheckpointError(f"{options.model.format(AUTO_MODEL)} identifies the network from its weights: random weights need a named model")
     network = build_model(model, label_set.num_classes, path, options)
-    segmenter = Segmenter(network, own_model=True, normalize=normalization_of(path), **engine_options)
+    normalize = normalization_of(path)
+    device = resolve_device(engine_options.get("device", "auto"))
+    chosen = choose_backend(backend.backend, device, untrained=path is None)
+    precision = backend_precision(chosen, engine_options.get("precision", "auto"))
+    if chosen == "torch":
+        segmenter = Segmenter(network, own_model=True, normalize=normalize, **engine_options)
+        if backend.compile:
+            segmenter.backend = TorchBackend(segmenter.model, backend.compile)
+    else:
+        if device.type != "cpu":
+            raise DenseASPPError(
+                f"the {chosen} backend runs its own engine: leave the device auto or cpu and choose the engine's "
+                "device with openvino_device or providers"
+            )
+        identity = EngineIdentity.of(network, network.variant_name, normalize)
+        exported = make_backend(chosen, network, identity, precision, backend, log)
+        # The Segmenter's own tensor work (normalising, argmax) stays on the CPU in float32.
+        engine_options = {**engine_options, "device": "cpu", "precision": "fp32", "channels_last": False}
+        segmenter = Segmenter(network, own_model=True, normalize=normalize, backend=exported, **engine_options)
+        if segmenter.input_size is not None and not segmenter.multiscale:
+            exported.prepare(segmenter.input_size)
     segmenter.weights, segmenter.label_set = path, label_set  # the Segmenter takes model_name from the network
     return segmenter
 

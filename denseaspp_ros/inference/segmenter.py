@@ -9,9 +9,8 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ from torch import nn
 from ..errors import Cancelled, DenseASPPError, ImageError
 from ..image_messages import MAX_IMAGE_PIXELS
 from ..model.weights import RELEASE_NORMALIZATION, Normalization
+from .backends import TorchBackend
+from .preprocessing import preprocess
 
 # Normalisation of the release (RGB/255, Cityscapes statistics).
 MEAN_RGB, STD_RGB = RELEASE_NORMALIZATION.mean_rgb, RELEASE_NORMALIZATION.std_rgb
@@ -71,43 +72,6 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
-@lru_cache(maxsize=None)
-def normalization(
-    device: torch.device, normalize: Normalization = RELEASE_NORMALIZATION
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, shift), shaped (1, 3, 1, 1): (x / 255 - mean) / std == x * scale + shift, one fused pass.
-
-    Made once per device and normalisation (read-only): a copy from pageable host memory per batch
-    would wait for the device's queued work and stall the asynchronous upload.
-    """
-    std = torch.tensor(normalize.std_rgb).view(1, 3, 1, 1)
-    mean = torch.tensor(normalize.mean_rgb).view(1, 3, 1, 1)
-    return (1.0 / (255.0 * std)).to(device), (-mean / std).to(device)
-
-
-def preprocess(
-    images: torch.Tensor,
-    device: torch.device,
-    *,
-    bgr: bool = False,
-    dtype: torch.dtype = torch.float32,
-    memory_format: torch.memory_format = torch.channels_last,
-    normalize: Normalization = RELEASE_NORMALIZATION,
-) -> torch.Tensor:
-    """uint8 NHWC images (host or device) -> the normalised NCHW batch the networks take, on ``device``.
-
-    The one path of inference and training (the release's normalisation unless the weights say
-    otherwise), so the two cannot drift apart. A host batch is copied without blocking: pin it
-    for a DMA copy.
-    """
-    scale, shift = normalization(device, normalize)
-    batch = images.to(device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC -> NCHW view
-    if bgr:
-        batch = batch.flip(1)
-    batch = batch.float().mul_(scale).add_(shift)
-    return batch.to(dtype=dtype, memory_format=memory_format)
-
-
 def check_image(image: object, index: int = 0, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Accept only HxWx3 uint8 arrays of at most ``max_pixels``, naming what was wrong otherwise."""
     if not isinstance(image, np.ndarray):
@@ -150,6 +114,7 @@ class Segmenter:
         cancel: threading.Event | None = None,
         own_model: bool = False,
         normalize: Normalization = RELEASE_NORMALIZATION,
+        backend: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if max_batch < 1:
             raise DenseASPPError(f"max_batch must be at least 1, got {max_batch}")
@@ -171,6 +136,8 @@ class Segmenter:
         if not own_model:  # moving and casting happen in place: never to the caller's model (e.g. one in training)
             model = copy.deepcopy(model)
         self.model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+        # What maps a normalised batch to logits: the network here, or an exported engine of it.
+        self.backend = backend if backend is not None else TorchBackend(self.model)
         self.weights: Path | str | None = None  # what load_engine loaded, for reports and diagnostics
         self.model_name: str = getattr(model, "variant_name", type(model).__name__)
         self.label_set = None
@@ -210,6 +177,13 @@ class Segmenter:
                 for i, result in zip(chunk, self._segment_batch(batch, confidence, logits)):
                     results[i] = result
         return results  # type: ignore[return-value]
+
+    def describe(self) -> dict[str, str]:
+        """What runs: the device and precision of the Segmenter's tensors, and the backend's own facts."""
+        return {
+            "device": str(self.device), "precision": str(self.dtype).removeprefix("torch."),
+            **self.backend.describe(),
+        }
 
     def segment_one(self, image: np.ndarray, **options: bool) -> Segmentation:
         return self.segment([image], **options)[0]
@@ -288,7 +262,7 @@ class Segmenter:
             raise Cancelled("segmentation cancelled")
 
     def _forward(self, batch: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
-        scores = self.model(batch).float()
+        scores = self.backend(batch).float()
         if tuple(scores.shape[-2:]) != output_size:
             scores = F.interpolate(scores, size=output_size, mode="bilinear", align_corners=True)
         return scores

@@ -1,0 +1,306 @@
+"""What runs the network: a backend maps a normalised float32 batch (N, 3, H, W) to logits.
+
+Everything around it (normalisation, resizing, multi-scale fusion, argmax, confidence) is the
+Segmenter's and the same for every backend.
+
+- ``torch``: the network itself, eager or ``torch.compile``d, on the CPU or CUDA (fp16/bf16 there).
+- ``openvino``: an OpenVINO IR compiled for a device string (``CPU``; ``GPU``/``AUTO`` pass
+  through for Intel GPUs), fp32 or int8 (NNCF post-training quantization on real frames).
+- ``onnxruntime``: an ONNX Runtime session on the listed execution providers that the installed
+  onnxruntime offers (CPU; CUDA and TensorRT where present: one code path).
+
+Exported engines have a fixed spatial size, so one is built per input size on first use, from a
+verified ONNX export, and kept in the cache (``inference/cache.py``): a second start loads them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..declarations import setting, validate
+from ..errors import DenseASPPError, require
+from ..model.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_onnx
+from ..model.weights import Normalization
+from .cache import build_entry, cache_root, entry_path, weights_digest
+from .calibration import calibration_frames
+from .preprocessing import preprocess
+
+BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
+EXPORTED = {"openvino": "openvino", "onnxruntime": "onnx"}  # backend -> the extra that installs it
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")
+BACKEND_PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "openvino": ("fp32", "int8"), "onnxruntime": ("fp32",)}
+VERIFY_FRAMES = 2  # real frames every export is checked on
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """How the network runs: the node's ``model.*`` backend parameters and the commands' flags."""
+
+    backend: str = setting(
+        "auto", "auto (torch on CUDA or for random weights; on a CPU the fastest installed exported runtime: "
+        "openvino, else onnxruntime, else torch), torch, openvino or onnxruntime", choices=BACKENDS,
+    )
+    compile: str = setting(
+        "", "torch backend: torch.compile mode (default, reduce-overhead = CUDA graphs, max-autotune); empty = eager",
+        choices=COMPILE_MODES,
+    )
+    openvino_device: str = setting("CPU", "openvino backend: device (CPU; GPU or AUTO for Intel GPUs)")
+    providers: tuple[str, ...] = setting(
+        ("CPUExecutionProvider",),
+        "onnxruntime backend: execution providers in order of preference (e.g. TensorrtExecutionProvider "
+        "CUDAExecutionProvider CPUExecutionProvider); those the installed onnxruntime lacks are skipped",
+    )
+    tensorrt_fp16: bool = setting(True, "onnxruntime backend: TensorrtExecutionProvider builds fp16 engines")
+    calibration: str = setting(
+        "", "int8 calibration frames: an image folder, a Cityscapes folder or a bag; empty = the synthetic world"
+    )
+    calibration_frames: int = setting(32, "int8 calibration: how many frames", low=1, high=10000)
+    cache_dir: str = setting("", "exported engines; empty = $DENSEASPP_CACHE, else ~/.cache/denseaspp_ros")
+    threads: int = setting(0, "CPU threads of the openvino/onnxruntime backends; 0 = every core", low=0, high=1024)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend``'s runtime and the ONNX export it is built from can be imported."""
+    needed = {"torch": [], "onnxruntime": ["onnx", "onnxruntime", "onnxscript"]}.get(
+        backend, ["onnx", "onnxruntime", "onnxscript", "openvino", "nncf"]
+    )
+    return all(importlib.util.find_spec(module) is not None for module in needed)
+
+
+def choose_backend(requested: str, device: torch.device, untrained: bool) -> str:
+    """``auto``: torch on CUDA (its fp16 path is the fast one there) and for random weights (nothing
+    worth exporting); on a CPU the fastest installed exported runtime."""
+    if requested != "auto":
+        return requested
+    if device.type == "cuda" or untrained:
+        return "torch"
+    return next((name for name in ("openvino", "onnxruntime") if installed(name)), "torch")
+
+
+def backend_precision(backend: str, precision: str) -> str:
+    """The precision ``backend`` runs at for the ``precision`` asked (auto: fp32 off CUDA)."""
+    if backend == "torch" or precision == "auto":
+        return "fp32" if precision == "auto" else precision
+    if precision not in BACKEND_PRECISIONS[backend]:
+        raise DenseASPPError(
+            f"the {backend} backend runs {' or '.join(BACKEND_PRECISIONS[backend])}, not {precision}"
+            + ("; int8 runs on the openvino backend" if precision == "int8" else "")
+        )
+    return precision
+
+
+class TorchBackend:
+    """The network itself (optionally compiled); it lives wherever the Segmenter put it."""
+
+    name = "torch"
+
+    def __init__(self, model: nn.Module, compile_mode: str = "") -> None:
+        self.model = model
+        self.compile_mode = compile_mode
+        self._run = torch.compile(model, mode=compile_mode) if compile_mode else model
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self._run(batch)
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": "torch", "compile": self.compile_mode or "eager"}  # precision: the Segmenter's
+
+
+@dataclass(frozen=True)
+class EngineIdentity:
+    """What an exported engine is a function of, besides its size and runtime."""
+
+    model_name: str
+    num_classes: int
+    digest: str  # of the weights' tensors
+    normalization: Normalization
+
+    @classmethod
+    def of(cls, model: nn.Module, model_name: str, normalization: Normalization) -> EngineIdentity:
+        return cls(model_name, int(getattr(model, "num_classes", 0)), weights_digest(model), normalization)
+
+
+class ExportedBackend:
+    """Engines built from a verified ONNX export, one per input size, on first use; cached on disk."""
+
+    name = "exported"
+
+    def __init__(
+        self, model: nn.Module, identity: EngineIdentity, precision: str, settings: BackendSettings,
+        log: Callable[[str], None],
+    ) -> None:
+        self.model = model.float().eval()
+        self.identity, self.precision, self.settings, self.log = identity, precision, settings, log
+        self.root = cache_root(settings.cache_dir)
+        self.threads = settings.threads or os.cpu_count() or 1
+        self._engines: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
+        self.built: list[Path] = []  # cache entries this process had to build (a warm start builds none)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        size = (int(batch.shape[-2]), int(batch.shape[-1]))
+        engine = self._engines.get(size)
+        if engine is None:
+            engine = self._engines[size] = self._load(size)
+        array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(engine(array))
+
+    def prepare(self, size: tuple[int, int]) -> None:
+        """Build (or load) the engine for ``size`` now rather than at the first frame."""
+        if size not in self._engines:
+            self._engines[size] = self._load(size)
+
+    def onnx_file(self, size: tuple[int, int]) -> Path:
+        """The verified ONNX export for ``size`` in the cache, exported when missing."""
+        onnx = require("onnx", EXPORTED[self.name], f"the {self.name} backend")
+        key = self._key(size, onnx=onnx.__version__, opset=ONNX_OPSET)
+
+        def build(folder: Path) -> None:
+            self.log(f"exporting {self.identity.model_name} at {size[0]}x{size[1]} to ONNX (once; cached in {self.root})")
+            frames = calibration_frames(self.settings.calibration or None, VERIFY_FRAMES, size)
+            check = export_onnx(self.model, folder / "model.onnx", self._normalised(frames), self._metadata(size))
+            self.log(f"ONNX export verified: {check.describe()}")
+
+        return self._entry("onnx", size, key, build) / "model.onnx"
+
+    def describe(self) -> dict[str, str]:
+        return {"backend": self.name, "precision": self.precision, "cache": str(self.root)}
+
+    def _load(self, size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+        raise NotImplementedError
+
+    def _key(self, size: tuple[int, int], **more: object) -> dict[str, object]:
+        identity = self.identity
+        return {
+            "model": identity.model_name, "classes": identity.num_classes, "weights": identity.digest,
+            "size": list(size), "torch": torch.__version__, **more,
+        }
+
+    def _entry(self, kind: str, size: tuple[int, int], key: dict[str, object], build: Callable[[Path], None]) -> Path:
+        label = f"{self.identity.model_name}-{size[0]}x{size[1]}-{kind}"
+        started = time.monotonic()
+        path, made = build_entry(entry_path(self.root, label, key), build, key)
+        if made:
+            self.built.append(path)
+            self.log(f"built {path.name} in {time.monotonic() - started:.1f} s")
+        return path
+
+    def _metadata(self, size: tuple[int, int]) -> dict[str, str]:
+        identity = self.identity
+        return {
+            "model": identity.model_name, "num_classes": str(identity.num_classes), "input_size": f"{size[0]}x{size[1]}",
+            "input": "float32 RGB (N, 3, H, W), (x / 255 - mean) / std", "mean_rgb": repr(identity.normalization.mean_rgb),
+            "std_rgb": repr(identity.normalization.std_rgb), "weights_sha256": identity.digest,
+            "output": "logits (N, classes, H/8, W/8): upsample, then argmax",
+        }
+
+    def _normalised(self, frames: list[np.ndarray]) -> torch.Tensor:
+        batch = torch.from_numpy(np.stack(frames))
+        return preprocess(batch, torch.device("cpu"), normalize=self.identity.normalization, memory_format=torch.contiguous_format)
+
+
+class OnnxRuntimeBackend(ExportedBackend):
+    name = "onnxruntime"
+
+    def _load(self, size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+        runtime = require("onnxruntime", "onnx", "the onnxruntime backend")
+        path = self.onnx_file(size)
+        options = runtime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield the cores
+        options.graph_optimization_level = runtime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = runtime.InferenceSession(str(path), options, providers=self._providers(runtime, path.parent))
+        return lambda array: session.run([OUTPUT_NAME], {INPUT_NAME: array})[0]
+
+    def _providers(self, runtime: Any, folder: Path) -> list[tuple[str, dict[str, str]]]:
+        available = runtime.get_available_providers()
+        chosen = [provider for provider in self.settings.providers if provider in available]
+        skipped = [provider for provider in self.settings.providers if provider not in available]
+        if skipped:
+            self.log(f"onnxruntime {runtime.__version__} lacks {', '.join(skipped)}: skipped (it has {', '.join(available)})")
+        if not chosen:
+            raise DenseASPPError(
+                f"none of the providers {list(self.settings.providers)} is available in onnxruntime; it has {available}"
+            )
+        options = {
+            "TensorrtExecutionProvider": {
+                "trt_fp16_enable": str(self.settings.tensorrt_fp16), "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(folder / "tensorrt"),
+            }
+        }
+        return [(provider, options.get(provider, {})) for provider in chosen]
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "providers": " ".join(self.settings.providers)}
+
+
+class OpenVINOBackend(ExportedBackend):
+    name = "openvino"
+
+    def _load(self, size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+        openvino = require("openvino", "openvino", "the openvino backend")
+        ir = self._ir(openvino, size)
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.settings.openvino_device.upper().startswith("CPU"):
+            config["INFERENCE_NUM_THREADS"] = self.threads
+            if self.precision == "fp32":
+                config["INFERENCE_PRECISION_HINT"] = "f32"  # not bf16 behind the user's back on CPUs that have it
+        compiled = openvino.Core().compile_model(str(ir), self.settings.openvino_device, config)
+        request = compiled.create_infer_request()
+        output = compiled.output(0)
+        return lambda array: request.infer({0: array}, share_inputs=True)[output]
+
+    def _ir(self, openvino: Any, size: tuple[int, int]) -> Path:
+        onnx_path = self.onnx_file(size)
+        key = self._key(size, openvino=openvino.__version__, precision=self.precision)
+        if self.precision == "int8":
+            nncf = require("nncf", "openvino", "int8 quantization")
+            key.update(nncf=nncf.__version__, calibration=self.settings.calibration or "synthetic",
+                       calibration_frames=self.settings.calibration_frames)
+
+        def build(folder: Path) -> None:
+            model = openvino.convert_model(str(onnx_path))
+            if self.precision == "int8":
+                model = self._quantize(model, size)
+            openvino.save_model(model, str(folder / "model.xml"), compress_to_fp16=False)
+
+        return self._entry(f"openvino-{self.precision}", size, key, build) / "model.xml"
+
+    def _quantize(self, model: Any, size: tuple[int, int]) -> Any:
+        import nncf
+
+        count = self.settings.calibration_frames
+        source = self.settings.calibration or "the synthetic world"
+        self.log(f"calibrating int8 on {count} frames of {source} at {size[0]}x{size[1]} (NNCF)")
+        frames = calibration_frames(self.settings.calibration or None, count, size)
+        batches = [self._normalised([frame]).numpy() for frame in frames]
+        return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches), fast_bias_correction=True)
+
+
+def make_backend(
+    name: str, model: nn.Module, identity: EngineIdentity, precision: str, settings: BackendSettings,
+    log: Callable[[str], None],
+) -> TorchBackend | ExportedBackend:
+    """The backend ``name`` (not ``auto``: see ``choose_backend``) for a network already built."""
+    if name == "torch":
+        return TorchBackend(model, settings.compile)
+    if not installed(name):
+        extra = EXPORTED[name]
+        raise DenseASPPError(
+            f"the {name} backend is not installed: pip install 'denseaspp_ros[{extra}]' "
+            f"(or pip install -e '.[{extra}]' in a clone)"
+        )
+    backend = {"openvino": OpenVINOBackend, "onnxruntime": OnnxRuntimeBackend}[name]
+    return backend(model, identity, precision, settings, log)
