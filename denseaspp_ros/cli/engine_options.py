@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..declarations import add_flags
-from ..inference import Segmenter, load_engine
+from ..declarations import add_flags, parameters
+from ..inference import BACKENDS, BackendSettings, Segmenter, load_engine
 from ..serving.settings import NodeSettings
+
+PRECISION_CHOICES = parameters(NodeSettings)["model.precision"].declaration.choices
 
 DEFAULT_MODEL = "DenseASPP161"
 
 
-def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+def _add_engine_options(parser: argparse.ArgumentParser, *, lists: bool = False) -> None:
     add_flags(
         parser, NodeSettings, ["model.name"], defaults={"model.name": DEFAULT_MODEL}, flags={"model.name": "--model"}
     )
@@ -21,7 +23,15 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="checkpoint: original .pkl, project .pt or .safetensors; demo = the synthetic-world weights; "
         "default: the release's checkpoint under weights/, else random weights (with a warning)",
     )
-    add_flags(parser, NodeSettings, ["model.labels", "model.device", "model.precision"])
+    add_flags(parser, NodeSettings, ["model.labels", "model.device"])
+    if lists:  # bench: several backends and precisions, timed side by side
+        parser.add_argument("--backend", type=_choices(BACKENDS), default=["torch"], help="comma list of " + ", ".join(BACKENDS))
+        parser.add_argument("--precision", type=_choices(PRECISION_CHOICES), default=["auto"],
+                            help="comma list of " + ", ".join(PRECISION_CHOICES) + " (each backend runs those it can)")
+        add_flags(parser, BackendSettings, [name for name in parameters(BackendSettings) if name != "backend"])
+    else:
+        add_flags(parser, NodeSettings, ["model.precision"])
+        add_flags(parser, BackendSettings)
     parser.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -32,7 +42,28 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, NodeSettings, ["max_image_pixels"])
 
 
-def _build_segmenter(args: argparse.Namespace, **options: object) -> Segmenter:
+def _choices(allowed: tuple[str, ...]):
+    """An argparse type for a comma list of ``allowed`` words."""
+
+    def parse(text: str) -> list[str]:
+        words = [word.strip() for word in text.split(",") if word.strip()]
+        unknown = [word for word in words if word not in allowed]
+        if unknown or not words:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(allowed)}, got {text!r}")
+        return words
+
+    return parse
+
+
+def backend_settings(args: argparse.Namespace, backend: str | None = None) -> BackendSettings:
+    """The backend flags as settings (``backend`` overrides --backend: bench runs several)."""
+    values = {name: getattr(args, name) for name in parameters(BackendSettings) if name != "backend"}
+    return BackendSettings(backend=backend or args.backend, **values)
+
+
+def _build_segmenter(
+    args: argparse.Namespace, *, backend: str | None = None, precision: str | None = None, **options: object
+) -> Segmenter:
     """The engine of the command line: without --weights (and no published checkpoint), random
     weights with a warning, so a benchmark or a smoke test needs no download; a --weights that
     does not exist is an error."""
@@ -41,8 +72,9 @@ def _build_segmenter(args: argparse.Namespace, **options: object) -> Segmenter:
         args.model,
         args.labels,
         allow_untrained=args.weights is None,
+        backend=backend_settings(args, backend),
         device=args.device,
-        precision=args.precision,
+        precision=precision or args.precision,
         channels_last=args.channels_last,
         max_batch=args.batch,
         max_image_pixels=args.max_image_pixels,

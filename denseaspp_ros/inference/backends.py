@@ -37,7 +37,7 @@ from .preprocessing import preprocess
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 EXPORTED = {"openvino": "openvino", "onnxruntime": "onnx"}  # backend -> the extra that installs it
-COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 BACKEND_PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "openvino": ("fp32", "int8"), "onnxruntime": ("fp32",)}
 VERIFY_FRAMES = 2  # real frames every export is checked on
 
@@ -51,7 +51,7 @@ class BackendSettings:
         "openvino, else onnxruntime, else torch), torch, openvino or onnxruntime", choices=BACKENDS,
     )
     compile: str = setting(
-        "", "torch backend: torch.compile mode (default, reduce-overhead = CUDA graphs, max-autotune); empty = eager",
+        "none", "torch backend: none (eager) or a torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune",
         choices=COMPILE_MODES,
     )
     openvino_device: str = setting("CPU", "openvino backend: device (CPU; GPU or AUTO for Intel GPUs)")
@@ -91,9 +91,10 @@ def choose_backend(requested: str, device: torch.device, untrained: bool) -> str
 
 
 def backend_precision(backend: str, precision: str) -> str:
-    """The precision ``backend`` runs at for the ``precision`` asked (auto: fp32 off CUDA)."""
-    if backend == "torch" or precision == "auto":
-        return "fp32" if precision == "auto" else precision
+    """The precision ``backend`` runs at for the ``precision`` asked (auto: fp32; the torch backend
+    turns it into fp16 on CUDA itself)."""
+    if precision == "auto":
+        return "fp32"
     if precision not in BACKEND_PRECISIONS[backend]:
         raise DenseASPPError(
             f"the {backend} backend runs {' or '.join(BACKEND_PRECISIONS[backend])}, not {precision}"
@@ -107,16 +108,16 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, compile_mode: str = "") -> None:
+    def __init__(self, model: nn.Module, compile_mode: str = "none") -> None:
         self.model = model
         self.compile_mode = compile_mode
-        self._run = torch.compile(model, mode=compile_mode) if compile_mode else model
+        self._run = model if compile_mode == "none" else torch.compile(model, mode=compile_mode)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         return self._run(batch)
 
     def describe(self) -> dict[str, str]:
-        return {"backend": "torch", "compile": self.compile_mode or "eager"}  # precision: the Segmenter's
+        return {"backend": "torch", "compile": self.compile_mode}  # precision: the Segmenter's
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,10 @@ def load_engine(
     normalize = normalization_of(path)
     device = resolve_device(engine_options.get("device", "auto"))
     chosen = choose_backend(backend.backend, device, untrained=path is None)
-    precision = backend_precision(chosen, engine_options.get("precision", "auto"))
+    precision = backend_precision(chosen, engine_options.get("precision", "auto"))  # checked for every backend
     if chosen == "torch":
         segmenter = Segmenter(network, own_model=True, normalize=normalize, **engine_options)
-        if backend.compile:
+        if backend.compile != "none":
             segmenter.backend = TorchBackend(segmenter.model, backend.compile)
     else:
         if device.type != "cpu":

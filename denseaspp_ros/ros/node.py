@@ -111,7 +111,9 @@ class SegmentationNode(CameraLifecycleNode):
             model.labels,
             allow_untrained=settings.allow_untrained,
             options=NODE_OPTIONS,
+            backend=model.runtime,
             warn=self.get_logger().warning,
+            log=self.get_logger().info,
             device=model.device,
             precision=model.precision,
             input_size=model.input_size,
@@ -129,7 +131,7 @@ class SegmentationNode(CameraLifecycleNode):
         device = self._device()
         self.get_logger().info(
             f"configured {segmenter.model_name} ({segmenter.weights or 'random weights'}) on {device['device']} "
-            f"({device['precision']}) for cameras {', '.join(settings.cameras)}"
+            f"({device['precision']}, {device['backend']} backend) for cameras {', '.join(settings.cameras)}"
         )
 
     def release(self) -> None:
@@ -377,7 +379,7 @@ class SegmentationNode(CameraLifecycleNode):
         return self._status(f"camera {camera.name}", health, values)
 
     def _device(self) -> dict[str, str]:
-        return {"device": str(self.segmenter.device), "precision": str(self.segmenter.dtype).removeprefix("torch.")}
+        return self.segmenter.describe()
 
     def _status(self, subject: str, health: Health, values: dict) -> DiagnosticStatus:
         return DiagnosticStatus(

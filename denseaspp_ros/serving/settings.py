@@ -15,6 +15,7 @@ from typing import Any
 from ..costmap import CameraPose, CostmapSettings
 from ..declarations import SettingError, group, setting, validate
 from ..image_messages import MAX_IMAGE_PIXELS
+from ..inference.backends import BackendSettings
 from ..inference.segmenter import PRECISIONS
 from ..model import AUTO_MODEL, MODEL_NAMES
 from ..ros.names import SEGMENTATION_NODE  # a name, no ROS import
@@ -76,10 +77,14 @@ class EngineSettings:
     )
     labels: str = setting("cityscapes", "class set: cityscapes or a label set YAML file (sets the class count)")
     device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N")
-    precision: str = setting("auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16", choices=("auto", *PRECISIONS))
+    precision: str = setting(
+        "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16 (torch on CUDA), int8 (openvino)",
+        choices=("auto", *PRECISIONS, "int8"),
+    )
     input_height: int = setting(0, "network input height in pixels; 0 = the camera's resolution", low=0, high=8192)
     input_width: int = setting(0, "network input width in pixels; 0 = the camera's resolution", low=0, high=8192)
     multiscale: bool = setting(False, "multi-scale + flip inference (about 12x the compute)")
+    runtime: BackendSettings = group(BackendSettings, flatten=True)
 
     def __post_init__(self) -> None:
         validate(self)
