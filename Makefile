@@ -40,7 +40,7 @@ $(STAMP): setup.py setup.cfg Makefile
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PYTHON) -m pip install --quiet $(ROS_WHEELS)
-	$(PYTHON) -m pip install --quiet -e ".[test]" vermin
+	$(PYTHON) -m pip install --quiet -e ".[test,onnx,openvino]" vermin
 	touch $(STAMP)
 
 demo: $(STAMP)

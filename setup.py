@@ -3,6 +3,7 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "denseaspp_ros"
+ONNX = ["onnx>=1.16", "onnxruntime>=1.19", "onnxscript>=0.5"]
 
 setup(
     name=PACKAGE,
@@ -33,7 +34,13 @@ setup(
     ],
     # cityscapesscripts 2.3.0 calls np.in1d, which NumPy 2.4 removed: pin NumPy where the
     # official evaluation runs, so tests exercise it unmodified.
-    extras_require={"test": ["pytest", "cityscapesscripts", "numpy<2.4"]},
+    # Exported backends: ONNX export (torch.onnx's dynamo exporter needs onnxscript) checked under
+    # ONNX Runtime; OpenVINO adds its runtime and NNCF for int8.
+    extras_require={
+        "test": ["pytest", "cityscapesscripts", "numpy<2.4"],
+        "onnx": ONNX,
+        "openvino": [*ONNX, "openvino>=2024.4", "nncf>=2.14"],
+    },
     zip_safe=False,
     entry_points={
         "console_scripts": [

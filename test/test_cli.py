@@ -477,14 +477,16 @@ def test_bench_writes_json_prints_table_and_warns_about_random_weights(tmp_path)
     assert not (tmp_path / "weights").exists()
     assert "warning: no --weights" in result.stderr and "random weights" in result.stderr
     assert "Traceback" not in result.stderr
-    assert "raw forward" in result.stdout and "Segmenter" in result.stdout and "images/s" in result.stdout
+    assert "raw" in result.stdout and "engine" in result.stdout and "images/s" in result.stdout
     report = json.loads(json_path.read_text())
     assert report["model"] == MODEL and report["size"] == [32, 48] and report["batch"] == 2
-    assert report["device"] == "cpu" and report["precision"] == "float32" and report["iterations"] == 2
-    for path in ("raw_forward", "segmenter"):
-        assert report[path]["images_per_second"] > 0
-        assert 0 < report[path]["latency_ms_p50"] <= report[path]["latency_ms_p99"]
-    assert report["segmenter_share"] > 0
+    assert report["device"] == "cpu" and report["iterations"] == 2
+    assert [(row["backend"], row["precision"], row["path"]) for row in report["rows"]] == [
+        ("torch", "fp32", "raw"), ("torch", "fp32", "engine"),
+    ]  # random weights: auto is torch (nothing worth exporting)
+    for row in report["rows"]:
+        assert row["images_per_s"] > 0 and 0 < row["p50_ms"] <= row["p95_ms"]
+    assert report["engine_share"]["torch/fp32"] > 0
 
 
 def test_no_warning_with_weights(capsys, tmp_path, checkpoints):

@@ -7,12 +7,12 @@ import os
 import sys
 
 from ..errors import DenseASPPError
-from . import bag_recover, bench, convert, demo, evaluation, infer, replay, synth, train
+from . import bag_recover, bench, convert, demo, evaluation, export, infer, replay, synth, train
 from .arguments import _count, _size  # noqa: F401  (bench/ scripts parse their options with these)
 
-COMMANDS = (infer, convert, bench, synth, train, evaluation, demo, replay, bag_recover)
+COMMANDS = (infer, convert, export, bench, synth, train, evaluation, demo, replay, bag_recover)
 DESCRIPTION = (
-    "DenseASPP semantic segmentation: infer on image files, convert checkpoints, bench the engine, synth data, "
+    "DenseASPP semantic segmentation: infer on image files, convert checkpoints, export to ONNX, bench the backends, synth data, "
     "train, eval, the end-to-end demo, replay a bag into a running node, bag-recover."
 )
 

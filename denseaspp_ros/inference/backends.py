@@ -29,7 +29,7 @@ from torch import nn
 
 from ..declarations import setting, validate
 from ..errors import DenseASPPError, require
-from ..model.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_onnx
+from ..model.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, ExportCheck, export_onnx
 from ..model.weights import Normalization
 from .cache import build_entry, cache_root, entry_path, weights_digest
 from .calibration import calibration_frames
@@ -103,6 +103,30 @@ def backend_precision(backend: str, precision: str) -> str:
     return precision
 
 
+def normalised(frames: list[np.ndarray], normalization: Normalization) -> torch.Tensor:
+    """RGB uint8 frames as the float32 NCHW batch a network takes."""
+    return preprocess(
+        torch.from_numpy(np.stack(frames)), torch.device("cpu"), normalize=normalization,
+        memory_format=torch.contiguous_format,
+    )
+
+
+def export_verified(
+    model: nn.Module, identity: EngineIdentity, path: Path, size: tuple[int, int], *, batch: int | None = None,
+    calibration: str | Path | None = None, frames: int = VERIFY_FRAMES,
+) -> ExportCheck:
+    """The one export: ``model`` as ONNX at ``size``, checked on ``frames`` real frames (from
+    ``calibration``, else the synthetic world), described in its metadata."""
+    check_batch = normalised(calibration_frames(calibration, frames, size), identity.normalization)
+    metadata = {
+        "model": identity.model_name, "num_classes": str(identity.num_classes), "input_size": f"{size[0]}x{size[1]}",
+        "input": "float32 RGB (N, 3, H, W), (x / 255 - mean) / std", "mean_rgb": repr(identity.normalization.mean_rgb),
+        "std_rgb": repr(identity.normalization.std_rgb), "weights_sha256": identity.digest,
+        "output": "logits (N, classes, H, W): argmax over classes outside the graph",
+    }
+    return export_onnx(model, path, check_batch, metadata, batch=batch)
+
+
 class TorchBackend:
     """The network itself (optionally compiled); it lives wherever the Segmenter put it."""
 
@@ -170,8 +194,9 @@ class ExportedBackend:
 
         def build(folder: Path) -> None:
             self.log(f"exporting {self.identity.model_name} at {size[0]}x{size[1]} to ONNX (once; cached in {self.root})")
-            frames = calibration_frames(self.settings.calibration or None, VERIFY_FRAMES, size)
-            check = export_onnx(self.model, folder / "model.onnx", self._normalised(frames), self._metadata(size))
+            check = export_verified(
+                self.model, self.identity, folder / "model.onnx", size, calibration=self.settings.calibration or None
+            )
             self.log(f"ONNX export verified: {check.describe()}")
 
         return self._entry("onnx", size, key, build) / "model.onnx"
@@ -198,18 +223,8 @@ class ExportedBackend:
             self.log(f"built {path.name} in {time.monotonic() - started:.1f} s")
         return path
 
-    def _metadata(self, size: tuple[int, int]) -> dict[str, str]:
-        identity = self.identity
-        return {
-            "model": identity.model_name, "num_classes": str(identity.num_classes), "input_size": f"{size[0]}x{size[1]}",
-            "input": "float32 RGB (N, 3, H, W), (x / 255 - mean) / std", "mean_rgb": repr(identity.normalization.mean_rgb),
-            "std_rgb": repr(identity.normalization.std_rgb), "weights_sha256": identity.digest,
-            "output": "logits (N, classes, H/8, W/8): upsample, then argmax",
-        }
-
     def _normalised(self, frames: list[np.ndarray]) -> torch.Tensor:
-        batch = torch.from_numpy(np.stack(frames))
-        return preprocess(batch, torch.device("cpu"), normalize=self.identity.normalization, memory_format=torch.contiguous_format)
+        return normalised(frames, self.identity.normalization)
 
 
 class OnnxRuntimeBackend(ExportedBackend):

@@ -181,7 +181,7 @@ class Segmenter:
     def describe(self) -> dict[str, str]:
         """What runs: the device and precision of the Segmenter's tensors, and the backend's own facts."""
         return {
-            "device": str(self.device), "precision": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device), "precision": next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype),
             **self.backend.describe(),
         }
 

@@ -53,10 +53,13 @@ class ExportCheck:
         )
 
 
-def export_onnx(model: nn.Module, path: str | Path, check_batch: torch.Tensor, metadata: dict[str, str]) -> ExportCheck:
+def export_onnx(
+    model: nn.Module, path: str | Path, check_batch: torch.Tensor, metadata: dict[str, str], batch: int | None = None
+) -> ExportCheck:
     """Write ``model`` (on the CPU, float32) as ONNX for ``check_batch``'s spatial size, then run the
     file under ONNX Runtime on ``check_batch`` (normalised real frames) and keep it only if it
-    reproduces the network; ``metadata`` goes into the file's metadata_props."""
+    reproduces the network; ``metadata`` goes into the file's metadata_props. The batch dimension
+    is dynamic, or fixed at ``batch`` (some TensorRT builds prefer static shapes)."""
     onnx = require("onnx", "onnx", "ONNX export")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +68,9 @@ def export_onnx(model: nn.Module, path: str | Path, check_batch: torch.Tensor, m
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
     os.close(descriptor)
     try:
-        _export(model, check_batch[:1], temporary)
+        # A dynamic batch is traced at 2: torch.export specialises a dimension it sees at size 1.
+        example = check_batch[:1].expand(batch or 2, -1, -1, -1).contiguous()
+        _export(model, example, temporary, dynamic_batch=batch is None)
         graph = onnx.load(temporary)
         for key, value in {**metadata, "opset": str(ONNX_OPSET), "exporter": f"torch.onnx dynamo, torch {torch.__version__}"}.items():
             entry = graph.metadata_props.add()
@@ -81,17 +86,19 @@ def export_onnx(model: nn.Module, path: str | Path, check_batch: torch.Tensor, m
     return check
 
 
-def _export(model: nn.Module, example: torch.Tensor, path: str) -> None:
-    batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
-    quiet = logging.getLogger("torch.onnx")
+def _export(model: nn.Module, example: torch.Tensor, path: str, dynamic_batch: bool) -> None:
+    shapes = ({0: torch.export.Dim("batch", min=1, max=_MAX_BATCH)},) if dynamic_batch else None
+    # The exporter logs every torchvision operator it does not need, and tracebacks of what it
+    # then raises (reported below in one line).
+    quiet = logging.getLogger("torch")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)  # one line per torchvision operator it does not need
+    quiet.setLevel(logging.CRITICAL)
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations, not the user's
             torch.onnx.export(
                 model, (example,), path, dynamo=True, opset_version=ONNX_OPSET, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), external_data=False, verbose=False,
+                output_names=[OUTPUT_NAME], dynamic_shapes=shapes, external_data=False, verbose=False,
             )
     except Exception as error:  # the exporter raises many types; what matters is that it failed and why
         raise ExportError(f"torch.onnx.export failed: {type(error).__name__}: {error}") from None
@@ -104,8 +111,11 @@ def verify_onnx(path: str | Path, model: nn.Module, batch: torch.Tensor) -> Expo
     onnxruntime = require("onnxruntime", "onnx", "checking an ONNX export")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst, agreeing, pixels = 0.0, 0, 0
+    fixed = session.get_inputs()[0].shape[0]
+    step = fixed if isinstance(fixed, int) else 1
     with torch.no_grad():
-        for frame in batch.split(1):
+        for index in range(len(batch)):
+            frame = batch[index : index + 1].expand(step, -1, -1, -1).contiguous()
             expected = model(frame).float().numpy()
             actual = session.run([OUTPUT_NAME], {INPUT_NAME: frame.numpy()})[0]
             worst = max(worst, float(np.abs(actual - expected).max()))
