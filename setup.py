@@ -3,7 +3,6 @@ from glob import glob
 from setuptools import find_packages, setup
 
 PACKAGE = "denseaspp_ros"
-ONNX = ["onnx>=1.16", "onnxruntime>=1.19", "onnxscript>=0.5"]
 
 setup(
     name=PACKAGE,
@@ -38,8 +37,8 @@ setup(
     # ONNX Runtime; OpenVINO adds its runtime and NNCF for int8.
     extras_require={
         "test": ["pytest", "cityscapesscripts", "numpy<2.4"],
-        "onnx": ONNX,
-        "openvino": [*ONNX, "openvino>=2024.4", "nncf>=2.14"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.19", "onnxscript>=0.5"],
+        "openvino": ["onnx>=1.16", "onnxruntime>=1.19", "onnxscript>=0.5", "openvino>=2024.4", "nncf>=2.14"],
     },
     zip_safe=False,
     entry_points={

@@ -21,7 +21,7 @@ from denseaspp_ros.inference.calibration import calibration_frames
 from denseaspp_ros.model import RELEASE_NORMALIZATION, build_model
 from denseaspp_ros.model.export import ExportError, export_onnx, read_metadata
 
-pytest.importorskip("onnxruntime")
+onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
 SIZE = (128, 256)
@@ -67,8 +67,6 @@ def test_the_export_is_verified_and_describes_itself(tmp_path):
     assert metadata["model"] == "MobileNetDenseASPP" and metadata["num_classes"] == "19"
     assert metadata["input_size"] == "64x96" and metadata["weights_sha256"] == identity.digest
     assert metadata["opset"] == "18" and "mean_rgb" in metadata
-    import onnxruntime
-
     session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"images": np.zeros((3, 3, 64, 96), np.float32)})[0].shape == (3, 19, 64, 96)  # dynamic batch
 

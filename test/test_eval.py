@@ -164,7 +164,7 @@ def test_eval_batch_really_batches_and_scores_like_one_at_a_time(drive_folder, t
         return segmenter
 
     monkeypatch.setattr(engine_options, "_build_segmenter", counting)
-    common = ["eval", "--cityscapes", str(drive_folder), "--model", "MobileNetDenseASPP", "--weights", weights, "--device", "cpu"]
+    common = ["eval", "--cityscapes", str(drive_folder), "--model", "MobileNetDenseASPP", "--weights", weights, "--device", "cpu", "--backend", "torch"]
     assert cli.main([*common, "--batch", "4", "--output", str(tmp_path / "batched")]) == 0
     assert batch_sizes == [4, 2]  # 6 frames of one size
     batch_sizes.clear()

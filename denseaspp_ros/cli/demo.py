@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..declarations import add_flags
 from ..errors import DenseASPPError
 from ..model import DEMO_WEIGHTS, MODEL_NAMES
+from ..serving.settings import NodeSettings
 from .arguments import _count, _size
 
 
@@ -18,6 +20,7 @@ def register(commands) -> None:
     demo.add_argument("--size", type=_size, default=(256, 512))
     demo.add_argument("--model", default=DEMO_WEIGHTS.model, choices=MODEL_NAMES)
     demo.add_argument("--weights", default=DEMO_WEIGHTS.name, help="checkpoint for the node; demo = the synthetic-world weights")
+    add_flags(demo, NodeSettings, ["model.backend", "model.precision"])
     demo.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     demo.add_argument("--bag", type=Path, help="replay this bag instead of a synthetic drive")
     demo.add_argument("--cityscapes", type=Path, help="replay this Cityscapes-layout folder (as a 10 Hz drive) instead")
@@ -34,6 +37,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise DenseASPPError("give --bag or --cityscapes, not both")
     run_demo(DemoOptions(
         output=args.output, frames=args.frames, seed=args.seed, size=args.size, model=args.model, weights=args.weights,
+        backend=args.backend, precision=args.precision,
         rate=args.rate, bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,
         cityscapes=args.cityscapes, split=args.split,
     ))

@@ -295,8 +295,7 @@ class OpenVINOBackend(ExportedBackend):
         return self._entry(f"openvino-{self.precision}", size, key, build) / "model.xml"
 
     def _quantize(self, model: Any, size: tuple[int, int]) -> Any:
-        import nncf
-
+        nncf = require("nncf", "openvino", "int8 quantization")
         count = self.settings.calibration_frames
         source = self.settings.calibration or "the synthetic world"
         self.log(f"calibrating int8 on {count} frames of {source} at {size[0]}x{size[1]} (NNCF)")

@@ -44,6 +44,8 @@ from .replay import Replayer, ReplayOptions, ReplayResult
 NODE = SEGMENTATION_NODE
 MASK_TOPIC = of_node(NODE, camera_output_topic("front", "mask"))
 COSTMAP_TOPIC = of_node(NODE, names.COSTMAP_TOPIC)
+# Configure loads the weights and, on its first start with an exported backend, builds the engine.
+_CONFIGURE_WAIT_S = 600
 _MARKER = "demo_report.json"  # what says a folder holds an earlier demo and may be replaced
 
 
@@ -55,6 +57,8 @@ class DemoOptions:
     size: tuple[int, int] = (256, 512)
     model: str = "MobileNetDenseASPP"
     weights: str = "demo"
+    backend: str = "auto"  # model.backend of the node: on a CPU, the fastest installed exported runtime
+    precision: str = "auto"
     rate: float = 1.0
     bag: Path | None = None  # a user's bag instead of the synthetic drive
     cityscapes: Path | None = None  # or a Cityscapes-layout folder, replayed as a 10 Hz drive
@@ -112,7 +116,7 @@ def run_demo(options: DemoOptions, say=print) -> dict:
         "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
     )})
     with (output / "node.log").open("wb") as log:
-        process = _start_node(options, environment, log, say)
+        process = _start_node(options, bag, environment, log, say)
         try:
             result = _replay(options, bag, process, say)
         finally:
@@ -141,19 +145,41 @@ def _input_bag(options: DemoOptions, say) -> Path:
     return bag
 
 
-def _start_node(options: DemoOptions, environment: dict[str, str], log, say) -> subprocess.Popen:
-    """segmentation_node as seg.launch.py starts it: the package's params.yaml, the weights on the command line."""
+def _start_node(options: DemoOptions, bag: Path, environment: dict[str, str], log, say) -> subprocess.Popen:
+    """segmentation_node as seg.launch.py starts it: the package's params.yaml, the weights on the
+    command line, and the input size of the bag's images, so an exported engine is built (or taken
+    from the cache) while the node configures rather than while the drive plays."""
     params = package_config("params.yaml")
+    height, width = _image_size(bag, options.image_topic)
+    settings = {
+        "model.name": options.model, "model.weights": options.weights, "model.backend": options.backend,
+        "model.precision": options.precision, "model.input_height": height, "model.input_width": width,
+    }
     command = [
         sys.executable, "-m", "denseaspp_ros.ros.node", "--ros-args", "--params-file", str(params),
-        "-p", f"model.name:={options.model}", "-p", f"model.weights:={options.weights}", "-r", f"__node:={NODE}",
+        *(argument for name, value in settings.items() for argument in ("-p", f"{name}:={value}")), "-r", f"__node:={NODE}",
     ]
-    say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...)")
+    say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...), "
+        f"model.backend:={options.backend}")
     return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
 
 
+def _image_size(bag: Path, topic: str) -> tuple[int, int]:
+    """(height, width) of the bag's first image on ``topic``."""
+    reader = open_bag(bag)
+    try:
+        connections = [c for c in reader.connections if c.topic == topic]
+        for connection, _, raw in reader.messages(connections=connections):
+            pixels = decode_frame(reader.deserialize(raw, connection.msgtype)).pixels
+            return pixels.shape[0], pixels.shape[1]
+    finally:
+        reader.close()
+    raise DenseASPPError(f"{bag} has no image on {topic}")
+
+
 def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> ReplayResult:
-    """Wait (a minute at most) for the node to subscribe, then replay the bag into it, recording its costmaps."""
+    """Wait for the node to subscribe (ten minutes at most, while it lives), then replay the bag into
+    it, recording its costmaps."""
     replayer = Replayer(CITYSCAPES)
     try:
         replay_options = ReplayOptions(
@@ -161,7 +187,7 @@ def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> 
             record=[(COSTMAP_TOPIC, OccupancyGrid)],
         )
         say(f"[3/4] replaying {bag} into the node at {options.rate}x the recorded rate")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + _CONFIGURE_WAIT_S
         while process.poll() is None and time.monotonic() < deadline:
             if replayer.spin_for(0.2, lambda: replayer.node.count_subscribers(IMAGE_TOPIC) > 0):
                 break
