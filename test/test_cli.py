@@ -90,6 +90,11 @@ def no_temporaries(folder: Path) -> bool:
     return not [p for p in folder.rglob(".*")]
 
 
+# What these tests check (outputs, errors, weights) is the same whatever the backend: the eager one
+# spares each image size an export (test_backends.py checks the exported ones).
+TORCH = ("--backend", "torch")
+
+
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
@@ -123,7 +128,7 @@ def tree_run(tmp_path_factory, input_tree, checkpoints):
     output = tmp_path_factory.mktemp("run") / "out"
     result = run_cli(
         "infer", input_tree, "--output", output, "--model", MODEL, "--weights", checkpoints["safetensors"],
-        "--device", "cpu", "--batch", "2", "--save", ",".join(KINDS),
+        "--device", "cpu", "--batch", "2", "--save", ",".join(KINDS), *TORCH,
     )
     return result, output
 
@@ -255,7 +260,7 @@ def test_infer_single_file_multiscale_and_input_size(capsys, tmp_path, checkpoin
         output = tmp_path / options[0].strip("-")
         code, out, err = run_main(
             capsys, "infer", source, "--output", output, "--model", MODEL, "--weights", checkpoints["original"],
-            "--device", "cpu", "--save", "trainid", *options,
+            "--device", "cpu", "--save", "trainid", *TORCH, *options,
         )
         assert code == 0, err
         expected = Segmenter(model, device="cpu", **engine).segment([rgb], logits=True)[0]
@@ -300,7 +305,7 @@ def infer_args(tmp_path: Path, *extra: str | Path, inputs: tuple[str | Path, ...
             image.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(image), np.full((16, 24, 3), 90, np.uint8))
         inputs = (image,)
-    return ["infer", *inputs, "--output", tmp_path / "out", "--model", MODEL, "--device", "cpu", *extra]
+    return ["infer", *inputs, "--output", tmp_path / "out", "--model", MODEL, "--device", "cpu", *TORCH, *extra]
 
 
 def test_error_empty_folder(capsys, tmp_path):
