@@ -31,7 +31,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 ROS_DOMAIN_ID ?= $(shell python3 -c 'import random; print(random.randint(10, 100))')
 export ROS_DOMAIN_ID
 
-.PHONY: venv demo test compat bench clean
+.PHONY: venv demo test compat bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -57,6 +57,10 @@ compat: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/denseaspp bench --model MobileNetDenseASPP --size 256x512 --batch 1
 	$(VENV)/bin/denseaspp bench --model DenseASPP161 --size 256x512 --batch 1
+
+# The GPU figures (bench/gpu_check.py): about 8 minutes on an H100/H200; says so and exits without CUDA.
+gpu-check: $(STAMP)
+	$(PYTHON) bench/gpu_check.py --output out/gpu_check
 
 clean:
 	rm -rf $(sort $(VENV) .venv .venv-jazzy) out build *.egg-info

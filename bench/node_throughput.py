@@ -6,7 +6,7 @@ latency (receive time - header.stamp) percentiles and the fraction of inputs tha
 The Segmenter's own throughput at the same size and batch is measured first, in this process,
 as the reference. Usage:
 
-    .venv/bin/python bench/node_throughput.py --model MobileNetDenseASPP --size 256x512
+    .venv/bin/python bench/node_throughput.py --model MobileNetDenseASPP --size 256x512 --weights demo --backend auto
 """
 
 from __future__ import annotations
@@ -41,19 +41,22 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from denseaspp_ros.cli import _size  # noqa: E402
-from denseaspp_ros.inference import load_engine  # noqa: E402
-from denseaspp_ros.inference.benchmark import describe_machine, run_benchmark  # noqa: E402
+from denseaspp_ros.inference import BackendSettings, load_engine  # noqa: E402
+from denseaspp_ros.inference.benchmark import Contender, describe_machine, run_benchmarks  # noqa: E402
 from denseaspp_ros.ros.conversions import rgb8_msg  # noqa: E402
 
 NODE = "bench_segmentation_node"
 
 
-def start_node(model: str, cameras: list[str], max_batch: int, log: Path) -> subprocess.Popen:
+def start_node(args: argparse.Namespace, cameras: list[str], max_batch: int, log: Path) -> subprocess.Popen:
+    height, width = args.size
+    model = {"name": args.model, "weights": args.weights or "", "backend": args.backend, "precision": args.precision,
+             "input_height": height, "input_width": width, "device": args.device}
     params = {
         NODE: {
             "ros__parameters": {
-                "model": {"name": model},
-                "allow_untrained": True,
+                "model": model,
+                "allow_untrained": not args.weights,
                 "max_batch": max_batch,
                 "cameras": cameras,
                 "publish": {"mask": True, "mask_color": False},
@@ -177,6 +180,10 @@ def wait_for_labels(node, executor, timeout: float) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="MobileNetDenseASPP")
+    parser.add_argument("--weights", help="checkpoint or demo; default: random weights (auto backend: torch)")
+    parser.add_argument("--backend", default="auto", help="model.backend of the node and of the reference engine")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=_size, default=(256, 512))
     parser.add_argument("--camera-counts", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--fixed-rate", type=float, default=2.0, help="per-camera Hz of the fixed-rate run")
@@ -192,18 +199,25 @@ def main() -> None:
     rows = []
     for count in args.camera_counts:
         cameras = ["front", "left", "right", "rear"][:count] if count <= 4 else [f"cam{i}" for i in range(count)]
-        segmenter = load_engine(None, args.model, allow_untrained=True, warn=lambda _: None, device="cpu", max_batch=count)
-        reference = run_benchmark(segmenter, args.model, args.size, count, warmup=2, iterations=8).segmenter
-        del segmenter
+        # The reference: the same engine (backend, precision, input size, batch) in this process.
+        segmenter = load_engine(
+            args.weights, args.model, allow_untrained=not args.weights, warn=lambda _: None,
+            backend=BackendSettings(backend=args.backend), device=args.device, precision=args.precision,
+            input_size=args.size, max_batch=count,
+        )
+        contender = Contender.of(segmenter)
+        table = run_benchmarks([contender], args.model, args.size, count, warmup=2, iterations=8)
+        reference = table.row(contender.backend, contender.precision, "engine")
+        del segmenter, contender
         log = Path(tempfile.mkstemp(suffix=".log")[1])
-        process = start_node(args.model, cameras, count, log)
+        process = start_node(args, cameras, count, log)
         try:
-            if not wait_for_labels(node, executor, 60):
+            if not wait_for_labels(node, executor, 600):  # a first start with an exported backend builds it
                 sys.exit(f"the node did not come up; its log: {log}")
             for mode, rate in (("fixed", args.fixed_rate), ("saturation", args.saturation_rate)):
                 row = measure(node, executor, cameras, args.size, rate, args.duration)
-                row.update(mode=mode, segmenter_images_per_second=reference.images_per_second,
-                           segmenter_batch_ms_p50=reference.latency_ms_p50)
+                row.update(mode=mode, backend=reference.backend, precision=reference.precision,
+                           segmenter_images_per_second=reference.images_per_s, segmenter_batch_ms_p50=reference.p50_ms)
                 rows.append(row)
                 print(json.dumps(row))
         finally:
@@ -212,7 +226,7 @@ def main() -> None:
     node.destroy_node()
     rclpy.shutdown()
 
-    print(f"\n{args.model} {args.size[0]}x{args.size[1]}; machine: {describe_machine(__import__('torch').device('cpu'))}")
+    print(f"\n{args.model} {args.size[0]}x{args.size[1]}, {rows[0]['backend']} {rows[0]['precision']}; machine: {describe_machine(__import__('torch').device('cpu'))}")
     print(f"{'cameras':>7} {'mode':>10} {'in Hz':>7} {'out Hz':>7} {'Segmenter img/s':>15} {'out/Seg':>7} "
           f"{'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'p95/batch':>9} {'node batch ms':>13} {'p95/node batch':>14}")
     for r in rows:

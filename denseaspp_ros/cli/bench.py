@@ -45,7 +45,9 @@ def run_bench(args: argparse.Namespace) -> int:
     contenders = []
     for backend, precision in combinations:
         try:
-            contenders.append(Contender.of(engine_options._build_segmenter(args, backend=backend, precision=precision)))
+            contenders.append(Contender.of(
+                engine_options._build_segmenter(args, backend=backend, precision=precision, input_size=args.size)
+            ))  # input_size: an exported engine is built here, not in the timed loop
         except DenseASPPError as error:  # e.g. fp16 asked on a CPU: the other combinations still run
             if len(combinations) == 1:
                 raise
