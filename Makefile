@@ -43,8 +43,9 @@ $(STAMP): setup.py setup.cfg Makefile
 	$(PYTHON) -m pip install --quiet -e ".[test,onnx,openvino]" vermin
 	touch $(STAMP)
 
+# The fastest backend on a CPU: OpenVINO int8 (BENCHMARKS.md; built once, then cached).
 demo: $(STAMP)
-	$(VENV)/bin/denseaspp demo --output out/demo
+	$(VENV)/bin/denseaspp demo --output out/demo --backend openvino --precision int8
 
 test: $(STAMP)
 	$(PYTHON) -m pytest -q
