@@ -2,6 +2,7 @@
 
 from .camera import CameraModel, CameraModelError
 from .costs import CostTable, CostTableError, default_cost_table_path, load_cost_table
+from .egomotion import Pose2D, PoseBuffer, PoseUnavailable, RollingWindow, yaw_of_quaternion
 from .fusion import CostmapSettings, SemanticCostmap, Snapshot
 from .grid import GridError, GridSpec
 from .pose import CameraPose
@@ -19,11 +20,16 @@ __all__ = [
     "GridError",
     "GridSpec",
     "GroundProjection",
+    "Pose2D",
+    "PoseBuffer",
+    "PoseUnavailable",
     "ProjectionError",
+    "RollingWindow",
     "SemanticCostmap",
     "Snapshot",
     "bird_eye_image",
     "default_cost_table_path",
     "load_cost_table",
     "project_pixels",
+    "yaw_of_quaternion",
 ]

@@ -16,6 +16,7 @@ moving vehicle (the default is a second).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from ..declarations import group, setting
 from ..errors import DenseASPPError
 from .camera import CameraModel
+from .egomotion import Pose2D, RollingWindow, scroll
 from .costs import CostTable
 from .grid import GridSpec
 from .pose import CameraPose
@@ -89,17 +91,38 @@ class Snapshot:
         return cells, self.table.key_class[flat[cells]]
 
 
-class SemanticCostmap:
-    """Projects class masks of any number of cameras and fuses them; no ROS, no threads."""
+def _surroundings(window: GridSpec) -> GridSpec:
+    """The vehicle-frame square the cameras' lookup tables cover when anchored: every cell of a
+    window of ``window``'s size centred on the vehicle, whatever its heading."""
+    reach = math.hypot(window.width * window.resolution, window.height * window.resolution) / 2
+    cells = math.ceil(reach / window.resolution)
+    side = 2 * cells * window.resolution
+    return GridSpec(window.resolution, side, side, -cells * window.resolution, -cells * window.resolution, window.frame_id)
 
-    def __init__(self, table: CostTable, settings: CostmapSettings) -> None:
-        self.table, self.settings = table, settings
+
+class SemanticCostmap:
+    """Projects class masks of any number of cameras and fuses them; no ROS, no threads.
+
+    Vehicle-centric by default: the grid is ``settings.grid`` in the vehicle frame. Anchored to
+    a world frame (``anchored=True``), each frame comes with the vehicle's pose at its stamp:
+    the cameras' lookup tables stay in the vehicle frame (over a square that holds the window in
+    any heading), their cells are moved by the pose into a window of ``settings.grid``'s size
+    that follows the vehicle (``egomotion.RollingWindow``), and what was seen stays where it was.
+    """
+
+    def __init__(self, table: CostTable, settings: CostmapSettings, anchored: bool = False) -> None:
+        self.table, self.settings, self.anchored = table, settings, anchored
+        self.window: RollingWindow | None = None  # anchored: where the grid is in the world, once a pose came
         self._cameras: dict[str, tuple[CameraModel, CameraPose]] = {}
         self._projections: dict[str, dict[tuple, GroundProjection]] = {}
         self._layers: dict[str, _Layer] = {}
+        self._projection_grid = _surroundings(settings.grid) if anchored else settings.grid
 
     @property
     def grid(self) -> GridSpec:
+        """The published grid: the vehicle-frame grid, or the window where it is in the world now."""
+        if self.window is not None:
+            return self.window.grid
         return self.settings.grid
 
     @property
@@ -134,16 +157,25 @@ class SemanticCostmap:
             height, width = mask_shape
             if (width, height) != (camera.width, camera.height):
                 camera = camera.scaled_to(width, height)
-            projection = GroundProjection(camera, pose, self.grid, self.settings.max_range)
+            projection = GroundProjection(camera, pose, self._projection_grid, self.settings.max_range)
             if len(cache) >= _PROJECTIONS_PER_CAMERA:
                 cache.pop(next(iter(cache)))
             cache[mask_shape] = projection
         return projection
 
-    def update(self, name: str, train_ids: np.ndarray, stamp: float, confidence: np.ndarray | None = None) -> int:
-        """Fold one camera frame into its layer; returns how many cells it observed."""
+    def update(
+        self, name: str, train_ids: np.ndarray, stamp: float, confidence: np.ndarray | None = None,
+        pose: Pose2D | None = None, world_frame: str = "odom",
+    ) -> int:
+        """Fold one camera frame into its layer; returns how many cells it observed.
+
+        Anchored, ``pose`` is the vehicle in ``world_frame`` at the frame's stamp: the window moves
+        with it first.
+        """
         if train_ids.ndim != 2:
             raise ProjectionError(f"mask must be HxW, got shape {train_ids.shape}")
+        if self.anchored and pose is None:
+            raise DenseASPPError("an anchored costmap needs the vehicle's pose for every frame")
         projection = self.projection(name, train_ids.shape)
         votes = projection.vote(train_ids, self.table, self.settings.rule, confidence)
         layer = self._layers[name]
@@ -151,10 +183,38 @@ class SemanticCostmap:
         if not self.settings.occluded_unknown:
             observed = keys != 0  # hidden cells keep what was seen of them until it decays
             cells, keys = cells[observed], keys[observed]
+        if pose is not None and self.anchored:
+            self.follow(pose, world_frame)
+            cells, keys = self._into_window(cells, keys, pose)
         layer.keys[cells] = keys
         layer.seen[cells] = stamp
         layer.latest = max(layer.latest, stamp)
         return int(cells.size)
+
+    def follow(self, pose: Pose2D, world_frame: str) -> None:
+        """Centre the window on ``pose``: what stays in it keeps its world position, the rest is forgotten."""
+        window = RollingWindow.around(pose, self.settings.grid, world_frame)
+        if self.window is not None and window.grid.frame_id == self.window.grid.frame_id:
+            columns, rows = self.window.shift_to(window)
+            if columns or rows:
+                shape = (window.grid.height, window.grid.width)
+                for layer in self._layers.values():
+                    layer.keys = scroll(layer.keys.reshape(shape), columns, rows, 0).ravel()
+                    layer.seen = scroll(layer.seen.reshape(shape), columns, rows, _NEVER).ravel()
+        elif self.window is not None:
+            self.clear()  # another world frame: nothing seen maps into it
+        self.window = window
+
+    def _into_window(self, cells: np.ndarray, keys: np.ndarray, pose: Pose2D) -> tuple[np.ndarray, np.ndarray]:
+        """Vehicle-frame cells moved by ``pose`` into the window's cells (a 2-D rigid transform of
+        cell centres). Where several land in one window cell, the highest key wins, as within a frame."""
+        x, y = self._projection_grid.cell_centers(cells)
+        world_x, world_y = pose.transform(x, y)
+        window_cells = self.window.grid.cell_index(world_x, world_y)
+        inside = window_cells >= 0
+        window_cells, keys = window_cells[inside], keys[inside]
+        order = np.argsort(keys, kind="stable")  # ascending: the last write to a cell is its highest key
+        return window_cells[order], keys[order]
 
     def snapshot(self, now: float | None = None) -> Snapshot:
         """The fused grid at ``now`` (seconds; default the newest frame's stamp): per cell the highest fresh key."""

@@ -1,0 +1,93 @@
+"""The costmap anchored to the world: poses at image stamps, the rolling window, and a stationary
+obstacle that stays in its world cell while the vehicle drives (synthetic drive, true masks)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from denseaspp_ros.costmap import (
+    CostmapSettings, GridSpec, Pose2D, PoseBuffer, PoseUnavailable, RollingWindow, SemanticCostmap, load_cost_table,
+    yaw_of_quaternion,
+)
+from denseaspp_ros.costmap.egomotion import interpolate, scroll
+from denseaspp_ros.labels import CITYSCAPES
+from denseaspp_ros.synth.drive import DriveConfig, drive
+
+SECOND = 1_000_000_000
+
+
+def test_poses_are_interpolated_at_the_stamp_along_the_shortest_arc():
+    before, after = (0, Pose2D(0.0, 0.0, math.radians(170))), (SECOND, Pose2D(2.0, 4.0, math.radians(-170)))
+    middle = interpolate(before, after, SECOND // 2)
+    assert (middle.x, middle.y) == pytest.approx((1.0, 2.0))
+    assert abs(math.remainder(middle.yaw - math.pi, math.tau)) < 1e-9  # through 180 degrees, not through 0
+    assert yaw_of_quaternion(0.0, 0.0, math.sin(0.3), math.cos(0.3)) == pytest.approx(0.6)
+
+
+def test_the_buffer_answers_within_its_tolerance_and_says_why_not_otherwise():
+    buffer = PoseBuffer(history_s=2.0)
+    with pytest.raises(PoseUnavailable, match="no odometry received yet"):
+        buffer.at(0, 0.1)
+    for step in range(31):  # 3 s at 10 Hz, moving 1 m/s along x
+        buffer.add(step * SECOND // 10, Pose2D(step / 10, 0.0, 0.0))
+    assert buffer.at(round(2.55 * SECOND), 0.1).x == pytest.approx(2.55)
+    assert buffer.at(round(3.05 * SECOND), 0.1).x == pytest.approx(3.0)  # late, within the tolerance
+    with pytest.raises(PoseUnavailable, match="odometry is 0.500 s behind the frame"):
+        buffer.at(round(3.5 * SECOND), 0.1)
+    with pytest.raises(PoseUnavailable, match="older than the odometry kept"):
+        buffer.at(round(0.5 * SECOND), 0.1)  # history is 2 s: poses before 1 s are gone
+    buffer.add(0, Pose2D(0.0, 0.0, 0.0))  # time went back (a looped bag): start over
+    assert len(buffer) == 1
+
+
+def test_the_window_follows_in_whole_cells_and_keeps_what_stays():
+    shape = GridSpec(resolution=1.0, length_x=4.0, length_y=4.0)
+    first = RollingWindow.around(Pose2D(0.2, 0.2, 1.0), shape, "odom")
+    assert (first.grid.origin_x, first.grid.origin_y, first.grid.frame_id) == (-2.0, -2.0, "odom")
+    second = RollingWindow.around(Pose2D(1.3, 0.2, 0.0), shape, "odom")
+    assert first.shift_to(second) == (-1, 0)
+    values = np.arange(16).reshape(4, 4)
+    moved = scroll(values, -1, 0, -1)
+    np.testing.assert_array_equal(moved[:, :3], values[:, 1:])  # same world cell, one column to the left
+    assert (moved[:, 3] == -1).all()  # entered: unknown
+    assert (scroll(values, 5, 0, 0) == 0).all()
+
+
+def _in_world(costmap: SemanticCostmap, contacts: bool) -> set[tuple[int, int]]:
+    """World cells (integer cell coordinates) an obstacle contact decided, or that were seen at all."""
+    snapshot = costmap.snapshot()
+    cells = snapshot.contact_cells()[0] if contacts else np.flatnonzero(snapshot.keys.ravel())
+    x, y = snapshot.grid.cell_centers(cells)
+    resolution = snapshot.grid.resolution
+    return set(zip(np.floor(x / resolution).astype(int).tolist(), np.floor(y / resolution).astype(int).tolist()))
+
+
+@pytest.mark.parametrize("anchored", [True, False])
+def test_a_parked_car_stays_in_its_world_cell_only_when_anchored(anchored):
+    """Two frames 4 m apart of a synthetic drive with its true masks: anchored, the obstacle contacts
+    seen in both land in the same odom cells; vehicle-centric, they are displaced by the drive."""
+    config = DriveConfig(frames=6, seed=3, size=(128, 256), speed=8.0, fps=10.0)
+    table = load_cost_table(None, CITYSCAPES)
+    settings = CostmapSettings(grid=GridSpec(resolution=0.2, length_x=40.0, length_y=30.0, origin_x=-10.0, origin_y=-15.0))
+    seen = []
+    for item in drive(config):
+        if item.index not in (0, 5):
+            continue
+        costmap = SemanticCostmap(table, settings, anchored=anchored)
+        costmap.set_camera("front", config.camera(), config.mount)
+        pose = Pose2D(item.index * config.speed / config.fps, 0.0, 0.0)
+        costmap.update("front", item.frame.train_ids, item.stamp_ns / 1e9, pose=pose if anchored else None)
+        # Vehicle-centric cells are read as if they were world cells: that is what a planner gets.
+        seen.append((_in_world(costmap, contacts=True), _in_world(costmap, contacts=False)))
+    (first, first_seen), (second, _) = seen
+    both = [(x, y) for x, y in second if (x, y) in first_seen]  # contacts where the first frame saw the ground
+    assert len(first) > 20 and len(both) > 20
+    near = sum(any((x + dx, y + dy) in first for dx in (-1, 0, 1) for dy in (-1, 0, 1)) for x, y in both)
+    share = near / len(both)
+    if anchored:
+        assert share >= 0.8, f"{100 * share:.0f}% of the second frame's contacts are within a cell of the first's"
+    else:
+        assert share < 0.5, f"vehicle-centric cells should move with the vehicle, {100 * share:.0f}% stayed"
