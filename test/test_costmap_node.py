@@ -281,3 +281,83 @@ def test_segmentation_node_publishes_the_costmap_of_its_masks(client, tmp_path):
         assert set(np.unique(cells)) <= {-1, 0, 50, 100}
     finally:
         process.assert_clean_exit()
+
+
+# --- odometry: a grid anchored in odom ------------------------------------------------------------
+
+
+def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a_pose_are_refused(client, tmp_path):
+    """The standalone node over DDS with costmap.odometry_topic: the grid is published in odom, its
+    window follows the vehicle, a parked car seen from 0 m and from 4 m further lands in the same
+    odom cells, and a mask stamped after the last odometry (beyond the tolerance) is refused."""
+    from nav_msgs.msg import Odometry
+
+    name = "costmap_test_odometry"
+    mask_topic, odometry_topic = "/costmap_odometry_test/front/mask", "/costmap_odometry_test/odom"
+    parameters = {
+        "cameras": ["front"], "front": {"mask_topic": mask_topic, "pose": POSE, "intrinsics": [float(v) for v in CAMERA.K[[0, 1, 0, 1], [0, 1, 2, 2]]],
+                                        "image_width": CAMERA.width, "image_height": CAMERA.height},
+        **grid_parameters(),
+    }
+    parameters["costmap"].update(odometry_topic=odometry_topic, transform_tolerance=0.05, decay_time=30.0)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+    process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
+    try:
+        masks = client.node.create_publisher(Image, mask_topic, 10)
+        odometry = client.node.create_publisher(Odometry, odometry_topic, 10)
+        grids = client.collect(OccupancyGrid, f"/{name}/costmap", LATCHED)
+        assert client.spin_until(
+            lambda: not process.alive() or (masks.get_subscription_count() > 0 and odometry.get_subscription_count() > 0), 60.0
+        ), process.log()
+
+        def drive_to(x: float) -> OccupancyGrid:
+            """The parked car (12 m ahead of x = 0) seen from x, until a grid of it comes back (discovery
+            may lose the first messages)."""
+            for _ in range(10):
+                grid = send_from(x)
+                if grid is not None:
+                    return grid
+            raise AssertionError(f"no grid came back; node log:\n{process.log()}")
+
+        def send_from(x: float) -> OccupancyGrid | None:
+            """Odometry around the mask's stamp (x at the stamp itself), then the mask."""
+            stamp = client.now_stamp()
+            car = (CAR_BOX[0] - x, CAR_BOX[1] - x, CAR_BOX[2], CAR_BOX[3])
+            for offset in (-0.05, 0.05):
+                message = Odometry()
+                message.header.frame_id, message.child_frame_id = "odom", "base_link"
+                message.header.stamp.sec, message.header.stamp.nanosec = divmod(
+                    stamp.sec * 1_000_000_000 + stamp.nanosec + round(offset * 1e9), 1_000_000_000)
+                message.pose.pose.position.x = x + offset  # 1 m/s: the pose at the mask's stamp is x
+                message.pose.pose.orientation.w = 1.0
+                odometry.publish(message)
+            client.spin_for(0.2)
+            masks.publish(mask_msg(stamp, render(CAMERA, FRONT, car)))
+            if client.spin_until(lambda: bool(grids) and grids[-1].header.stamp == stamp, 2.0):
+                return grids[-1]
+            return None
+
+        def car_cells(grid: OccupancyGrid) -> set[tuple[int, int]]:
+            rows, columns = np.nonzero(cells_of(grid) == 100)
+            resolution = grid.info.resolution
+            return {(round(grid.info.origin.position.x / resolution) + c, round(grid.info.origin.position.y / resolution) + r)
+                    for r, c in zip(rows.tolist(), columns.tolist())}
+
+        first = drive_to(0.0)
+        assert first.header.frame_id == "odom"
+        parked = car_cells(first)
+        assert parked, "the car's contact is not in the grid"
+        second = drive_to(4.0)
+        assert second.info.origin.position.x == pytest.approx(first.info.origin.position.x + 4.0)  # the window followed
+        again = car_cells(second)
+        moved = [cell for cell in parked if not any((cell[0] + dx, cell[1] + dy) in again for dx in (-1, 0, 1) for dy in (-1, 0, 1))]
+        assert not moved, f"seen from 4 m closer, these odom cells of the car moved by more than a cell: {moved}"
+
+        stale = client.now_stamp()
+        stale.sec += 1  # a second after the last odometry: no pose for it
+        masks.publish(mask_msg(stale, render(CAMERA, FRONT)))
+        assert client.spin_until(lambda: "no vehicle pose at its stamp" in process.log(), 10.0), process.log()
+        assert not any(grid.header.stamp == stale for grid in grids)
+    finally:
+        process.assert_clean_exit()

@@ -55,6 +55,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
             self.output = None
 
     def subscribe_inputs(self) -> None:
+        self.output.listen_to_odometry(self)
         # Best effort takes masks from reliable and best-effort publishers alike; depth 1: the newest.
         for name, camera in self.cameras.items():
             self.listen(Image, camera.mask_topic, lambda msg, c=name: self._on_mask(c, msg), qos_profile_sensor_data)

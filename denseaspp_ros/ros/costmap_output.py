@@ -17,17 +17,20 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-from nav_msgs.msg import OccupancyGrid
+from nav_msgs.msg import Odometry, OccupancyGrid
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from ..costmap import CameraModel, SemanticCostmap, bird_eye_image, load_cost_table
+from ..costmap import (
+    CameraModel, Pose2D, PoseBuffer, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table, yaw_of_quaternion,
+)
+from ..frames import stamp_ns
 from ..errors import DenseASPPError
 from ..labels import LabelSet
-from ..serving.stamps import check_costmap_stamp
+from ..serving.stamps import StampRejected, check_costmap_stamp
 from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
 from .names import COSTMAP_COLOR_TOPIC, COSTMAP_OBSTACLES_TOPIC, COSTMAP_TOPIC
@@ -37,6 +40,9 @@ from ..serving.settings import Calibration, CostmapOutputSettings
 COSTMAP_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+# Odometry comes at 50-100 Hz from reliable or best-effort publishers: best effort takes both, and
+# the depth absorbs a burst while the executor is busy.
+ODOMETRY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -58,7 +64,10 @@ class CostmapOutput:
         self, node: LifecycleNode, settings: CostmapOutputSettings, label_set: LabelSet, cameras: dict[str, Calibration]
     ) -> None:
         self.node, self.settings = node, settings
-        self.costmap = SemanticCostmap(load_cost_table(settings.classes_file or None, label_set), settings.fusion)
+        table = load_cost_table(settings.classes_file or None, label_set)
+        self.costmap = SemanticCostmap(table, settings.fusion, anchored=bool(settings.odometry_topic))
+        self.poses = PoseBuffer()  # the vehicle in the odometry's frame, with odometry_topic
+        self._world_frame = ""
         self._cameras = {name: _CameraState(calibration) for name, calibration in cameras.items()}
         self._lock = threading.Lock()
         self._active = False
@@ -103,6 +112,7 @@ class CostmapOutput:
         if now < self._clock_ns:
             self.costmap.clear()
             self._stamps.clear()
+            self.poses.clear()
             if self._last_publish_ns is not None:
                 # The latched grid still holds what was forgotten: the timer's next tick replaces it,
                 # even when the jump was noticed by a frame that is then refused.
@@ -141,6 +151,7 @@ class CostmapOutput:
                     f"camera {camera} has neither camera_info nor {camera}.intrinsics: it does not contribute to the costmap",
                 )
                 return False
+            pose = self._pose_at(stamp)
             projection = self.costmap.projection(camera, train_ids.shape)
             if projection.visible_cells == 0:
                 self._report(
@@ -152,9 +163,34 @@ class CostmapOutput:
             if state.problem is not None:
                 self.node.get_logger().info(f"camera {camera} contributes to the costmap again")
                 state.problem = None
-            self.costmap.update(camera, train_ids, stamp / 1e9, confidence)
+            self.costmap.update(camera, train_ids, stamp / 1e9, confidence, pose=pose, world_frame=self._world_frame)
             self._stamps[camera] = max(stamp, self._stamps.get(camera, 0))
         return True
+
+    def listen_to_odometry(self, node) -> None:
+        """Subscribe ``node`` (while it is active) to costmap.odometry_topic, when there is one."""
+        if self.settings.odometry_topic:
+            node.listen(Odometry, self.settings.odometry_topic, self.on_odometry, ODOMETRY_QOS)
+
+    def on_odometry(self, msg: Odometry) -> None:
+        """Keep the vehicle's pose (its odometry frame, usually odom) for the frames that follow."""
+        orientation = msg.pose.pose.orientation
+        pose = Pose2D(
+            msg.pose.pose.position.x, msg.pose.pose.position.y,
+            yaw_of_quaternion(orientation.x, orientation.y, orientation.z, orientation.w),
+        )
+        with self._lock:
+            self._world_frame = msg.header.frame_id or "odom"
+            self.poses.add(stamp_ns(msg.header), pose)
+
+    def _pose_at(self, stamp: int) -> Pose2D | None:
+        """The vehicle at the image's stamp (with odometry); a frame without one is refused, not guessed."""
+        if not self.costmap.anchored:
+            return None
+        try:
+            return self.poses.at(stamp, self.settings.transform_tolerance)
+        except PoseUnavailable as error:
+            raise StampRejected("odometry", f"no vehicle pose at its stamp: {error}") from None
 
     def _define(self, camera: str, state: _CameraState, info: CameraInfo | None, mask_shape: tuple[int, int]) -> None:
         """(Re)build the camera's model when its CameraInfo changed; fall back to the parameters."""
@@ -188,12 +224,14 @@ class CostmapOutput:
             now = self._now_ns()
             if not self._observe_clock(now):
                 return
+            if self.costmap.anchored and self.costmap.window is None:
+                return  # no pose yet: the grid has no place in the world
             horizon = now - round(self.settings.fusion.decay_time * 1e9)
             snapshot = self.costmap.snapshot(now / 1e9)
             self._last_publish_ns = now
             # Stamped like the newest image still fresh (exactly), or now when all has decayed.
             stamp = max((s for s in self._stamps.values() if s >= horizon), default=now)
-            header = Header(frame_id=self.settings.fusion.grid.frame_id)
+            header = Header(frame_id=snapshot.grid.frame_id)  # the vehicle's frame, or odom when anchored
             header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
             self._publishers["costmap"].publish(occupancy_grid_msg(snapshot, header))
             if "color" in self._publishers:

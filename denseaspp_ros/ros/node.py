@@ -159,6 +159,8 @@ class SegmentationNode(CameraLifecycleNode):
             pass
 
     def subscribe_inputs(self) -> None:
+        if self.costmap is not None:
+            self.costmap.listen_to_odometry(self)
         self._slots = LatestFrameSlots(list(self.cameras))
         for camera in self.cameras.values():
             settings = camera.settings

@@ -134,6 +134,13 @@ class CostmapOutputSettings:
     max_stamp_skew: float = setting(
         0.5, "frames stamped further ahead of this node's clock are refused (seconds)", low=0.0, high=3600.0
     )
+    odometry_topic: str = setting(
+        "", "nav_msgs/Odometry of the vehicle: the grid is kept in its frame (odom) as a window that follows the "
+        "vehicle; empty = a vehicle-centric grid in costmap.frame_id",
+    )
+    transform_tolerance: float = setting(
+        0.1, "an image stamp this far outside the odometry kept still takes the nearest pose (seconds)", low=0.0, high=10.0
+    )
     classes_file: str = setting("", "class -> cost table (costmap.yaml); empty = the built-in table of the label set")
     publish_color: bool = setting(False, "publish ~/costmap_color: rgb8 bird's-eye image of the classes")
     publish_obstacles: bool = setting(False, "publish ~/costmap_obstacles: PointCloud2 of obstacle ground contacts")
