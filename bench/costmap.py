@@ -6,7 +6,7 @@ fusion of every camera's layer, plus filling the OccupancyGrid message), and, on
 the lookup-table build. Masks are a street scene: road and sidewalks below the horizon, buildings
 at the sides, cars standing on the road, sky. Usage:
 
-    .venv/bin/python bench/costmap.py [--size 1024x2048] [--iterations 50] [--json out.json]
+    .venv/bin/python bench/costmap.py [--size 1024x2048] [--iterations 50] [--anchored] [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from denseaspp_ros.costmap import (
     CameraModel,
     CameraPose,
     CostmapSettings,
+    Pose2D,
     SemanticCostmap,
     bird_eye_image,
     load_cost_table,
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path, help="write the fused three-camera grid as a bird's-eye PNG")
+    parser.add_argument("--anchored", action="store_true",
+                        help="the grid in odom (costmap.odometry_topic): each frame comes with a new vehicle pose")
     args = parser.parse_args()
     height, width = args.size
     full = CameraModel.from_intrinsics(CITYSCAPES_INTRINSICS, 2048, 1024)
@@ -84,7 +87,7 @@ def main() -> None:
     table = load_cost_table(None, CITYSCAPES)
     rows = []
     for rule in ("max", "majority"):
-        costmap = SemanticCostmap(table, CostmapSettings(rule=rule))
+        costmap = SemanticCostmap(table, CostmapSettings(rule=rule), anchored=args.anchored)
         masks = {}
         builds = {}
         for name, pose in POSES.items():
@@ -95,18 +98,28 @@ def main() -> None:
             builds[name] = (time.perf_counter() - start) * 1000
         confidence = np.full((height, width), 200, np.uint8) if rule == "majority" else None
         stamp = iter(range(1, 10**9))
-        one = timed(lambda: costmap.update("front", masks["front"], float(next(stamp)), confidence), args.iterations)
+
+        def pose(now: float) -> Pose2D | None:
+            """Driving at 8 m/s and turning slowly (10 Hz frames): the window scrolls every frame."""
+            return Pose2D(0.8 * now, 0.05 * now, 0.01 * now) if args.anchored else None
+
+        def one_camera() -> None:
+            now = float(next(stamp))
+            costmap.update("front", masks["front"], now, confidence, pose=pose(now))
+
+        one = timed(one_camera, args.iterations)
 
         def three_cameras() -> None:
             now = float(next(stamp))
             for name in POSES:
-                costmap.update(name, masks[name], now, confidence)
+                costmap.update(name, masks[name], now, confidence, pose=pose(now))
             costmap.snapshot().costs.tobytes()
 
         three = timed(three_cameras, args.iterations)
         fuse = timed(lambda: costmap.snapshot().costs.tobytes(), args.iterations)
         row = {
             "rule": rule,
+            "anchored": args.anchored,
             "size": f"{height}x{width}",
             "visible_cells_front": costmap.projection("front", (height, width)).visible_cells,
             "build_ms_front": builds["front"],

@@ -334,7 +334,7 @@ def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a
                 odometry.publish(message)
             client.spin_for(0.2)
             masks.publish(mask_msg(stamp, render(CAMERA, FRONT, car)))
-            if client.spin_until(lambda: bool(grids) and grids[-1].header.stamp == stamp, 2.0):
+            if client.spin_until(lambda: bool(grids) and grids[-1].header.stamp == stamp, 5.0):
                 return grids[-1]
             return None
 

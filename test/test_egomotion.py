@@ -91,3 +91,57 @@ def test_a_parked_car_stays_in_its_world_cell_only_when_anchored(anchored):
         assert share >= 0.8, f"{100 * share:.0f}% of the second frame's contacts are within a cell of the first's"
     else:
         assert share < 0.5, f"vehicle-centric cells should move with the vehicle, {100 * share:.0f}% stayed"
+
+
+# --- evidence over frames ---------------------------------------------------------------------------
+
+
+def _evidence_costmap(anchored: bool = True) -> SemanticCostmap:
+    from street_scene import CAMERA, FRONT, GRID, TABLE
+
+    settings = CostmapSettings(grid=GRID, memory="evidence", decay_time=60.0)
+    costmap = SemanticCostmap(TABLE, settings, anchored=anchored)
+    costmap.set_camera("front", CAMERA, FRONT)
+    return costmap
+
+
+def _lethal_world_cells(costmap: SemanticCostmap) -> set[tuple[int, int]]:
+    snapshot = costmap.snapshot()
+    rows, columns = np.nonzero(snapshot.costs == 100)
+    resolution = snapshot.grid.resolution
+    return {(round(snapshot.grid.origin_x / resolution) + c, round(snapshot.grid.origin_y / resolution) + r)
+            for r, c in zip(rows.tolist(), columns.tolist())}
+
+
+def test_one_frame_of_an_obstacle_is_not_lethal_two_are():
+    from street_scene import CAMERA, CAR_BOX, FRONT, render
+
+    costmap = _evidence_costmap(anchored=False)
+    car = render(CAMERA, FRONT, CAR_BOX)
+    costmap.update("front", car, 1.0)
+    snapshot = costmap.snapshot()
+    contact = snapshot.table.key_is_contact[costmap._layers["front"].obstacle_keys.reshape(snapshot.keys.shape)]
+    assert contact.any() and (snapshot.costs[contact] == -1).all()  # a misclassified frame: unknown, never free
+    costmap.update("front", car, 1.1)
+    assert (costmap.snapshot().costs[contact] == 100).all()
+
+
+def test_a_parked_car_stays_marked_after_it_leaves_the_view_and_clears_when_seen_free():
+    from street_scene import CAMERA, CAR_BOX, FRONT, render
+
+    costmap = _evidence_costmap()
+    parked_at = CAR_BOX[0]  # its near face, in odom
+    marked = None
+    for frame in range(10):  # driving towards it at 1 m/s, 10 Hz
+        x = frame * 0.1
+        costmap.update("front", render(CAMERA, FRONT, (parked_at - x, CAR_BOX[1] - x, *CAR_BOX[2:])), frame * 0.1,
+                       pose=Pose2D(x, 0.0, 0.0))
+        marked = _lethal_world_cells(costmap)
+    assert len(marked) > 10
+    # Driven past: the car is behind the camera, the ground ahead is seen free; the car's cells stay.
+    costmap.update("front", render(CAMERA, FRONT), 2.0, pose=Pose2D(parked_at + 3.0, 0.0, 0.0))
+    assert marked <= _lethal_world_cells(costmap)
+    # Back where it was seen from, and the car is gone: cleared within three frames.
+    for frame in range(3):
+        costmap.update("front", render(CAMERA, FRONT), 3.0 + frame * 0.1, pose=Pose2D(0.9, 0.0, 0.0))
+    assert not (marked & _lethal_world_cells(costmap))

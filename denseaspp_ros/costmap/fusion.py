@@ -34,6 +34,7 @@ _NEVER = -np.inf
 # Projections kept per camera (one per mask size seen): a camera that changes resolution back and
 # forth does not rebuild each time, and the cache cannot grow without bound.
 _PROJECTIONS_PER_CAMERA = 4
+MEMORIES = ("latest", "evidence")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,18 @@ class CostmapSettings:
         "max", "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", choices=RULES
     )
     occluded_unknown: bool = setting(False, "cells in view whose ground is hidden become unknown at once (else they decay)")
+    memory: str = setting(
+        "latest", "what a cell keeps: latest (the last observation) or evidence (obstacle log-odds over frames); "
+        "either way it returns to unknown decay_time after the last observation", choices=MEMORIES,
+    )
+    hit_weight: float = setting(1.0, "evidence: added by a frame that sees an obstacle's contact in the cell", low=0.01, high=100.0)
+    miss_weight: float = setting(1.0, "evidence: taken away by a frame that sees ground in the cell", low=0.0, high=100.0)
+    occupied_threshold: float = setting(
+        1.5, "evidence: an obstacle from this much evidence on (below it, a cell seen only as an obstacle is unknown)",
+        low=0.01, high=100.0,
+    )
+    evidence_min: float = setting(-1.0, "evidence: the least a cell holds (how free it can be)", low=-100.0, high=0.0)
+    evidence_max: float = setting(4.0, "evidence: the most a cell holds (how long an obstacle resists free views)", low=0.01, high=100.0)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -61,9 +74,35 @@ class CostmapSettings:
 
 @dataclass
 class _Layer:
+    """What one camera says of each cell: its key, when it last saw it, and with ``evidence`` memory
+    the obstacle log-odds and the last obstacle and ground keys the key is chosen from."""
+
     keys: np.ndarray
     seen: np.ndarray  # stamp of the frame that last observed each cell
     latest: float = _NEVER
+    evidence: np.ndarray | None = None
+    obstacle_keys: np.ndarray | None = None
+    ground_keys: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls, size: int, with_evidence: bool) -> _Layer:
+        layer = cls(np.zeros(size, np.uint8), np.full(size, _NEVER))
+        if with_evidence:
+            layer.evidence = np.zeros(size, np.float32)
+            layer.obstacle_keys, layer.ground_keys = np.zeros(size, np.uint8), np.zeros(size, np.uint8)
+        return layer
+
+    def arrays(self) -> dict[str, tuple[np.ndarray, float]]:
+        """Every per-cell array with its value for a cell nothing has seen."""
+        named = {"keys": (self.keys, 0), "seen": (self.seen, _NEVER)}
+        if self.evidence is not None:
+            named.update(evidence=(self.evidence, 0.0), obstacle_keys=(self.obstacle_keys, 0), ground_keys=(self.ground_keys, 0))
+        return named
+
+    def forget(self) -> None:
+        for values, unseen in self.arrays().values():
+            values[:] = unseen
+        self.latest = _NEVER
 
 
 @dataclass(frozen=True)
@@ -139,7 +178,7 @@ class SemanticCostmap:
         self._projections[name] = {}
         if name not in self._layers:
             size = self.grid.size
-            self._layers[name] = _Layer(np.zeros(size, np.uint8), np.full(size, _NEVER))
+            self._layers[name] = _Layer.empty(size, self.settings.memory == "evidence")
 
     def has_camera(self, name: str) -> bool:
         return name in self._cameras
@@ -186,10 +225,29 @@ class SemanticCostmap:
         if pose is not None and self.anchored:
             self.follow(pose, world_frame)
             cells, keys = self._into_window(cells, keys, pose)
+        if layer.evidence is not None:
+            cells, keys = self._accumulate(layer, cells, keys)
         layer.keys[cells] = keys
         layer.seen[cells] = stamp
         layer.latest = max(layer.latest, stamp)
         return int(cells.size)
+
+    def _accumulate(self, layer: _Layer, cells: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fold the frame's keys into the cells' evidence; returns the cells (each once) with the keys
+        they now show: the last obstacle seen there from ``occupied_threshold`` on, else the last
+        ground seen there, else unknown (one frame's obstacle alone is not enough to call it anything)."""
+        settings = self.settings
+        if self.anchored:  # several vehicle cells may land in one window cell: one vote each, the highest
+            last = cells.size - 1 - np.unique(cells[::-1], return_index=True)[1]
+            cells, keys = cells[last], keys[last]
+        contact = self.table.key_is_contact[keys]
+        change = np.where(contact, np.float32(settings.hit_weight), np.float32(-settings.miss_weight))
+        evidence = np.clip(layer.evidence[cells] + change, settings.evidence_min, settings.evidence_max)
+        layer.evidence[cells] = evidence
+        layer.obstacle_keys[cells[contact]] = keys[contact]
+        layer.ground_keys[cells[~contact]] = keys[~contact]
+        occupied = evidence >= settings.occupied_threshold
+        return cells, np.where(occupied, layer.obstacle_keys[cells], layer.ground_keys[cells])
 
     def follow(self, pose: Pose2D, world_frame: str) -> None:
         """Centre the window on ``pose``: what stays in it keeps its world position, the rest is forgotten."""
@@ -199,8 +257,8 @@ class SemanticCostmap:
             if columns or rows:
                 shape = (window.grid.height, window.grid.width)
                 for layer in self._layers.values():
-                    layer.keys = scroll(layer.keys.reshape(shape), columns, rows, 0).ravel()
-                    layer.seen = scroll(layer.seen.reshape(shape), columns, rows, _NEVER).ravel()
+                    for name, (values, unseen) in layer.arrays().items():
+                        setattr(layer, name, scroll(values.reshape(shape), columns, rows, unseen).ravel())
         elif self.window is not None:
             self.clear()  # another world frame: nothing seen maps into it
         self.window = window
@@ -231,6 +289,4 @@ class SemanticCostmap:
     def clear(self) -> None:
         """Forget everything seen (cameras and their lookup tables stay), e.g. when time went back."""
         for layer in self._layers.values():
-            layer.keys[:] = 0
-            layer.seen[:] = _NEVER
-            layer.latest = _NEVER
+            layer.forget()
