@@ -6,7 +6,7 @@ fusion of every camera's layer, plus filling the OccupancyGrid message), and, on
 the lookup-table build. Masks are a street scene: road and sidewalks below the horizon, buildings
 at the sides, cars standing on the road, sky. Usage:
 
-    .venv/bin/python bench/costmap.py [--size 1024x2048] [--iterations 50] [--anchored] [--json out.json]
+    .venv/bin/python bench/costmap.py [--size 1024x2048] [--iterations 50] [--anchored] [--memory evidence] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from denseaspp_ros.cli import _size
+from denseaspp_ros.costmap.fusion import MEMORIES
 from denseaspp_ros.costmap import (
     CameraModel,
     CameraPose,
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path, help="write the fused three-camera grid as a bird's-eye PNG")
+    parser.add_argument("--memory", default="latest", choices=MEMORIES, help="costmap.memory")
     parser.add_argument("--anchored", action="store_true",
                         help="the grid in odom (costmap.odometry_topic): each frame comes with a new vehicle pose")
     args = parser.parse_args()
@@ -87,7 +89,7 @@ def main() -> None:
     table = load_cost_table(None, CITYSCAPES)
     rows = []
     for rule in ("max", "majority"):
-        costmap = SemanticCostmap(table, CostmapSettings(rule=rule), anchored=args.anchored)
+        costmap = SemanticCostmap(table, CostmapSettings(rule=rule, memory=args.memory), anchored=args.anchored)
         masks = {}
         builds = {}
         for name, pose in POSES.items():
@@ -120,6 +122,7 @@ def main() -> None:
         row = {
             "rule": rule,
             "anchored": args.anchored,
+            "memory": args.memory,
             "size": f"{height}x{width}",
             "visible_cells_front": costmap.projection("front", (height, width)).visible_cells,
             "build_ms_front": builds["front"],

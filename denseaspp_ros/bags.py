@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import math
 import os
 import shutil
 import sqlite3
@@ -181,6 +182,27 @@ class BagWriter:
             d=distortion.astype(np.float64), k=camera.K.reshape(-1), r=np.eye(3).reshape(-1), p=projection.reshape(-1),
             binning_x=0, binning_y=0,
             roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
+        self._write(topic, message, stamp_ns)
+
+    def write_odometry(
+        self, topic: str, stamp_ns: int, frame_id: str, child_frame_id: str, x: float, y: float, yaw: float, speed: float
+    ) -> None:
+        """A nav_msgs/Odometry: the vehicle (``child_frame_id``) at (x, y, yaw) in ``frame_id``,
+        moving forward at ``speed`` m/s."""
+        point = _T["geometry_msgs/msg/Point"](x=float(x), y=float(y), z=0.0)
+        orientation = _T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))
+        covariance = np.zeros(36, np.float64)
+        pose = _T["geometry_msgs/msg/PoseWithCovariance"](
+            pose=_T["geometry_msgs/msg/Pose"](position=point, orientation=orientation), covariance=covariance
+        )
+        zero = _T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
+        twist = _T["geometry_msgs/msg/TwistWithCovariance"](
+            twist=_T["geometry_msgs/msg/Twist"](linear=_T["geometry_msgs/msg/Vector3"](x=float(speed), y=0.0, z=0.0), angular=zero),
+            covariance=covariance.copy(),
+        )
+        message = _T["nav_msgs/msg/Odometry"](
+            header=_header(stamp_ns, frame_id), child_frame_id=child_frame_id, pose=pose, twist=twist
         )
         self._write(topic, message, stamp_ns)
 

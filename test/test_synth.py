@@ -11,8 +11,9 @@ from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.synth import Renderer, Scene, generate_scene
 from denseaspp_ros.synth.drive import DEFAULT_MOUNT, DriveConfig, drive
 from denseaspp_ros.errors import DenseASPPError
+from denseaspp_ros.frames import stamp_ns
 from denseaspp_ros.synth.outputs import (
-    CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, grid_classes, read_camera, write_drive,
+    CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, ODOMETRY_TOPIC, grid_classes, read_camera, write_drive,
 )
 from denseaspp_ros.synth.scene import LANE_CENTRE, ROAD_HALF_WIDTH
 from denseaspp_ros.train import CityscapesDataset
@@ -168,6 +169,13 @@ def test_bag_output_reads_back(tmp_path, storage, compressed):
         cells = np.asarray(grid.data).reshape(grid.info.height, grid.info.width)
         np.testing.assert_array_equal(cells, expected[0].ground_truth.astype(np.int8))
         np.testing.assert_array_equal(grid_classes(grid.data).reshape(cells.shape), expected[0].ground_truth)
+        odometry = next(c for c in reader.connections if c.topic == ODOMETRY_TOPIC)
+        poses = [reader.deserialize(raw, odometry.msgtype) for _, _, raw in reader.messages(connections=[odometry])]
+        assert [stamp_ns(p.header) for p in poses] == [item.stamp_ns for item in expected]  # one per frame, at its stamp
+        assert [p.pose.pose.position.x for p in poses] == pytest.approx([item.ego_x for item in expected])
+        assert [item.ego_x for item in expected] == pytest.approx([0.0, 0.8, 1.6, 2.4])  # 8 m/s at 10 Hz
+        assert (poses[0].header.frame_id, poses[0].child_frame_id) == ("odom", "base_link")
+        assert poses[0].twist.twist.linear.x == config.speed and poses[0].pose.pose.orientation.w == 1.0
     finally:
         reader.close()
 

@@ -55,6 +55,7 @@ class DriveConfig:
 class DriveFrame:
     index: int
     stamp_ns: int
+    ego_x: float  # the vehicle's true position along the street (odom x, metres; y and heading stay 0)
     frame: Frame
     ground_truth: np.ndarray  # (grid height, grid width) uint8 trainIds around the vehicle
 
@@ -68,6 +69,7 @@ def drive(config: DriveConfig) -> Iterator[DriveFrame]:
         yield DriveFrame(
             index,
             config.stamp_ns(index),
+            ego_x,
             renderer.render(scene, ego_x),
             renderer.ground_truth_grid(scene, ego_x, config.grid),
         )

@@ -35,6 +35,7 @@ IMAGE_TOPIC = "/front/image_raw"
 CAMERA_INFO_TOPIC = "/front/camera_info"
 LABEL_TOPIC = "/front/labels"
 GRID_TOPIC = "/ground_truth/grid"
+ODOMETRY_TOPIC = "/odom"  # the drive's true poses, nav_msgs/Odometry of base_link in odom
 CAMERA_FRAME = "front_camera_optical"
 CAMERA_FILE = "camera.yaml"
 
@@ -106,6 +107,7 @@ def write_drive(
                 writer.write_camera_info(CAMERA_INFO_TOPIC, stamp, CAMERA_FRAME, camera)
                 writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, item.frame.train_ids, "mono8")
                 writer.write_grid(GRID_TOPIC, stamp, config.grid, grid_cells(item.ground_truth))
+                writer.write_odometry(ODOMETRY_TOPIC, stamp, "odom", config.grid.frame_id, item.ego_x, 0.0, 0.0, config.speed)
             count += 1
     return count
 
