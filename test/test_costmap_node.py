@@ -355,7 +355,9 @@ def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a
         assert not moved, f"seen from 4 m closer, these odom cells of the car moved by more than a cell: {moved}"
 
         stale = client.now_stamp()
-        stale.sec += 1  # a second after the last odometry: no pose for it
+        stale.nanosec += 300_000_000  # 0.3 s ahead: within max_stamp_skew, far past the last odometry
+        if stale.nanosec >= 1_000_000_000:
+            stale.sec, stale.nanosec = stale.sec + 1, stale.nanosec - 1_000_000_000
         masks.publish(mask_msg(stale, render(CAMERA, FRONT)))
         assert client.spin_until(lambda: "no vehicle pose at its stamp" in process.log(), 10.0), process.log()
         assert not any(grid.header.stamp == stale for grid in grids)

@@ -37,10 +37,6 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
     batch in flight, stops its worker and only then is the context shut down, so nothing is
     published into a dead context and a second Ctrl-C cannot abort a forward pass half-way.
     """
-    try:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    except RuntimeError as error:  # rcl's RCLError, e.g. a params file it cannot parse: no traceback wall
-        raise SystemExit(f"{name}: {error}") from None
     stop = threading.Event()
 
     def on_signal(number: int, frame: Any) -> None:
@@ -48,8 +44,13 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
             print(f"{name}: already stopping, finishing the current batch", file=sys.stderr, flush=True)
         stop.set()
 
+    # Before rclpy.init: a signal in between would otherwise raise out of here with the context up.
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, on_signal)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as error:  # rcl's RCLError, e.g. a params file it cannot parse: no traceback wall
+        raise SystemExit(f"{name}: {error}") from None
     node = None
     exit_code = 0
     try:
