@@ -45,10 +45,16 @@ TRANSITIONS = {
 
 
 def node_parameters(cameras: dict[str, dict[str, Any]], **overrides: Any) -> dict[str, Any]:
-    """Parameters for a small, fast, untrained CPU node; ``overrides`` use the dotted names."""
+    """Parameters for a small, fast, untrained CPU node; ``overrides`` use the dotted names.
+
+    The torch backend: with real weights ``auto`` would export an engine at each new image size's
+    first frame, seconds in which the tests' short windows expire (test_backends.py and the demo
+    test cover the exported backends).
+    """
     flat: dict[str, Any] = {
         "model.name": "MobileNetDenseASPP",
         "model.device": "cpu",
+        "model.backend": "torch",
         "allow_untrained": True,
         "cameras": list(cameras),
     }

@@ -739,14 +739,20 @@ def test_ctrl_c_during_start_up_imports_leaves_no_traceback(tmp_path):
     launcher = "from denseaspp_ros.ros.entry import segmentation_node; segmentation_node()"
     # -X importtime reports each finished import on stderr: the first torch submodule means the
     # interpreter is inside `import torch`, the longest import of the start-up.
-    process = subprocess.Popen([sys.executable, "-X", "importtime", "-c", launcher], stderr=subprocess.PIPE)
+    # faulthandler: if it ever hangs, SIGABRT makes it print where every thread stands.
+    process = subprocess.Popen([sys.executable, "-X", "importtime", "-X", "faulthandler", "-c", launcher], stderr=subprocess.PIPE)
     output = b""
     for line in process.stderr:
         output += line
         if b"torch." in line:
             process.send_signal(signal.SIGINT)
             break
-    output += process.communicate(timeout=60)[1]
+    try:
+        output += process.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        output += process.communicate(timeout=30)[1]
+        raise AssertionError("still running 60 s after Ctrl-C; its threads:\n" + output.decode(errors="replace")[-6000:]) from None
     text = output.decode(errors="replace")
     assert "Traceback" not in text, text[-3000:]
     assert process.returncode == 130, process.returncode
