@@ -1,14 +1,17 @@
 """Console-script entry points that import the heavy node modules (torch, rclpy) themselves.
 
 A Ctrl-C while those imports run (seconds on a cold start) ends the program quietly with the
-shell's status 130, not with a wall of import traceback.
+shell's status 130 once they are done, not with a wall of import traceback, and never lets the
+node start.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 
 def _interrupted() -> None:
@@ -19,9 +22,24 @@ def _interrupted() -> None:
     os._exit(130)
 
 
-def _run(module: str) -> None:
+def _import_main(module: str):
+    """``module.main``, imported with Ctrl-C noted rather than raised: an exception raised inside a
+    third-party import can be swallowed there (CI saw a node start after its Ctrl-C), a flag cannot."""
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda number, frame: interrupted.set())
     try:
-        importlib.import_module(module).main()
+        main = importlib.import_module(module).main
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        _interrupted()
+    return main
+
+
+def _run(module: str) -> None:
+    main = _import_main(module)
+    try:
+        main()
     except KeyboardInterrupt:  # before the node's own signal handling is in place
         _interrupted()
 
@@ -35,8 +53,4 @@ def semantic_costmap_node() -> None:
 
 
 def denseaspp() -> None:
-    try:
-        main = importlib.import_module("denseaspp_ros.cli").main
-    except KeyboardInterrupt:
-        _interrupted()
-    sys.exit(main())
+    sys.exit(_import_main("denseaspp_ros.cli")())
