@@ -21,8 +21,9 @@ from denseaspp_ros.inference.calibration import calibration_frames
 from denseaspp_ros.model import RELEASE_NORMALIZATION, build_model
 from denseaspp_ros.model.export import ExportError, export_onnx, read_metadata
 
-onnxruntime = pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+# Installed by `make` (the onnx and openvino extras); a plain `pip install .` has neither runtime.
+onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install -e '.[onnx]'")
+pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install -e '.[openvino]'")
 
 SIZE = (128, 256)
 

@@ -101,7 +101,7 @@ def test_camera_settings_take_the_camera_name_into_their_defaults():
 
 
 def test_ros_descriptors_carry_ranges_choices_and_dynamic_typing():
-    pytest.importorskip("rclpy")
+    pytest.importorskip("rclpy", reason="rclpy is not installed (the ROS 2 wheels come with make)")
     from rcl_interfaces.msg import ParameterDescriptor
 
     from denseaspp_ros.ros.settings import descriptor

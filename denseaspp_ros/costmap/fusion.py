@@ -219,12 +219,12 @@ class SemanticCostmap:
         votes = projection.vote(train_ids, self.table, self.settings.rule, confidence)
         layer = self._layers[name]
         cells, keys = votes.cells, votes.keys
-        if not self.settings.occluded_unknown:
-            observed = keys != 0  # hidden cells keep what was seen of them until it decays
-            cells, keys = cells[observed], keys[observed]
-        if pose is not None and self.anchored:
+        observed = slice(None) if self.settings.occluded_unknown else keys != 0  # hidden cells keep what was seen
+        cells, keys = cells[observed], keys[observed]
+        if self.anchored:
             self.follow(pose, world_frame)
-            cells, keys = self._into_window(cells, keys, pose)
+            x, y = projection.centers
+            cells, keys = self._into_window(x[observed], y[observed], keys, pose)
         if layer.evidence is not None:
             cells, keys = self._accumulate(layer, cells, keys)
         layer.keys[cells] = keys
@@ -263,10 +263,11 @@ class SemanticCostmap:
             self.clear()  # another world frame: nothing seen maps into it
         self.window = window
 
-    def _into_window(self, cells: np.ndarray, keys: np.ndarray, pose: Pose2D) -> tuple[np.ndarray, np.ndarray]:
-        """Vehicle-frame cells moved by ``pose`` into the window's cells (a 2-D rigid transform of
-        cell centres). Where several land in one window cell, the highest key wins, as within a frame."""
-        x, y = self._projection_grid.cell_centers(cells)
+    def _into_window(
+        self, x: np.ndarray, y: np.ndarray, keys: np.ndarray, pose: Pose2D
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vehicle-frame cell centres moved by ``pose`` into the window's cells (a 2-D rigid transform).
+        Where several land in one window cell, the highest key wins, as within a frame."""
         world_x, world_y = pose.transform(x, y)
         window_cells = self.window.grid.cell_index(world_x, world_y)
         inside = window_cells >= 0

@@ -12,6 +12,7 @@ lookups on the mask, a gather and a reduction: no per-pixel geometry.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -70,6 +71,12 @@ class GroundProjection:
         self._fill_pixels = (fill_pixels - offset).astype(np.int64)
         self.cells = np.concatenate([vote_cells[starts], fill_cells]).astype(np.int32)
         self.cells.setflags(write=False)
+
+    @cached_property
+    def centers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Vehicle-frame (x, y) of the centre of each of ``cells``: what an anchored costmap moves by
+        the vehicle's pose every frame, computed once."""
+        return self.grid.cell_centers(self.cells)
 
     @property
     def visible_cells(self) -> int:

@@ -37,6 +37,8 @@ from .preprocessing import preprocess
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
 EXPORTED = {"openvino": "openvino", "onnxruntime": "onnx"}  # backend -> the extra that installs it
+_EXPORT = ["onnx", "onnxruntime", "onnxscript"]  # an exported backend is built from a verified ONNX file
+_MODULES = {"torch": [], "onnxruntime": _EXPORT, "openvino": [*_EXPORT, "openvino", "nncf"]}
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 BACKEND_PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "openvino": ("fp32", "int8"), "onnxruntime": ("fp32",)}
 VERIFY_FRAMES = 2  # real frames every export is checked on
@@ -74,10 +76,7 @@ class BackendSettings:
 
 def installed(backend: str) -> bool:
     """Whether ``backend``'s runtime and the ONNX export it is built from can be imported."""
-    needed = {"torch": [], "onnxruntime": ["onnx", "onnxruntime", "onnxscript"]}.get(
-        backend, ["onnx", "onnxruntime", "onnxscript", "openvino", "nncf"]
-    )
-    return all(importlib.util.find_spec(module) is not None for module in needed)
+    return all(importlib.util.find_spec(module) is not None for module in _MODULES[backend])
 
 
 def choose_backend(requested: str, device: torch.device, untrained: bool) -> str:
