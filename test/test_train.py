@@ -12,16 +12,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from denseaspp_ros.datasets import CityscapesDataset, DatasetError
 from denseaspp_ros.errors import CheckpointError
 from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
 from denseaspp_ros.inference import Segmenter, load_engine
-from denseaspp_ros.labels import CITYSCAPES
+from denseaspp_ros.labels import CITYSCAPES, IGNORE_INDEX
 from denseaspp_ros.model import build_model, save_checkpoint
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
 from denseaspp_ros.train import TrainConfig, Trainer, initialise, train
+from denseaspp_ros.train.trainer import hard_pixel_loss
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +242,15 @@ def test_training_from_a_bag(tmp_path):
         steps=4, batch_size=2, crop=(32, 32), val_every=0, workers=0, device="cpu",
     ))
     assert result["step"] == 4
+
+
+def test_the_hard_pixel_loss_averages_the_hardest_labelled_pixels_only():
+    logits = torch.zeros(1, 3, 2, 2)
+    logits[0, 0] = 10.0  # every pixel predicts class 0 with confidence
+    labels = torch.tensor([[[0, 0], [1, IGNORE_INDEX]]])
+    per_pixel = F.cross_entropy(logits, labels.clamp(max=2), reduction="none")[0]
+    easy, hard = float(per_pixel[0, 0]), float(per_pixel[1, 0])
+    assert float(hard_pixel_loss(logits, labels, 1.0)) == pytest.approx((2 * easy + hard) / 3)
+    # A third of the three labelled pixels: the one wrong pixel alone; the ignored pixel never counts.
+    assert float(hard_pixel_loss(logits, labels, 0.34)) == pytest.approx(hard)
+    assert float(hard_pixel_loss(logits, torch.full_like(labels, IGNORE_INDEX), 0.5)) == 0.0

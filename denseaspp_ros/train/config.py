@@ -47,6 +47,10 @@ class TrainConfig:
     batch_size: int = setting(8, "images per step and process", low=1)
     lr: float = setting(3e-4, "Adam learning rate", low=1e-12)
     weight_decay: float = setting(1e-5, "Adam weight decay", low=0.0)
+    hard_pixels: float = setting(
+        1.0, "fraction of each batch's labelled pixels, the hardest, that the loss averages (OHEM; 1: all)",
+        low=0.01, high=1.0,
+    )
     poly_power: float = setting(0.9, "power of the polynomial learning-rate decay", low=0.0)
     crop: tuple[int, int] = setting(
         (512, 512), "height and width of the training crops", check=_crop_size, parse=parse_size, metavar="HxW"

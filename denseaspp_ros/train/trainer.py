@@ -66,6 +66,20 @@ class StepBatches(torch.utils.data.Sampler):
             yield [(epoch, int(index)) for index in order[first : first + self.batch]]
 
 
+def hard_pixel_loss(logits: torch.Tensor, labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Cross-entropy averaged over the hardest ``fraction`` of the labelled pixels (OHEM).
+
+    Thin classes (poles, signs, lights, people) are a few percent of the pixels: once road and
+    sky are easy, averaging over every pixel lets them vanish from the gradient.
+    """
+    per_pixel = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="none")
+    labelled = per_pixel[labels != IGNORE_INDEX]
+    if fraction >= 1.0 or labelled.numel() == 0:
+        return labelled.mean() if labelled.numel() else per_pixel.sum() * 0.0
+    kept = max(1, int(round(fraction * labelled.numel())))
+    return labelled.topk(kept, sorted=False).values.mean()
+
+
 def load_dataset(config: TrainConfig, label_set: LabelSet, split: str, data: str) -> CityscapesDataset | BagDataset:
     path = Path(data)
     if path.is_dir() and (path / "leftImg8bit").is_dir():
@@ -197,7 +211,7 @@ class Trainer:
         labels = labels.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             logits = self.network(images)
-            loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
+            loss = hard_pixel_loss(logits.float(), labels, config.hard_pixels)
         if not torch.isfinite(loss):
             raise DenseASPPError(f"loss became {loss.item()} at step {self.step}: lower --lr or check the labels")
         self.optimizer.zero_grad(set_to_none=True)
