@@ -299,7 +299,8 @@ def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a
                                         "image_width": CAMERA.width, "image_height": CAMERA.height},
         **grid_parameters(),
     }
-    parameters["costmap"].update(odometry_topic=odometry_topic, transform_tolerance=0.05, decay_time=30.0)
+    # One frame from each place: the last observation shows (evidence would wait for a second frame).
+    parameters["costmap"].update(odometry_topic=odometry_topic, transform_tolerance=0.05, memory="latest")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
     process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")

@@ -71,7 +71,8 @@ def test_a_parked_car_stays_in_its_world_cell_only_when_anchored(anchored):
     seen in both land in the same odom cells; vehicle-centric, they are displaced by the drive."""
     config = DriveConfig(frames=6, seed=3, size=(128, 256), speed=8.0, fps=10.0)
     table = load_cost_table(None, CITYSCAPES)
-    settings = CostmapSettings(grid=GridSpec(resolution=0.2, length_x=40.0, length_y=30.0, origin_x=-10.0, origin_y=-15.0))
+    grid = GridSpec(resolution=0.2, length_x=40.0, length_y=30.0, origin_x=-10.0, origin_y=-15.0)
+    settings = CostmapSettings(grid=grid, memory="latest")  # one frame each: the geometry, not the fusion
     seen = []
     for item in drive(config):
         if item.index not in (0, 5):
@@ -99,7 +100,7 @@ def test_a_parked_car_stays_in_its_world_cell_only_when_anchored(anchored):
 def _evidence_costmap(anchored: bool = True) -> SemanticCostmap:
     from street_scene import CAMERA, FRONT, GRID, TABLE
 
-    settings = CostmapSettings(grid=GRID, memory="evidence", decay_time=60.0)
+    settings = CostmapSettings(grid=GRID, memory="evidence", decay_time=60.0, map_decay_time=60.0)
     costmap = SemanticCostmap(TABLE, settings, anchored=anchored)
     costmap.set_camera("front", CAMERA, FRONT)
     return costmap

@@ -11,7 +11,9 @@ newest frame's stamp.
 
 Without odometry the grid moves with the vehicle (``base_link``): a remembered cell is where the
 obstacle was relative to the vehicle when it was seen, so ``decay_time`` should stay short on a
-moving vehicle (the default is a second).
+moving vehicle (the default is a second). Anchored to odometry, what was seen stays where it is
+in the world, so the grid remembers for ``map_decay_time`` (default 30 s) and, by default,
+accumulates evidence per cell (``memory: auto``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ _NEVER = -np.inf
 # Projections kept per camera (one per mask size seen): a camera that changes resolution back and
 # forth does not rebuild each time, and the cache cannot grow without bound.
 _PROJECTIONS_PER_CAMERA = 4
-MEMORIES = ("latest", "evidence")
+MEMORIES = ("auto", "latest", "evidence")
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,21 @@ class CostmapSettings:
         30.0, "ground points farther than this from the camera are ignored, metres", low=0.1, high=10000.0
     )
     decay_time: float = setting(
-        1.0, "seconds after which a cell no camera sees again returns to unknown", low=0.01, high=3600.0
+        1.0, "seconds after which a cell no camera sees again returns to unknown (vehicle-centric grid)",
+        low=0.01, high=3600.0,
+    )
+    map_decay_time: float = setting(
+        30.0, "decay_time of a grid anchored to odometry (it stays right while the vehicle drives); "
+        "cells that leave the window are forgotten anyway", low=0.01, high=3600.0,
     )
     rule: str = setting(
         "max", "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", choices=RULES
     )
     occluded_unknown: bool = setting(False, "cells in view whose ground is hidden become unknown at once (else they decay)")
     memory: str = setting(
-        "latest", "what a cell keeps: latest (the last observation) or evidence (obstacle log-odds over frames); "
-        "either way it returns to unknown decay_time after the last observation", choices=MEMORIES,
+        "auto", "what a cell keeps: latest (the last observation), evidence (obstacle log-odds over frames) "
+        "or auto (evidence when anchored to odometry, else latest); either way it returns to unknown after "
+        "the decay time", choices=MEMORIES,
     )
     hit_weight: float = setting(1.0, "evidence: added by a frame that sees an obstacle's contact in the cell", low=0.01, high=100.0)
     miss_weight: float = setting(1.0, "evidence: taken away by a frame that sees ground in the cell", low=0.0, high=100.0)
@@ -70,6 +78,14 @@ class CostmapSettings:
             raise DenseASPPError(f"costmap.decay_time must be a non-negative number of seconds, got {self.decay_time}")
         if not np.isfinite(self.max_range) or self.max_range <= 0:
             raise DenseASPPError(f"costmap.max_range must be positive, got {self.max_range}")
+
+    def decay(self, anchored: bool) -> float:
+        """Seconds a cell is remembered after its last observation, for this kind of grid."""
+        return self.map_decay_time if anchored else self.decay_time
+
+    def accumulates(self, anchored: bool) -> bool:
+        """Whether cells keep evidence over frames (a vehicle-centric grid would smear it as the vehicle moves)."""
+        return self.memory == "evidence" or (self.memory == "auto" and anchored)
 
 
 @dataclass
@@ -156,6 +172,7 @@ class SemanticCostmap:
         self._projections: dict[str, dict[tuple, GroundProjection]] = {}
         self._layers: dict[str, _Layer] = {}
         self._projection_grid = _surroundings(settings.grid) if anchored else settings.grid
+        self.decay_time = settings.decay(anchored)
 
     @property
     def grid(self) -> GridSpec:
@@ -178,7 +195,7 @@ class SemanticCostmap:
         self._projections[name] = {}
         if name not in self._layers:
             size = self.grid.size
-            self._layers[name] = _Layer.empty(size, self.settings.memory == "evidence")
+            self._layers[name] = _Layer.empty(size, self.settings.accumulates(self.anchored))
 
     def has_camera(self, name: str) -> bool:
         return name in self._cameras
@@ -279,7 +296,7 @@ class SemanticCostmap:
         """The fused grid at ``now`` (seconds; default the newest frame's stamp): per cell the highest fresh key."""
         now = max((layer.latest for layer in self._layers.values()), default=_NEVER) if now is None else now
         fused = np.zeros(self.grid.size, np.uint8)
-        horizon = now - self.settings.decay_time
+        horizon = now - self.decay_time
         for layer in self._layers.values():
             if layer.latest == _NEVER or layer.latest < horizon:
                 continue  # a camera that stopped sending: all it saw has decayed

@@ -81,7 +81,7 @@ class CostmapOutput:
             self._publishers["obstacles"] = node.create_lifecycle_publisher(PointCloud2, COSTMAP_OBSTACLES_TOPIC, OUTPUT_QOS)
         # Republish while no frame comes, so what was seen decays to unknown on the clock. The timer
         # runs on steady time: a ROS-time timer would stop when a replay's clock jumps back or pauses.
-        self._period_s = min(max(settings.fusion.decay_time / 2, 0.1), 1.0)
+        self._period_s = min(max(self.costmap.decay_time / 2, 0.1), 1.0)
         self._timer = node.create_timer(self._period_s, self._republish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         for name, state in self._cameras.items():
             if state.calibration.camera_pose is None:
@@ -139,7 +139,10 @@ class CostmapOutput:
             now = self._now_ns()
             if not self._observe_clock(now):
                 return False  # no time yet to age anything by; not the camera's fault
-            check_costmap_stamp(stamp, now, self.settings.max_stamp_skew, self.settings.fusion.decay_time)
+            check_costmap_stamp(
+                stamp, now, self.settings.max_stamp_skew, self.costmap.decay_time,
+                "costmap.map_decay_time" if self.costmap.anchored else "costmap.decay_time",
+            )
             try:
                 self._define(camera, state, camera_info, train_ids.shape)
             except DenseASPPError as error:
@@ -226,7 +229,7 @@ class CostmapOutput:
                 return
             if self.costmap.anchored and self.costmap.window is None:
                 return  # no pose yet: the grid has no place in the world
-            horizon = now - round(self.settings.fusion.decay_time * 1e9)
+            horizon = now - round(self.costmap.decay_time * 1e9)
             snapshot = self.costmap.snapshot(now / 1e9)
             self._last_publish_ns = now
             # Stamped like the newest image still fresh (exactly), or now when all has decayed.

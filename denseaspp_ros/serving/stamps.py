@@ -25,7 +25,9 @@ class StampRejected(DenseASPPError):
         self.kind = kind
 
 
-def check_costmap_stamp(stamp: int, now: int, max_stamp_skew: float, decay_time: float) -> None:
+def check_costmap_stamp(
+    stamp: int, now: int, max_stamp_skew: float, decay_time: float, decay_setting: str = "costmap.decay_time"
+) -> None:
     """Raise ``StampRejected`` unless the costmap may use a frame stamped ``stamp`` at ``now`` (ns).
 
     A frame from the future would keep its cells fresh until the clock caught up; one older than
@@ -45,6 +47,6 @@ def check_costmap_stamp(stamp: int, now: int, max_stamp_skew: float, decay_time:
     if -ahead > decay_time:
         raise StampRejected(
             "too_old",
-            f"frame is {-ahead:.3f} s old, older than costmap.decay_time {decay_time} s: its cells would be "
-            "unknown at once; raise costmap.decay_time above the latency (or check the camera's clock)",
+            f"frame is {-ahead:.3f} s old, older than {decay_setting} {decay_time} s: its cells would be "
+            f"unknown at once; raise {decay_setting} above the latency (or check the camera's clock)",
         )
