@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from denseaspp_ros.bags import BagError, MatchStats, open_bag, read_labelled_frames
-from denseaspp_ros.costmap import CameraModel, CameraPose, GridSpec
+from denseaspp_ros.costmap import CameraModel, CameraPose, GridSpec, Pose2D
+from denseaspp_ros.eval.map_accuracy import truth_window
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.synth import Renderer, Scene, generate_scene
 from denseaspp_ros.synth.drive import DEFAULT_MOUNT, DriveConfig, drive
 from denseaspp_ros.errors import DenseASPPError
 from denseaspp_ros.frames import stamp_ns
 from denseaspp_ros.synth.outputs import (
-    CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, ODOMETRY_TOPIC, grid_classes, read_camera, write_drive,
+    CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, grid_classes, read_camera, write_drive,
 )
 from denseaspp_ros.synth.scene import LANE_CENTRE, ROAD_HALF_WIDTH
 from denseaspp_ros.train import CityscapesDataset
@@ -176,8 +179,31 @@ def test_bag_output_reads_back(tmp_path, storage, compressed):
         assert [item.ego_x for item in expected] == pytest.approx([0.0, 0.8, 1.6, 2.4])  # 8 m/s at 10 Hz
         assert (poses[0].header.frame_id, poses[0].child_frame_id) == ("odom", "base_link")
         assert poses[0].twist.twist.linear.x == config.speed and poses[0].pose.pose.orientation.w == 1.0
+        # The whole drive's true map in odom, once: the vehicle-centric truth of each frame is a window of it.
+        (_, _, raw), = reader.messages(connections=[c for c in reader.connections if c.topic == MAP_TOPIC])
+        world = reader.deserialize(raw, "nav_msgs/msg/OccupancyGrid")
+        assert world.header.frame_id == "odom" and stamp_ns(world.header) == expected[0].stamp_ns
+        classes = grid_classes(world.data).reshape(world.info.height, world.info.width)
+        window = truth_window(classes, GridSpec(world.info.resolution, world.info.width * world.info.resolution,
+                                                world.info.height * world.info.resolution, world.info.origin.position.x,
+                                                world.info.origin.position.y, "odom"),
+                              replace(config.grid, origin_x=config.grid.origin_x + expected[-1].ego_x, frame_id="odom"))
+        assert (window == expected[-1].ground_truth).mean() > 0.99
     finally:
         reader.close()
+
+
+def test_odometry_drift_bends_the_reported_path_and_noise_jitters_it():
+    exact = DriveConfig(frames=1)
+    drifting = DriveConfig(frames=1, odometry_drift=0.002, odometry_noise=0.05)
+    rng = np.random.default_rng(0)
+    assert exact.odometry(100.0, rng) == Pose2D(100.0, 0.0, 0.0)
+    poses = [drifting.odometry(100.0, rng) for _ in range(200)]
+    assert poses[0].yaw == pytest.approx(0.2)  # 2 mrad per metre over 100 m
+    # An arc of 100 m turning by 0.2 rad: it ends 9.97 m to the side and 0.3 m short along x.
+    assert np.mean([p.y for p in poses]) == pytest.approx((1 - np.cos(0.2)) / 0.002, abs=0.02)
+    assert np.mean([p.x for p in poses]) == pytest.approx(np.sin(0.2) / 0.002, abs=0.02)
+    assert np.std([p.x for p in poses]) == pytest.approx(0.05, rel=0.25)
 
 
 def test_bag_errors_name_what_exists(tmp_path):

@@ -20,6 +20,8 @@ def register(commands) -> None:
     synth.add_argument("--split", default="train", help="Cityscapes split folder name (train, val, ...)")
     synth.add_argument("--fps", type=float, default=10.0, help="frames per second of the drive")
     synth.add_argument("--speed", type=float, default=8.0, help="ego speed in m/s")
+    synth.add_argument("--odometry-noise", type=float, default=0.0, help="/odom position jitter, standard deviation in m")
+    synth.add_argument("--odometry-drift", type=float, default=0.0, help="/odom heading error per metre driven, rad")
     synth.add_argument("--compressed", action="store_true", help="JPEG CompressedImage in the bag instead of rgb8 Image")
     synth.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage format")
     synth.set_defaults(run=run_synth)
@@ -31,7 +33,10 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.output is None and args.bag is None:
         raise DenseASPPError("nothing to write: give --output DIR (Cityscapes layout), --bag PATH, or both")
-    config = DriveConfig(frames=args.frames, seed=args.seed, size=args.size, fps=args.fps, speed=args.speed)
+    config = DriveConfig(
+        frames=args.frames, seed=args.seed, size=args.size, fps=args.fps, speed=args.speed,
+        odometry_noise=args.odometry_noise, odometry_drift=args.odometry_drift,
+    )
     start = time.perf_counter()
     count = write_drive(config, args.output, args.split, args.bag, args.compressed, args.storage)
     elapsed = time.perf_counter() - start

@@ -19,11 +19,9 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from ..costmap import CostmapSettings, CostTable, GridSpec, Pose2D, SemanticCostmap, Snapshot
+from ..costmap import CostmapSettings, CostTable, GridSpec, SemanticCostmap, Snapshot
 from ..costmap.costs import LETHAL
-from ..synth.drive import DriveConfig, drive
-from ..synth.render import Renderer
-from ..synth.scene import generate_scene
+from ..synth.drive import DriveConfig, drive, truth_map
 from .costmap_agreement import CostmapAgreement
 
 UNKNOWN_CLASS = 255
@@ -77,15 +75,6 @@ def score_map(snapshot: Snapshot, truth: np.ndarray) -> MapAccuracy:
     )
 
 
-def drive_truth_map(config: DriveConfig, margin: float = 40.0) -> tuple[np.ndarray, GridSpec]:
-    """The drive's true classes in odom (base_link at its first frame), over the whole drive."""
-    grid = GridSpec(
-        config.grid.resolution, config.length + 2 * margin, 2 * margin, -margin, -margin, "odom",
-    )
-    renderer = Renderer(config.camera(), config.mount, seed=config.seed, noise=0.0)
-    return renderer.ground_truth_grid(generate_scene(config.seed, config.length), 0.0, grid), grid
-
-
 def drive_map_accuracy(
     config: DriveConfig,
     table: CostTable,
@@ -96,17 +85,17 @@ def drive_map_accuracy(
     """The costmap of the whole drive, scored after every frame and at the end.
 
     ``masks`` turns a frame's RGB pixels into trainIds (a Segmenter); None takes the true masks.
-    Anchored, the costmap gets the drive's true pose at each frame; vehicle-centric, it is scored
-    where the vehicle is at that frame (as a planner would read it).
+    Anchored, the costmap gets the pose odometry reports at each frame (the true one unless the
+    drive has odometry noise or drift); vehicle-centric, it is scored where the vehicle truly is
+    at that frame (as a planner would read it). The truth is the true map, so odometry errors show.
     """
-    truth, truth_grid = drive_truth_map(config)
+    truth, truth_grid = truth_map(config)
     costmap = SemanticCostmap(table, settings, anchored=anchored)
     costmap.set_camera("front", config.camera(), config.mount)
     frames: list[MapAccuracy] = []
     for item in drive(config):
         train_ids = item.frame.train_ids if masks is None else masks(item.frame.rgb)
-        pose = Pose2D(item.ego_x, 0.0, 0.0)
-        costmap.update("front", train_ids, item.stamp_ns / 1e9, pose=pose if anchored else None)
+        costmap.update("front", train_ids, item.stamp_ns / 1e9, pose=item.odometry if anchored else None)
         snapshot = costmap.snapshot()
         window = snapshot.grid if anchored else _shifted(snapshot.grid, item.ego_x)
         frames.append(score_map(snapshot, truth_window(truth, truth_grid, window)))

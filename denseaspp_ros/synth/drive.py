@@ -7,12 +7,13 @@ be replayed into the node as it is configured out of the box.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..costmap import CameraModel, CameraPose, GridSpec
+from ..costmap import CameraModel, CameraPose, GridSpec, Pose2D
 from .render import Frame, Renderer
 from .scene import Scene, generate_scene
 
@@ -22,6 +23,7 @@ DEFAULT_CALIBRATED_SIZE = (2048, 1024)
 DEFAULT_MOUNT = CameraPose(1.7, 0.1, 1.22, 0.0, 0.05, 0.0)
 # A fixed start time, so every drive (and bag) of a seed is byte-for-byte reproducible.
 START_STAMP_NS = 1_700_000_000 * 1_000_000_000
+MAP_FRAME = "odom"  # the world frame of the drive's odometry and of its true map (REP 105)
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class DriveConfig:
     mount: CameraPose = DEFAULT_MOUNT
     grid: GridSpec = field(default_factory=GridSpec)
     noise: float = 2.0  # sensor noise, standard deviation in 8-bit levels
+    odometry_noise: float = 0.0  # odometry's position jitter, standard deviation in metres
+    odometry_drift: float = 0.0  # odometry's heading error per metre driven, radians (it bends the path it reports)
 
     def camera(self) -> CameraModel:
         height, width = self.size
@@ -50,12 +54,25 @@ class DriveConfig:
     def stamp_ns(self, index: int) -> int:
         return START_STAMP_NS + round(index * 1e9 / self.fps)
 
+    def odometry(self, distance: float, rng: np.random.Generator) -> Pose2D:
+        """What wheel odometry reports after ``distance`` metres of the straight drive: its heading
+        error grows by ``odometry_drift`` per metre (the path it integrates bends), plus jitter."""
+        heading = self.odometry_drift * distance
+        if heading:
+            x, y = math.sin(heading) / self.odometry_drift, (1.0 - math.cos(heading)) / self.odometry_drift
+        else:
+            x, y = distance, 0.0
+        if self.odometry_noise:
+            x, y = x + rng.normal(0.0, self.odometry_noise), y + rng.normal(0.0, self.odometry_noise)
+        return Pose2D(x, y, heading)
+
 
 @dataclass(frozen=True)
 class DriveFrame:
     index: int
     stamp_ns: int
     ego_x: float  # the vehicle's true position along the street (odom x, metres; y and heading stay 0)
+    odometry: Pose2D  # what odometry reports (the true pose unless the drive has odometry noise or drift)
     frame: Frame
     ground_truth: np.ndarray  # (grid height, grid width) uint8 trainIds around the vehicle
 
@@ -64,12 +81,22 @@ def drive(config: DriveConfig) -> Iterator[DriveFrame]:
     """Render the drive frame by frame (nothing is kept: memory does not grow with its length)."""
     scene: Scene = generate_scene(config.seed, config.length)
     renderer = Renderer(config.camera(), config.mount, seed=config.seed, noise=config.noise)
+    odometry_rng = np.random.default_rng([config.seed, 1])
     for index in range(config.frames):
         ego_x = index * config.speed / config.fps
         yield DriveFrame(
             index,
             config.stamp_ns(index),
             ego_x,
+            config.odometry(ego_x, odometry_rng),
             renderer.render(scene, ego_x),
             renderer.ground_truth_grid(scene, ego_x, config.grid),
         )
+
+
+def truth_map(config: DriveConfig, margin: float = 40.0) -> tuple[np.ndarray, GridSpec]:
+    """The drive's true classes (trainIds) in odom, base_link at the first frame, over the whole
+    drive and ``margin`` metres around it: what an accumulated map is scored against."""
+    grid = GridSpec(config.grid.resolution, config.length + 2 * margin, 2 * margin, -margin, -margin, MAP_FRAME)
+    renderer = Renderer(config.camera(), config.mount, seed=config.seed, noise=0.0)
+    return renderer.ground_truth_grid(generate_scene(config.seed, config.length), 0.0, grid), grid

@@ -8,8 +8,10 @@ ground-truth class grid around the vehicle, row-major like the OccupancyGrid), a
 
 Bag: the node's default topics, so ``ros2 bag play`` feeds an unconfigured node directly:
 ``/front/image_raw`` (rgb8 Image, or ``/front/image_raw/compressed`` JPEG), ``/front/camera_info``,
-``/front/labels`` (mono8 trainIds, same stamps) and ``/ground_truth/grid`` (OccupancyGrid in
-base_link whose cells hold trainIds, -1 where unknown).
+``/front/labels`` (mono8 trainIds, same stamps), ``/ground_truth/grid`` (OccupancyGrid in
+base_link whose cells hold trainIds, -1 where unknown), ``/odom`` (nav_msgs/Odometry of base_link
+in odom, as the drive's odometry reports it, before each image) and ``/ground_truth/map`` (the
+true classes of the whole drive in odom, once, at the first stamp).
 
 ``read_camera`` and ``grid_classes`` read back what these write, for whoever consumes a drive.
 """
@@ -29,13 +31,14 @@ from ..costmap import CameraModel, CameraPose
 from ..errors import DenseASPPError
 from ..imageio import write_png
 from ..labels import CITYSCAPES, IGNORE_INDEX
-from .drive import DriveConfig, drive
+from .drive import MAP_FRAME, DriveConfig, drive, truth_map
 
 IMAGE_TOPIC = "/front/image_raw"
 CAMERA_INFO_TOPIC = "/front/camera_info"
 LABEL_TOPIC = "/front/labels"
 GRID_TOPIC = "/ground_truth/grid"
-ODOMETRY_TOPIC = "/odom"  # the drive's true poses, nav_msgs/Odometry of base_link in odom
+ODOMETRY_TOPIC = "/odom"  # the drive's odometry, nav_msgs/Odometry of base_link in odom
+MAP_TOPIC = "/ground_truth/map"  # the whole drive's true classes in odom (OccupancyGrid of trainIds)
 CAMERA_FRAME = "front_camera_optical"
 CAMERA_FILE = "camera.yaml"
 
@@ -53,6 +56,8 @@ def describe(config: DriveConfig) -> dict:
         "frames": config.frames,
         "fps": config.fps,
         "speed": config.speed,
+        "odometry_noise": config.odometry_noise,
+        "odometry_drift": config.odometry_drift,
         "camera": {
             "intrinsics": [float(camera.K[0, 0]), float(camera.K[1, 1]), float(camera.K[0, 2]), float(camera.K[1, 2])],
             "image_width": camera.width,
@@ -85,6 +90,9 @@ def write_drive(
     count = 0
     with ExitStack() as stack:
         writer = stack.enter_context(BagWriter(bag, storage)) if bag is not None else None
+        if writer is not None:
+            truth, truth_grid = truth_map(config)
+            writer.write_grid(MAP_TOPIC, config.stamp_ns(0), truth_grid, grid_cells(truth))
         frames = drive(config)
         for item in tqdm(frames, total=config.frames, desc=f"synth {city}", unit="frame", disable=not progress):
             if output is not None:
@@ -100,6 +108,8 @@ def write_drive(
                 write_png(bev / f"{stem}_bev_labelTrainIds.png", item.ground_truth)
             if writer is not None:
                 stamp = item.stamp_ns
+                pose = item.odometry  # first: a node replayed in order has the pose before the image
+                writer.write_odometry(ODOMETRY_TOPIC, stamp, MAP_FRAME, config.grid.frame_id, pose.x, pose.y, pose.yaw, config.speed)
                 if compressed:
                     writer.write_jpeg(IMAGE_TOPIC + "/compressed", stamp, CAMERA_FRAME, item.frame.rgb)
                 else:
@@ -107,7 +117,6 @@ def write_drive(
                 writer.write_camera_info(CAMERA_INFO_TOPIC, stamp, CAMERA_FRAME, camera)
                 writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, item.frame.train_ids, "mono8")
                 writer.write_grid(GRID_TOPIC, stamp, config.grid, grid_cells(item.ground_truth))
-                writer.write_odometry(ODOMETRY_TOPIC, stamp, "odom", config.grid.frame_id, item.ego_x, 0.0, 0.0, config.speed)
             count += 1
     return count
 
