@@ -17,6 +17,10 @@ def register(commands) -> None:
     replay.add_argument("--image-topic", required=True, help="the bag's Image or CompressedImage topic")
     replay.add_argument("--label-topic", help="mono8 trainIds in the bag: score the published masks")
     replay.add_argument("--camera-info-topic", help="the bag's CameraInfo topic, republished to --target-info-topic")
+    replay.add_argument(
+        "--odometry-topic", help="the bag's nav_msgs/Odometry topic (e.g. /odom), republished on its own name with the "
+        "images' time base, for a node with costmap.odometry_topic",
+    )
     replay.add_argument("--node", default=SEGMENTATION_NODE, help="name of the running node")
     replay.add_argument("--camera", default="front", help="the node's camera the frames are for")
     replay.add_argument("--target-topic", default="/front/image_raw", help="the node's image topic")
@@ -41,7 +45,7 @@ def run_replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         bag=args.bag, image_topic=args.image_topic, node=args.node, camera=args.camera, target_topic=args.target_topic,
         camera_info_topic=args.camera_info_topic, target_info_topic=args.target_info_topic, label_topic=args.label_topic,
-        rate=args.rate, hz=args.hz, clock=args.clock, max_frames=args.max_frames, wait=args.wait,
+        odometry_topic=args.odometry_topic, rate=args.rate, hz=args.hz, clock=args.clock, max_frames=args.max_frames, wait=args.wait,
     )
     replayer = Replayer(get_label_set(args.labels))
     try:

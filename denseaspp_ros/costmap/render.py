@@ -41,9 +41,14 @@ def class_image(classes: np.ndarray, label_set: LabelSet) -> np.ndarray:
     return palette[bird_eye(classes)]
 
 
+def cost_colors(costs: np.ndarray) -> np.ndarray:
+    """RGB of each cell of an OccupancyGrid cost grid (0..100, -1 unknown), laid out as the grid is."""
+    return _COST_PALETTE[np.clip(costs.astype(np.int16), -1, LETHAL) + 1]
+
+
 def cost_image(costs: np.ndarray) -> np.ndarray:
-    """(width, height, 3) RGB of a (height, width) OccupancyGrid cost grid (0..100, -1 unknown)."""
-    return _COST_PALETTE[bird_eye(np.clip(costs.astype(np.int16), -1, LETHAL) + 1)]
+    """(width, height, 3) RGB of a (height, width) OccupancyGrid cost grid, bird's-eye (forward up)."""
+    return cost_colors(bird_eye(costs))
 
 
 def bird_eye_image(snapshot: Snapshot) -> np.ndarray:

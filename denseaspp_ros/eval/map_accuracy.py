@@ -6,23 +6,28 @@ A planner drives on the costmap's free cells and around its lethal ones, so a ma
   next to a cell the map knows as ground) with a lethal cell within one cell;
 - stray lethal cells: lethal cells with no true obstacle within one cell (goal: none).
 
-``drive_map_accuracy`` runs a synthetic drive through the costmap frame by frame, with the true
-masks (which isolates the costmap from the segmentation) or a Segmenter's, anchored to odometry
-or vehicle-centric, and scores the map after every frame and at the end. No ROS imports.
+``DriveMap`` scores each grid published along a drive (a window in odom) and pastes them into the
+accumulated map of the whole drive, which it scores and draws too; the demo and ``denseaspp
+eval`` feed it the node's grids. ``drive_map_accuracy`` runs a synthetic drive through the
+costmap frame by frame, with the true masks (which isolates the costmap from the segmentation) or
+a Segmenter's, anchored to odometry or vehicle-centric, into a ``DriveMap``. No ROS imports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..costmap import CostmapSettings, CostTable, GridSpec, SemanticCostmap, Snapshot
+from ..costmap import CostmapSettings, CostTable, GridSpec, SemanticCostmap
 from ..costmap.costs import LETHAL
+from ..costmap.render import cost_colors
 from ..synth.drive import DriveConfig, drive, truth_map
 from .costmap_agreement import CostmapAgreement
+from .report import pyplot, save_figure
 
 UNKNOWN_CLASS = 255
 _NEIGHBOURS = np.ones((3, 3), np.uint8)  # "within one cell"
@@ -55,10 +60,10 @@ def truth_window(truth: np.ndarray, truth_grid: GridSpec, window: GridSpec) -> n
     return out
 
 
-def score_map(snapshot: Snapshot, truth: np.ndarray) -> MapAccuracy:
-    """``snapshot`` against the true classes of the same cells (``truth_window``)."""
-    agreement = CostmapAgreement(snapshot.table)
-    costs = snapshot.costs.astype(np.int16)
+def score_map(costs: np.ndarray, table: CostTable, truth: np.ndarray) -> MapAccuracy:
+    """A costmap (0..100, -1 unknown) against the true classes of the same cells (``truth_window``)."""
+    agreement = CostmapAgreement(table)
+    costs = costs.astype(np.int16)
     agreement.update(costs, truth)
     summary = agreement.summary()
     expected = agreement.class_cost[truth]
@@ -75,6 +80,76 @@ def score_map(snapshot: Snapshot, truth: np.ndarray) -> MapAccuracy:
     )
 
 
+class DriveMap:
+    """A drive's costmaps, each a window in the truth's frame: every one scored against the truth,
+    and all pasted into one accumulated map of the drive (the newest word on each cell kept)."""
+
+    def __init__(self, table: CostTable, truth: np.ndarray, truth_grid: GridSpec) -> None:
+        self.table, self.truth, self.truth_grid = table, truth, truth_grid
+        self.accumulated = np.full(truth.shape, -1, np.int16)
+        self.frames: list[MapAccuracy] = []
+        self.last: tuple[np.ndarray, np.ndarray] | None = None  # the last window's costs and true classes
+
+    def add(self, costs: np.ndarray, window: GridSpec) -> MapAccuracy:
+        """Score one published grid (``costs`` over ``window``, same resolution, axis-aligned) and keep it."""
+        truth = truth_window(self.truth, self.truth_grid, window)
+        score = score_map(costs, self.table, truth)
+        self.frames.append(score)
+        self.last = (costs, truth)
+        column0, row0 = self._offset(window)
+        rows = slice(max(0, row0), min(self.truth.shape[0], row0 + window.height))
+        columns = slice(max(0, column0), min(self.truth.shape[1], column0 + window.width))
+        if rows.start < rows.stop and columns.start < columns.stop:
+            part = costs[rows.start - row0 : rows.stop - row0, columns.start - column0 : columns.stop - column0]
+            target = self.accumulated[rows, columns]
+            np.copyto(target, part, where=part >= 0)  # what the window no longer knows keeps what it said
+        return score
+
+    def _offset(self, window: GridSpec) -> tuple[int, int]:
+        resolution = self.truth_grid.resolution
+        return (round((window.origin_x - self.truth_grid.origin_x) / resolution),
+                round((window.origin_y - self.truth_grid.origin_y) / resolution))
+
+    def summary(self) -> dict:
+        """The last window, the mean over the drive, and the accumulated map of the whole drive."""
+        if not self.frames:
+            return {"frames": 0}
+        return {
+            "final": asdict(self.frames[-1]), "mean": _mean(self.frames), "frames": len(self.frames),
+            "accumulated": asdict(score_map(self.accumulated, self.table, self._known_truth())),
+        }
+
+    def _known_truth(self) -> np.ndarray:
+        """The truth where the drive looked (cells no window ever covered are not scored)."""
+        return np.where(self.accumulated >= 0, self.truth, UNKNOWN_CLASS).astype(np.uint8)
+
+    def plot(self, path: Path, title: str = "accumulated costmap") -> bool:
+        """The accumulated map above the truth, over the stretch of street the drive saw; False when empty."""
+        seen_rows, seen_columns = np.nonzero(self.accumulated >= 0)
+        if seen_rows.size == 0:
+            return False
+        rows = slice(seen_rows.min(), seen_rows.max() + 1)
+        columns = slice(seen_columns.min(), seen_columns.max() + 1)
+        expected = CostmapAgreement(self.table).class_cost[self.truth[rows, columns]]
+        plt = pyplot()
+        figure, axes = plt.subplots(2, 1, figsize=(14, 6))
+        for axis, costs, caption in ((axes[0], self.accumulated[rows, columns], f"{title} (grey: unknown)"),
+                                     (axes[1], expected, "ground truth, as costs")):
+            # Rows run along y and columns along x: drawn from the bottom, x is to the right and y up.
+            axis.imshow(cost_colors(costs), origin="lower", extent=self._extent(rows, columns), interpolation="nearest")
+            axis.set_title(caption)
+            axis.set_xlabel("x in odom (m)")
+            axis.set_ylabel("y (m)")
+        figure.tight_layout()
+        save_figure(figure, path, dpi=90)
+        return True
+
+    def _extent(self, rows: slice, columns: slice) -> tuple[float, float, float, float]:
+        grid, resolution = self.truth_grid, self.truth_grid.resolution
+        return (grid.origin_x + columns.start * resolution, grid.origin_x + columns.stop * resolution,
+                grid.origin_y + rows.start * resolution, grid.origin_y + rows.stop * resolution)
+
+
 def drive_map_accuracy(
     config: DriveConfig,
     table: CostTable,
@@ -89,17 +164,15 @@ def drive_map_accuracy(
     drive has odometry noise or drift); vehicle-centric, it is scored where the vehicle truly is
     at that frame (as a planner would read it). The truth is the true map, so odometry errors show.
     """
-    truth, truth_grid = truth_map(config)
+    drive_map = DriveMap(table, *truth_map(config))
     costmap = SemanticCostmap(table, settings, anchored=anchored)
     costmap.set_camera("front", config.camera(), config.mount)
-    frames: list[MapAccuracy] = []
     for item in drive(config):
         train_ids = item.frame.train_ids if masks is None else masks(item.frame.rgb)
         costmap.update("front", train_ids, item.stamp_ns / 1e9, pose=item.odometry if anchored else None)
         snapshot = costmap.snapshot()
-        window = snapshot.grid if anchored else _shifted(snapshot.grid, item.ego_x)
-        frames.append(score_map(snapshot, truth_window(truth, truth_grid, window)))
-    return {"final": asdict(frames[-1]), "mean": _mean(frames), "frames": len(frames), "anchored": anchored}
+        drive_map.add(snapshot.costs, snapshot.grid if anchored else _shifted(snapshot.grid, item.ego_x))
+    return {**drive_map.summary(), "anchored": anchored}
 
 
 def _shifted(grid: GridSpec, ego_x: float) -> GridSpec:

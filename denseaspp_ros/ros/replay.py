@@ -21,6 +21,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -35,7 +36,7 @@ from .names import SEGMENTATION_NODE, camera_output_topic, of_node
 
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-_TYPES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage, CAMERA_INFO: CameraInfo}
+_TYPES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage, CAMERA_INFO: CameraInfo, "nav_msgs/msg/Odometry": Odometry}
 MAX_DROPPED = 0.05  # ros2_benchmark's bound on the dropped fraction of a sustained rate
 
 
@@ -49,6 +50,7 @@ class ReplayOptions:
     camera_info_topic: str | None = None  # bag topic of CameraInfo, republished on target_info_topic
     target_info_topic: str = "/front/camera_info"
     label_topic: str | None = None
+    odometry_topic: str | None = None  # bag topic of nav_msgs/Odometry, republished on the same topic
     rate: float = 1.0  # factor on the recorded timing
     hz: float | None = None  # fixed frequency instead
     clock: bool = False
@@ -100,6 +102,7 @@ class _Session:
         self.publisher = node.create_publisher(image_type, self.target, qos_profile_sensor_data)
         self.info_publisher = node.create_publisher(CameraInfo, options.target_info_topic, qos_profile_sensor_data)
         self.clock = node.create_publisher(Clock, "/clock", 10) if options.clock else None
+        self.odometry = node.create_publisher(Odometry, options.odometry_topic, 50) if options.odometry_topic else None
         self.mask_topic = of_node(options.node, camera_output_topic(options.camera, "mask"))
         self.subscriptions = [node.create_subscription(Image, self.mask_topic, self.on_mask, _RELIABLE, raw=True)]
         for topic, kind in options.record:
@@ -131,18 +134,28 @@ class _Session:
         """Send one frame: restamped now (latency = receive - stamp), or with its stamp on /clock."""
         if self.clock is not None:
             self.clock.publish(Clock(clock=message.header.stamp))
-            published = stamp
-        else:
-            published = time.time_ns()
-            message.header.stamp.sec, message.header.stamp.nanosec = divmod(published, 1_000_000_000)
-        self.result.sent_stamps[published] = stamp
+        self.result.sent_stamps[self._restamp(message, stamp)] = stamp
         self.publisher.publish(message)
         self.result.sent += 1
+
+    def publish_odometry(self, message: Odometry, stamp: int) -> None:
+        """Send one pose on the images' time base: restamped now as they are, so a node interpolates
+        it at their stamps as it would have at the recorded ones."""
+        self._restamp(message, stamp)
+        self.odometry.publish(message)
+
+    def _restamp(self, message, stamp: int) -> int:
+        """The stamp ``message`` is sent with: its own with --clock, else now (set on it)."""
+        if self.clock is not None:
+            return stamp
+        published = time.time_ns()
+        message.header.stamp.sec, message.header.stamp.nanosec = divmod(published, 1_000_000_000)
+        return published
 
     def close(self) -> None:
         for subscription in self.subscriptions:
             self.node.destroy_subscription(subscription)
-        for made in (self.publisher, self.info_publisher, self.clock):
+        for made in (self.publisher, self.info_publisher, self.clock, self.odometry):
             if made is not None:
                 self.node.destroy_publisher(made)
 
@@ -182,7 +195,8 @@ class Replayer:
                         f"nothing subscribes to {session.target} after {options.wait:g} s: is the node running (and active)?"
                     )
                 self.spin_for(1.0)  # let the node's outputs match our subscriptions too
-                wanted = [connections[t] for t in (options.image_topic, options.label_topic, options.camera_info_topic) if t]
+                topics = (options.image_topic, options.label_topic, options.camera_info_topic, options.odometry_topic)
+                wanted = [connections[t] for t in topics if t]
                 self._send(reader.messages(connections=wanted), reader.deserialize, session, progress)
                 self.spin_for(options.grace, lambda: session.result.received >= session.result.sent)
             finally:
@@ -212,6 +226,11 @@ class Replayer:
                 break
             stamp = stamp_ns(message.header)
             first_stamp = stamp if first_stamp is None else first_stamp
+            if connection.topic == options.odometry_topic:
+                if not options.hz:  # at a fixed frequency the recorded timing is gone, and poses with it
+                    self.spin_for(max(start_wall + (stamp - first_stamp) / 1e9 / options.rate - time.monotonic(), 0.0))
+                    session.publish_odometry(message, stamp)
+                continue
             due = start_wall + (result.sent / options.hz if options.hz else (stamp - first_stamp) / 1e9 / options.rate)
             self.spin_for(max(due - time.monotonic(), 0.0))
             session.publish(message, stamp)
@@ -246,7 +265,7 @@ class Replayer:
 
 def _image_type(options: ReplayOptions, connections: dict) -> type:
     """The message type of the bag's image topic, after checking that every topic asked for is there."""
-    for topic in (options.image_topic, options.label_topic, options.camera_info_topic):
+    for topic in (options.image_topic, options.label_topic, options.camera_info_topic, options.odometry_topic):
         if topic is not None and topic not in connections:
             raise BagError(f"bag {options.bag} has no topic {topic}; it has: {', '.join(sorted(connections))}")
     image_type = _TYPES.get(connections[options.image_topic].msgtype)
