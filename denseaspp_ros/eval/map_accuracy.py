@@ -87,15 +87,18 @@ class DriveMap:
     def __init__(self, table: CostTable, truth: np.ndarray, truth_grid: GridSpec) -> None:
         self.table, self.truth, self.truth_grid = table, truth, truth_grid
         self.accumulated = np.full(truth.shape, -1, np.int16)
+        self.covered = np.zeros(truth.shape, bool)  # cells some window spanned: where the map is scored
         self.frames: list[MapAccuracy] = []
-        self.last: tuple[np.ndarray, np.ndarray] | None = None  # the last window's costs and true classes
+
+    def truth_window(self, window: GridSpec) -> np.ndarray:
+        """The true classes under ``window``."""
+        return truth_window(self.truth, self.truth_grid, window)
 
     def add(self, costs: np.ndarray, window: GridSpec) -> MapAccuracy:
         """Score one published grid (``costs`` over ``window``, same resolution, axis-aligned) and keep it."""
-        truth = truth_window(self.truth, self.truth_grid, window)
+        truth = self.truth_window(window)
         score = score_map(costs, self.table, truth)
         self.frames.append(score)
-        self.last = (costs, truth)
         column0, row0 = self._offset(window)
         rows = slice(max(0, row0), min(self.truth.shape[0], row0 + window.height))
         columns = slice(max(0, column0), min(self.truth.shape[1], column0 + window.width))
@@ -103,6 +106,7 @@ class DriveMap:
             part = costs[rows.start - row0 : rows.stop - row0, columns.start - column0 : columns.stop - column0]
             target = self.accumulated[rows, columns]
             np.copyto(target, part, where=part >= 0)  # what the window no longer knows keeps what it said
+            self.covered[rows, columns] = True
         return score
 
     def _offset(self, window: GridSpec) -> tuple[int, int]:
@@ -116,12 +120,15 @@ class DriveMap:
             return {"frames": 0}
         return {
             "final": asdict(self.frames[-1]), "mean": _mean(self.frames), "frames": len(self.frames),
-            "accumulated": asdict(score_map(self.accumulated, self.table, self._known_truth())),
+            "accumulated": asdict(self._score_accumulated()),
         }
 
-    def _known_truth(self) -> np.ndarray:
-        """The truth where the drive looked (cells no window ever covered are not scored)."""
-        return np.where(self.accumulated >= 0, self.truth, UNKNOWN_CLASS).astype(np.uint8)
+    def _score_accumulated(self) -> MapAccuracy:
+        """The accumulated map where some window spanned (the rest of the street was never in reach)."""
+        rows, columns = np.nonzero(self.covered)
+        box = slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1)
+        truth = np.where(self.covered[box], self.truth[box], UNKNOWN_CLASS).astype(np.uint8)
+        return score_map(self.accumulated[box], self.table, truth)
 
     def plot(self, path: Path, title: str = "accumulated costmap") -> bool:
         """The accumulated map above the truth, over the stretch of street the drive saw; False when empty."""
@@ -132,7 +139,8 @@ class DriveMap:
         columns = slice(seen_columns.min(), seen_columns.max() + 1)
         expected = CostmapAgreement(self.table).class_cost[self.truth[rows, columns]]
         plt = pyplot()
-        figure, axes = plt.subplots(2, 1, figsize=(14, 6))
+        aspect = (rows.stop - rows.start) / (columns.stop - columns.start)
+        figure, axes = plt.subplots(2, 1, figsize=(14, 2 * 12 * aspect + 1.6))
         for axis, costs, caption in ((axes[0], self.accumulated[rows, columns], f"{title} (grey: unknown)"),
                                      (axes[1], expected, "ground truth, as costs")):
             # Rows run along y and columns along x: drawn from the bottom, x is to the right and y up.

@@ -5,8 +5,14 @@
    with the weights (``demo``: the packaged synthetic-world weights) given on the command line;
 3. replay the bag into it over DDS and record everything it publishes;
 4. leave in the output folder: report.json/.md (mIoU of the masks the node published, FPS,
-   latency, drops, costmap agreement), confusion.png, per_class_iou.png, drive.gif (the masks over
-   the images), costmap.png (the node's costmap beside the ground truth) and published_bag/.
+   latency, drops, costmap accuracy), confusion.png, per_class_iou.png, drive.gif (the masks over
+   the images), costmap.png and published_bag/.
+
+A bag with odometry (synthetic drives carry ``/odom``) is replayed with it and the node keeps its
+costmap in odom (``costmap.odometry_topic``). With the drive's true map (``/ground_truth/map``)
+each published grid is scored against it, and so is the map accumulated over the drive:
+costmap.png shows that map above the truth, costmap_window.gif the rolling window beside the truth
+under it. Without them the grids are scored against the vehicle-centric ground-truth grids.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from sensor_msgs.msg import Image
 from ..bags import BagWriter, open_bag
 from ..costmap import load_cost_table
 from ..errors import DenseASPPError
+from ..costmap import GridSpec
+from ..costmap.render import cost_image
 from ..eval.costmap_agreement import CostmapAgreement
+from ..eval.map_accuracy import DriveMap
 from ..eval.report import build_report, format_number, format_percent, write_report
 from ..image_messages import class_mask_to_array, decode_frame
 from ..labels import CITYSCAPES
-from ..synth.drive import DriveConfig
-from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, grid_classes, write_drive
+from ..synth.drive import MAP_FRAME, DriveConfig
+from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, grid_classes, write_drive
 from ..frames import stamp_ns
 from . import names
 from .names import SEGMENTATION_NODE, camera_output_topic, of_node
@@ -65,6 +74,7 @@ class DemoOptions:
     split: str = "val"
     image_topic: str = IMAGE_TOPIC
     label_topic: str | None = LABEL_TOPIC
+    odometry_topic: str = ODOMETRY_TOPIC  # used when the bag has it
 
 
 def package_config(name: str) -> Path:
@@ -155,6 +165,8 @@ def _start_node(options: DemoOptions, bag: Path, environment: dict[str, str], lo
         "model.name": options.model, "model.weights": options.weights, "model.backend": options.backend,
         "model.precision": options.precision, "model.input_height": height, "model.input_width": width,
     }
+    if _odometry_topic(options, bag):
+        settings["costmap.odometry_topic"] = options.odometry_topic
     command = [
         sys.executable, "-m", "denseaspp_ros.ros.node", "--ros-args", "--params-file", str(params),
         *(argument for name, value in settings.items() for argument in ("-p", f"{name}:={value}")), "-r", f"__node:={NODE}",
@@ -162,6 +174,15 @@ def _start_node(options: DemoOptions, bag: Path, environment: dict[str, str], lo
     say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...), "
         f"model.backend:={options.backend}")
     return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _odometry_topic(options: DemoOptions, bag: Path) -> str | None:
+    """The bag's odometry topic, when it has one: the node then anchors its costmap in odom."""
+    reader = open_bag(bag)
+    try:
+        return options.odometry_topic if any(c.topic == options.odometry_topic for c in reader.connections) else None
+    finally:
+        reader.close()
 
 
 def _image_size(bag: Path, topic: str) -> tuple[int, int]:
@@ -184,7 +205,7 @@ def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> 
     try:
         replay_options = ReplayOptions(
             bag=bag, image_topic=options.image_topic, label_topic=options.label_topic, node=NODE, rate=options.rate,
-            record=[(COSTMAP_TOPIC, OccupancyGrid)],
+            odometry_topic=_odometry_topic(options, bag), record=[(COSTMAP_TOPIC, OccupancyGrid)],
         )
         say(f"[3/4] replaying {bag} into the node at {options.rate}x the recorded rate")
         deadline = time.monotonic() + _CONFIGURE_WAIT_S
@@ -200,8 +221,14 @@ def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> 
 
 def _write_results(options: DemoOptions, bag: Path, result: ReplayResult, output: Path, say) -> dict:
     to_original = result.sent_stamps
-    recorded = _read_topics(bag, (options.image_topic, GRID_TOPIC))  # one pass over the input bag
-    agreement = _costmap_agreement(recorded[GRID_TOPIC], result.recorded.get(COSTMAP_TOPIC, []), to_original, output)
+    recorded = _read_topics(bag, (options.image_topic, GRID_TOPIC, MAP_TOPIC))  # one pass over the input bag
+    grids = [deserialize_message(raw, OccupancyGrid) for _, raw in result.recorded.get(COSTMAP_TOPIC, [])]
+    anchored = [grid for grid in grids if grid.header.frame_id == MAP_FRAME]
+    truth_maps = list(recorded[MAP_TOPIC].values())
+    if truth_maps and anchored:
+        agreement = _map_accuracy(truth_maps[0], anchored, output)
+    else:
+        agreement = _costmap_agreement(recorded[GRID_TOPIC], grids, to_original, output)
     details = {**result.summary(), "costmap": agreement, "model": options.model, "weights": options.weights,
                "source": str(bag), "complete": True}
     details.pop("miou")
@@ -222,7 +249,12 @@ def _write_results(options: DemoOptions, bag: Path, result: ReplayResult, output
         f"{format_number(details['latency_ms_p50'])} ms, p95 {format_number(details['latency_ms_p95'])} ms); "
         f"costmap free IoU {format_percent(agreement['free_iou'])}, lethal IoU {format_percent(agreement['lethal_iou'])}"
     )
-    say(f"results in {output}/: report.md, confusion.png, per_class_iou.png, drive.gif, costmap.png, published_bag/, node.log")
+    if "accumulated" in agreement:
+        whole = agreement["accumulated"]
+        say(f"map of the drive in odom: free IoU {format_percent(whole['free_iou'])}, obstacle contacts within a cell "
+            f"{format_percent(whole['contact_recall'])}, {whole['stray_lethal']} lethal cells away from any obstacle")
+    pictures = "costmap.png, costmap_window.gif" if (output / "costmap_window.gif").is_file() else "costmap.png"
+    say(f"results in {output}/: report.md, confusion.png, per_class_iou.png, drive.gif, {pictures}, published_bag/, node.log")
     return report
 
 
@@ -253,18 +285,52 @@ def _read_topics(bag: Path, topics: tuple[str, ...]) -> dict[str, dict[int, obje
 
 
 def _costmap_agreement(
-    truths: dict[int, object], grids: list[tuple[int, bytes]], to_original: dict[int, int], output: Path
+    truths: dict[int, object], grids: list[OccupancyGrid], to_original: dict[int, int], output: Path
 ) -> dict:
     """The node's costmaps against the ground-truth grids of the same frames; costmap.png of the last pair."""
     agreement = CostmapAgreement(load_cost_table(None, CITYSCAPES))
-    for _, raw in grids:
-        grid = deserialize_message(raw, OccupancyGrid)
+    for grid in grids:
         truth = truths.get(to_original.get(stamp_ns(grid.header)))
         if truth is not None:
-            costs = np.array(grid.data, np.int8).reshape(grid.info.height, grid.info.width)
-            agreement.update(costs, grid_classes(truth.data).reshape(truth.info.height, truth.info.width))
+            agreement.update(_cells(grid), grid_classes(truth.data).reshape(truth.info.height, truth.info.width))
     agreement.plot_last(output / "costmap.png", "node's ~/costmap (grey: unknown)")
     return agreement.summary()
+
+
+def _map_accuracy(truth: OccupancyGrid, grids: list[OccupancyGrid], output: Path) -> dict:
+    """The node's grids in odom against the drive's true map: each window, their mean, and the map
+    accumulated over the drive (costmap.png); the rolling window beside the truth (costmap_window.gif)."""
+    table = load_cost_table(None, CITYSCAPES)
+    drive_map = DriveMap(table, grid_classes(truth.data).reshape(truth.info.height, truth.info.width), _grid_spec(truth))
+    for grid in grids:
+        drive_map.add(_cells(grid), _grid_spec(grid))
+    drive_map.plot(output / "costmap.png", "the node's ~/costmap accumulated along the drive, in odom")
+    _write_window_gif(drive_map, grids, output / "costmap_window.gif")
+    summary = drive_map.summary()
+    return {**summary["mean"], "frames": summary["frames"], "final": summary["final"], "accumulated": summary["accumulated"]}
+
+
+def _cells(grid: OccupancyGrid) -> np.ndarray:
+    return np.asarray(grid.data, np.int8).reshape(grid.info.height, grid.info.width)
+
+
+def _grid_spec(grid: OccupancyGrid) -> GridSpec:
+    info = grid.info
+    return GridSpec(info.resolution, info.width * info.resolution, info.height * info.resolution,
+                    info.origin.position.x, info.origin.position.y, grid.header.frame_id)
+
+
+def _write_window_gif(drive_map: DriveMap, grids: list[OccupancyGrid], path: Path, limit: int = 80) -> None:
+    """The published rolling window (forward up) beside the true map under it, grid after grid."""
+    from PIL import Image as Picture
+
+    expected = CostmapAgreement(drive_map.table).class_cost
+    frames = []
+    for grid in grids[-limit:]:
+        truth = drive_map.truth_window(_grid_spec(grid))
+        frames.append(Picture.fromarray(np.concatenate([cost_image(_cells(grid)), cost_image(expected[truth])], axis=1)))
+    if frames:
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, optimize=True)
 
 
 def _write_gif(
