@@ -290,12 +290,21 @@ def pixels(msg: Image) -> np.ndarray:
 # --- diagnostics ------------------------------------------------------------------------------
 
 
+def status(array: DiagnosticArray, node_name: str, subject: str) -> DiagnosticStatus | None:
+    """The line "<node>: <subject>" of a /diagnostics array."""
+    return next((s for s in array.status if s.name == f"{node_name}: {subject}"), None)
+
+
 def camera_status(array: DiagnosticArray, node_name: str, camera: str) -> DiagnosticStatus | None:
-    return next((s for s in array.status if s.name == f"{node_name}: camera {camera}"), None)
+    return status(array, node_name, f"camera {camera}")
 
 
 def engine_status(array: DiagnosticArray, node_name: str) -> DiagnosticStatus | None:
-    return next((s for s in array.status if s.name == f"{node_name}: engine"), None)
+    return status(array, node_name, "engine")
+
+
+def _from(array: DiagnosticArray, node_name: str) -> bool:
+    return any(s.name.startswith(f"{node_name}: ") for s in array.status)
 
 
 def values(status: DiagnosticStatus) -> dict[str, str]:
@@ -323,7 +332,7 @@ class DiagnosticsLog:
         )
 
     def of(self, node_name: str) -> list[tuple[float, DiagnosticArray]]:
-        return [(t, a) for t, a in self.arrays if engine_status(a, node_name) is not None]
+        return [(t, a) for t, a in self.arrays if _from(a, node_name)]
 
     def wait(
         self,
@@ -338,7 +347,7 @@ class DiagnosticsLog:
         def check() -> bool:
             nonlocal seen
             for _, array in self.arrays[seen:]:
-                if engine_status(array, node_name) is not None and predicate(array):
+                if _from(array, node_name) and predicate(array):
                     found.append(array)
                     return True
             seen = len(self.arrays)

@@ -16,7 +16,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from denseaspp_ros.labels import CITYSCAPES
-from node_harness import LATCHED, NodeProcess, RosClient, image_msg, pattern_image, wait_until_ready, write_params
+from node_harness import (
+    LATCHED, DiagnosticsLog, NodeProcess, RosClient, image_msg, pattern_image, status, values, wait_until_ready, write_params,
+)
 from street_scene import CAMERA, CAR_BOX, FRONT, GRID, render
 
 STANDALONE = "costmap_test_standalone"
@@ -289,7 +291,8 @@ def test_segmentation_node_publishes_the_costmap_of_its_masks(client, tmp_path):
 def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a_pose_are_refused(client, tmp_path):
     """The standalone node over DDS with costmap.odometry_topic: the grid is published in odom, its
     window follows the vehicle, a parked car seen from 0 m and from 4 m further lands in the same
-    odom cells, and a mask stamped after the last odometry (beyond the tolerance) is refused."""
+    odom cells, and a mask stamped after the last odometry (beyond the tolerance) is refused.
+    /diagnostics warn before the first pose and when a frame had none, with the reason."""
     from nav_msgs.msg import Odometry
 
     name = "costmap_test_odometry"
@@ -303,10 +306,18 @@ def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a
     parameters["costmap"].update(odometry_topic=odometry_topic, transform_tolerance=0.05, memory="latest")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+    diagnostics = DiagnosticsLog(client)
     process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
     try:
         masks = client.node.create_publisher(Image, mask_topic, 10)
         odometry = client.node.create_publisher(Odometry, odometry_topic, 10)
+
+        def odometry_status(words: str):
+            array = diagnostics.wait(name, lambda a: words in getattr(status(a, name, "odometry"), "message", ""), 6.0)
+            assert array is not None, f"no odometry diagnostics saying {words!r}: {[a.status for _, a in diagnostics.of(name)][-1:]}"
+            return status(array, name, "odometry")
+
+        assert odometry_status("no odometry on").level == b"\x01"  # WARN before any pose
         grids = client.collect(OccupancyGrid, f"/{name}/costmap", LATCHED)
         assert client.spin_until(
             lambda: not process.alive() or (masks.get_subscription_count() > 0 and odometry.get_subscription_count() > 0), 60.0
@@ -362,5 +373,9 @@ def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a
         masks.publish(mask_msg(stale, render(CAMERA, FRONT)))
         assert client.spin_until(lambda: "no vehicle pose at its stamp" in process.log(), 10.0), process.log()
         assert not any(grid.header.stamp == stale for grid in grids)
+        late = odometry_status("had no vehicle pose at their stamp (odometry is")
+        assert late.level == b"\x01" and values(late)["frame_id"] == "odom", late
+        refused = status(diagnostics.of(name)[-1][1], name, "costmap")
+        assert values(refused)["refused.front.stamp_odometry"] == "1", refused
     finally:
         process.assert_clean_exit()

@@ -16,6 +16,7 @@ from denseaspp_ros.serving.health import (
     camera_figures,
     camera_health,
     engine_figures,
+    odometry_health,
 )
 from denseaspp_ros.serving.stats import CameraStats, EngineStats
 
@@ -138,3 +139,23 @@ def test_the_serving_modules_import_no_ros():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def odometry(**changes) -> dict:
+    """Odometry that arrived 20 ms ago and gave every frame its pose; the keys are CostmapOutput's."""
+    return {"topic": "/odom", "frame_id": "odom", "poses_kept": 250, "age_s": 0.02, "refused_recent": 0,
+            "last_refusal": None, **changes}
+
+
+@pytest.mark.parametrize("changes, level, words", [
+    ({}, Level.OK, "ok"),
+    ({"age_s": None, "poses_kept": 0}, Level.WARN, "no odometry on /odom yet"),
+    ({"age_s": 3.0}, Level.WARN, "silent for 3.0 s"),
+    ({"age_s": 11.0}, Level.ERROR, "silent for 11.0 s"),
+    ({"refused_recent": 4, "last_refusal": "odometry is 0.300 s behind the frame"}, Level.WARN,
+     "4 frames in the last 5 s had no vehicle pose at their stamp (odometry is 0.300 s behind the frame)"),
+])
+def test_odometry_that_is_missing_silent_or_late_warns_with_the_reason(changes, level, words):
+    result = odometry_health(odometry(**changes), LIMITS, active=True)
+    assert result.level == level and words in result.message, result
+    assert odometry_health(odometry(**changes), LIMITS, active=False) == Health(Level.OK, "inactive")

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from ..frames import stamp_ns
 from ..image_messages import class_mask_to_array
 from ..labels import IGNORE_INDEX, get_label_set
+from ..serving.health import Health, Level
 from ..serving.settings import CostmapCameraSettings, CostmapNodeSettings
 from ..serving.stamps import StampRejected
 from .costmap_output import CostmapOutput
@@ -29,6 +31,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, CostmapNodeSettings, CostmapCameraSettings, **kwargs)
         self.output: CostmapOutput | None = None
+        self.settings: CostmapNodeSettings | None = None
         self.cameras: dict[str, CostmapCameraSettings] = {}
         self.num_classes = 0
         self.problems: Counter[tuple[str, str]] = Counter()  # (camera, why) -> masks refused
@@ -42,7 +45,8 @@ class SemanticCostmapNode(CameraLifecycleNode):
         label_set = get_label_set(settings.labels)
         calibrations = {name: camera.calibration for name, camera in self.cameras.items()}
         self.output = CostmapOutput(self, settings.costmap, label_set, calibrations)
-        self.num_classes = label_set.num_classes
+        self.settings, self.num_classes = settings, label_set.num_classes
+        self.start_diagnostics(settings.diagnostics.period, self._diagnostics)
         grid = settings.costmap.fusion.grid
         self.get_logger().info(
             f"configured: {grid.width}x{grid.height} cells of {grid.resolution} m in {grid.frame_id} "
@@ -50,6 +54,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
         )
 
     def release(self) -> None:
+        self.stop_diagnostics()
         if self.output is not None:
             self.output.destroy()
             self.output = None
@@ -79,6 +84,15 @@ class SemanticCostmapNode(CameraLifecycleNode):
             self._report(camera, f"stamp_{error.kind}", f"dropped a mask: {error}")
         except Exception as error:  # a bad message must not end the node, nor cost the other cameras
             self._report(camera, "bad_mask", f"dropped a mask: {error}")
+
+    def _diagnostics(self) -> list[DiagnosticStatus]:
+        """The masks refused so far, per camera and cause; with odometry, its state."""
+        active = self.output is not None and self.output.active
+        values = {f"refused.{camera}.{why}": count for (camera, why), count in sorted(self.problems.items())}
+        statuses = [self.diagnostic_status("costmap", Health(Level.OK, "active" if active else "inactive"), values)]
+        if self.output is not None and self.output.anchored:
+            statuses.append(self.output.odometry_status(self.settings.diagnostics.limits, active=active))
+        return statuses
 
     def _check_classes(self, camera: str, train_ids: np.ndarray) -> None:
         """Ids outside the label set (a segmenter with other classes?) vote for nothing: say so."""

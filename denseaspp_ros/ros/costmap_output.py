@@ -14,12 +14,14 @@ unknown on the clock instead of the last grid standing forever.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry, OccupancyGrid
 from rclpy.clock import Clock, ClockType
-from rclpy.lifecycle import LifecycleNode
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -30,10 +32,13 @@ from ..costmap import (
 from ..frames import stamp_ns
 from ..errors import DenseASPPError
 from ..labels import LabelSet
+from ..serving.health import HealthLimits, odometry_health
 from ..serving.stamps import StampRejected, check_costmap_stamp
+from ..serving.stats import RATE_WINDOW_S
 from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
 from .names import COSTMAP_COLOR_TOPIC, COSTMAP_OBSTACLES_TOPIC, COSTMAP_TOPIC
+from .runner import CameraLifecycleNode
 from ..serving.settings import Calibration, CostmapOutputSettings
 
 # Nav2's map/costmap subscribers use reliable + transient local: a late subscriber gets the last grid.
@@ -61,13 +66,14 @@ class CostmapOutput:
     """
 
     def __init__(
-        self, node: LifecycleNode, settings: CostmapOutputSettings, label_set: LabelSet, cameras: dict[str, Calibration]
+        self, node: CameraLifecycleNode, settings: CostmapOutputSettings, label_set: LabelSet, cameras: dict[str, Calibration]
     ) -> None:
         self.node, self.settings = node, settings
         table = load_cost_table(settings.classes_file or None, label_set)
         self.costmap = SemanticCostmap(table, settings.fusion, anchored=bool(settings.odometry_topic))
         self.poses = PoseBuffer()  # the vehicle in the odometry's frame, with odometry_topic
         self._world_frame = ""
+        self._pose_refusals: deque[tuple[float, str]] = deque(maxlen=1000)  # (monotonic s, why) of recent frames
         self._cameras = {name: _CameraState(calibration) for name, calibration in cameras.items()}
         self._lock = threading.Lock()
         self._active = False
@@ -86,6 +92,10 @@ class CostmapOutput:
         for name, state in self._cameras.items():
             if state.calibration.camera_pose is None:
                 self._report(name, state, f"camera {name} has no {name}.pose: it does not contribute to the costmap")
+
+    @property
+    def active(self) -> bool:
+        return self._active
 
     def activate(self) -> None:
         self._active = True
@@ -170,6 +180,32 @@ class CostmapOutput:
             self._stamps[camera] = max(stamp, self._stamps.get(camera, 0))
         return True
 
+    @property
+    def anchored(self) -> bool:
+        """The grid is kept in the odometry's frame (costmap.odometry_topic)."""
+        return self.costmap.anchored
+
+    def odometry_snapshot(self) -> dict:
+        """What /diagnostics says of the odometry: its age on the node's clock and the frames it failed."""
+        with self._lock:
+            newest = self.poses.newest
+            horizon = time.monotonic() - RATE_WINDOW_S
+            recent = [why for when, why in self._pose_refusals if when >= horizon]
+            return {
+                "topic": self.settings.odometry_topic,
+                "frame_id": self._world_frame or None,
+                "poses_kept": len(self.poses),
+                "age_s": None if newest is None else (self._now_ns() - newest) / 1e9,
+                "refused_recent": len(recent),
+                "last_refusal": recent[-1] if recent else None,
+            }
+
+    def odometry_status(self, limits: HealthLimits, *, active: bool) -> DiagnosticStatus:
+        """The odometry's line of the node's /diagnostics."""
+        snapshot = self.odometry_snapshot()
+        values = {key: value for key, value in snapshot.items() if key != "last_refusal"}
+        return self.node.diagnostic_status("odometry", odometry_health(snapshot, limits, active=active), values)
+
     def listen_to_odometry(self, node) -> None:
         """Subscribe ``node`` (while it is active) to costmap.odometry_topic, when there is one."""
         if self.settings.odometry_topic:
@@ -193,6 +229,7 @@ class CostmapOutput:
         try:
             return self.poses.at(stamp, self.settings.transform_tolerance)
         except PoseUnavailable as error:
+            self._pose_refusals.append((time.monotonic(), str(error)))
             raise StampRejected("odometry", f"no vehicle pose at its stamp: {error}") from None
 
     def _define(self, camera: str, state: _CameraState, info: CameraInfo | None, mask_shape: tuple[int, int]) -> None:

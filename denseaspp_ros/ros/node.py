@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -24,7 +24,7 @@ from ..image_messages import ImageTooLarge, MessageError, decode_frame
 from ..inference import Segmentation, Segmenter, load_engine
 from ..labels import LabelSet
 from ..model import OptionNames
-from ..serving.health import Health, Level, as_text, camera_figures, camera_health, engine_figures
+from ..serving.health import Health, Level, camera_figures, camera_health, engine_figures
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
 from ..serving.settings import CameraSettings, NodeSettings
 from ..serving.stamps import StampRejected, latency_s
@@ -32,7 +32,7 @@ from ..serving.stats import NONFINITE, CameraStats, EngineStats
 from .camera_info import published_size
 from .conversions import labels_json, mono8_msg, rgb8_msg
 from .costmap_output import CostmapOutput
-from .names import DIAGNOSTICS_TOPIC, LABEL_INFO_TOPIC, LABELS_TOPIC, camera_output_topic
+from .names import LABEL_INFO_TOPIC, LABELS_TOPIC, camera_output_topic
 from .names import SEGMENTATION_NODE as NODE_NAME
 from .runner import CameraLifecycleNode, run_lifecycle_node
 from .settings import read, read_cameras
@@ -94,7 +94,6 @@ class SegmentationNode(CameraLifecycleNode):
         self._worker: threading.Thread | None = None
         self._stop_worker = threading.Event()
         self._static_publishers: list = []
-        self._diagnostics_timer = None
         self._active = False
 
     def is_configured(self) -> bool:
@@ -135,9 +134,7 @@ class SegmentationNode(CameraLifecycleNode):
         )
 
     def release(self) -> None:
-        if self._diagnostics_timer is not None:
-            self.destroy_timer(self._diagnostics_timer)
-            self._diagnostics_timer = None
+        self.stop_diagnostics()
         for camera in self.cameras.values():
             for publisher in camera.publishers.values():
                 self.destroy_lifecycle_publisher(publisher)
@@ -203,11 +200,7 @@ class SegmentationNode(CameraLifecycleNode):
         labels_publisher = self.create_publisher(String, LABELS_TOPIC, latched)
         labels_publisher.publish(String(data=labels_json(label_set)))
         self._static_publishers = [labels_publisher, *self._label_info_publisher(label_set, latched)]
-        diagnostics = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
-        self._static_publishers.append(diagnostics)
-        self._diagnostics_timer = self.create_timer(
-            settings.diagnostics.period, lambda: diagnostics.publish(self._diagnostics())
-        )
+        self.start_diagnostics(settings.diagnostics.period, self._diagnostics)
 
     def _label_info_publisher(self, label_set: LabelSet, qos: QoSProfile) -> list:
         """vision_msgs/LabelInfo on ~/label_info where vision_msgs is installed (optional dependency)."""
@@ -352,12 +345,11 @@ class SegmentationNode(CameraLifecycleNode):
 
     # --- diagnostics -------------------------------------------------------------------------
 
-    def _diagnostics(self) -> DiagnosticArray:
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status.append(self._engine_status())
-        array.status.extend(self._camera_status(camera) for camera in self.cameras.values())
-        return array
+    def _diagnostics(self) -> list[DiagnosticStatus]:
+        statuses = [self._engine_status(), *(self._camera_status(camera) for camera in self.cameras.values())]
+        if self.costmap is not None and self.costmap.anchored:
+            statuses.append(self.costmap.odometry_status(self.settings.diagnostics.limits, active=self._active))
+        return statuses
 
     def _engine_status(self) -> DiagnosticStatus:
         state = "active" if self._active else "inactive"
@@ -370,7 +362,7 @@ class SegmentationNode(CameraLifecycleNode):
             **engine_figures(self.engine_stats.snapshot()),
             "costmap": "enabled" if self.costmap is not None else "disabled",
         }
-        return self._status("engine", Health(Level.OK, state), values)
+        return self.diagnostic_status("engine", Health(Level.OK, state), values)
 
     def _camera_status(self, camera: Camera) -> DiagnosticStatus:
         snapshot, error_counts = camera.stats.snapshot(), camera.stats.error_counts()
@@ -378,19 +370,10 @@ class SegmentationNode(CameraLifecycleNode):
             snapshot, error_counts, self.settings.diagnostics.limits, active=self._active, wanted=bool(self._wanted(camera))
         )
         values = {"image_topic": camera.settings.image_topic, **camera_figures(snapshot, error_counts), **self._device()}
-        return self._status(f"camera {camera.name}", health, values)
+        return self.diagnostic_status(f"camera {camera.name}", health, values)
 
     def _device(self) -> dict[str, str]:
         return self.segmenter.describe()
-
-    def _status(self, subject: str, health: Health, values: dict) -> DiagnosticStatus:
-        return DiagnosticStatus(
-            name=f"{self.get_name()}: {subject}",
-            level=bytes([health.level]),
-            message=health.message,
-            hardware_id=NODE_NAME,
-            values=[KeyValue(key=key, value=as_text(value)) for key, value in values.items()],
-        )
 
 
 def main(args: list[str] | None = None) -> None:

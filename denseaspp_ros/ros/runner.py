@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
@@ -24,6 +25,8 @@ from sensor_msgs.msg import CameraInfo
 
 from ..declarations import Parameter as Setting, SettingError, parameters
 from ..errors import DenseASPPError
+from ..serving.health import Health, as_text
+from .names import DIAGNOSTICS_TOPIC
 from .settings import declare
 
 _SPIN_STEP_S = 0.1  # how soon a signal is noticed: rcl_wait is not interrupted by Python signal handlers
@@ -135,7 +138,40 @@ class CameraLifecycleNode(LifecycleNode):
         self.throttled = KeyedThrottle(self)
         self._inputs: list = []
         self._input_topics: list[str] = []
+        self._diagnostics_output: tuple | None = None  # (publisher, timer) while configured
         watch_parameters(self, ours, self.is_configured)
+
+    def start_diagnostics(self, period: float, statuses: Callable[[], list[DiagnosticStatus]]) -> None:
+        """Publish ``statuses()`` on /diagnostics every ``period`` seconds until ``stop_diagnostics``."""
+        publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+
+        def publish() -> None:
+            try:
+                array = DiagnosticArray(status=statuses())
+            except Exception as error:  # a report that fails must not take the node down with it
+                self.throttled.error(("diagnostics",), f"/diagnostics not published: {type(error).__name__}: {error}")
+                return
+            array.header.stamp = self.get_clock().now().to_msg()
+            publisher.publish(array)
+
+        self._diagnostics_output = (publisher, self.create_timer(period, publish))
+
+    def stop_diagnostics(self) -> None:
+        if self._diagnostics_output is not None:
+            publisher, timer = self._diagnostics_output
+            self.destroy_timer(timer)
+            self.destroy_publisher(publisher)
+            self._diagnostics_output = None
+
+    def diagnostic_status(self, subject: str, health: Health, values: dict) -> DiagnosticStatus:
+        """One line of /diagnostics: "<node>: <subject>", its level and message, and its figures as text."""
+        return DiagnosticStatus(
+            name=f"{self.get_name()}: {subject}",
+            level=bytes([health.level]),
+            message=health.message,
+            hardware_id=self.get_name(),
+            values=[KeyValue(key=key, value=as_text(value)) for key, value in values.items()],
+        )
 
     def is_configured(self) -> bool:
         raise NotImplementedError

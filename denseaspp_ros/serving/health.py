@@ -26,7 +26,7 @@ class HealthLimits:
     """The ``diagnostics.*`` parameters: when a camera turns WARN, and ERROR."""
 
     silence_timeout: float = setting(
-        2.0, "WARN when a camera sends nothing for this long (ERROR after 5x)", low=0.1, high=3600.0
+        2.0, "WARN when a camera (or the odometry) sends nothing for this long (ERROR after 5x)", low=0.1, high=3600.0
     )
     max_latency: float = setting(
         1.0, "WARN when p95 latency exceeds this many seconds (ERROR above 2x)", low=0.001, high=3600.0
@@ -75,6 +75,28 @@ def camera_health(
     if p95 is not None and p95 > limits.max_latency:
         level = Level.ERROR if p95 > 2 * limits.max_latency else Level.WARN
         return Health(level, f"p95 latency {1000 * p95:.0f} ms above {1000 * limits.max_latency:.0f} ms")
+    return Health(Level.OK, "ok")
+
+
+def odometry_health(snapshot: dict[str, Any], limits: HealthLimits, *, active: bool) -> Health:
+    """The level and message of the odometry a costmap is anchored to, from ``CostmapOutput.odometry_snapshot()``.
+
+    Without a pose at a frame's stamp the frame stays out of the costmap: missing, silent or late
+    odometry is a WARN (ERROR once silent for 5x the silence timeout), with what to check.
+    """
+    age, refused = snapshot["age_s"], snapshot["refused_recent"]
+    if not active:
+        return Health(Level.OK, "inactive")
+    if age is None:
+        return Health(Level.WARN, f"no odometry on {snapshot['topic']} yet: no costmap is published")
+    if age > limits.silence_timeout:
+        level = Level.ERROR if age > 5 * limits.silence_timeout else Level.WARN
+        return Health(level, f"odometry on {snapshot['topic']} silent for {age:.1f} s: frames stay out of the costmap")
+    if refused:
+        return Health(
+            Level.WARN, f"{refused} frames in the last {RATE_WINDOW_S:.0f} s had no vehicle pose at their stamp "
+            f"({snapshot['last_refusal']}): odometry late, or costmap.transform_tolerance too tight",
+        )
     return Health(Level.OK, "ok")
 
 

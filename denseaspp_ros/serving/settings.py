@@ -265,6 +265,7 @@ class CostmapNodeSettings:
     labels: str = setting("cityscapes", "class set of the masks: cityscapes or a label set YAML file")
     autostart: bool = setting(True, "configure and activate on start-up (no lifecycle manager needed)")
     costmap: CostmapOutputSettings = group(CostmapOutputSettings)
+    diagnostics: DiagnosticsSettings = group(DiagnosticsSettings)
     camera_settings: tuple[CostmapCameraSettings, ...] = field(default=())
 
     def __post_init__(self) -> None:
