@@ -33,10 +33,10 @@ from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys import Stores, get_typestore
 
-from .costmap import CameraModel, GridSpec
+from .costmap import CameraModel, GridSpec, Pose2D, odometry_pose
 from .errors import DenseASPPError
 from .frames import Frame, stamp_ns
-from .labels import LabelSet
+from .labels import IGNORE_INDEX, LabelSet
 from .image_messages import MessageError, class_mask_to_array, decode_frame
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -46,6 +46,7 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 OCCUPANCY_GRID = "nav_msgs/msg/OccupancyGrid"
+ODOMETRY = "nav_msgs/msg/Odometry"
 PARTIAL = ".partial"
 NOTE = "INCOMPLETE.txt"  # in PATH.partial/, beside the bag: says what happened and how to recover
 SYNC_SECONDS = 1.0  # a write this long after the last sync syncs: a kill loses about the last second of writing
@@ -358,6 +359,44 @@ def count_messages(path: str | Path, topic: str) -> int | None:
         return sum(counts) if counts else None
     finally:
         reader.close()
+
+
+def read_topic(path: str | Path, topic: str, msgtype: str) -> list[tuple[int, Any]]:
+    """Every message on ``topic`` as (header stamp ns, message), in bag order; the topic must carry ``msgtype``."""
+    reader = open_bag(path)
+    try:
+        connections = [c for c in reader.connections if c.topic == topic]
+        if not connections:
+            raise BagError(f"bag {path} has no topic {topic}; it has: {', '.join(sorted({c.topic for c in reader.connections}))}")
+        if connections[0].msgtype != msgtype:
+            raise BagError(f"{topic} in {path} carries {connections[0].msgtype}, not {msgtype}")
+        messages = (reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=connections))
+        return [(stamp_ns(message.header), message) for message in messages]
+    finally:
+        reader.close()
+
+
+def read_poses(path: str | Path, topic: str) -> list[tuple[int, Pose2D]]:
+    """The vehicle's poses of a nav_msgs/Odometry topic, (stamp ns, pose) in bag order."""
+    return [(stamp, odometry_pose(message)) for stamp, message in read_topic(path, topic, ODOMETRY)]
+
+
+def grid_classes(cells: Any) -> np.ndarray:
+    """OccupancyGrid cells that hold class ids back to a trainId grid (255 where unknown: -1 in int8)."""
+    cells = np.asarray(cells).astype(np.int16)
+    return np.where(cells < 0, IGNORE_INDEX, cells).astype(np.uint8)
+
+
+def grid_spec(message: Any) -> GridSpec:
+    """Where a nav_msgs/OccupancyGrid lies (rclpy's or a bag reader's: the same fields); axis-aligned."""
+    info = message.info
+    return GridSpec(info.resolution, info.width * info.resolution, info.height * info.resolution,
+                    info.origin.position.x, info.origin.position.y, message.header.frame_id)
+
+
+def class_map(message: Any) -> tuple[np.ndarray, GridSpec]:
+    """A ground-truth OccupancyGrid of class ids (``/ground_truth/map``) as a trainId grid and its place."""
+    return grid_classes(message.data).reshape(message.info.height, message.info.width), grid_spec(message)
 
 
 def read_labelled_frames(

@@ -248,3 +248,27 @@ def test_bad_sources_fail_clearly(tmp_path, capsys):
     (tmp_path / "broken.mcap").write_bytes(b"not a bag at all")
     assert cli.main([*common, "--bag", str(tmp_path / "broken.mcap"), "--image-topic", "/a", "--label-topic", "/b"]) == 2
     assert "cannot read bag" in capsys.readouterr().err
+
+
+def test_a_bag_with_odometry_and_a_true_map_scores_the_costmap_of_the_whole_drive(tmp_path, capsys):
+    """`denseaspp eval` in bag mode with the camera: the costmap of the evaluated frames, anchored to
+    the bag's /odom, from the network's masks and from the true masks, against /ground_truth/map."""
+    write_drive(DriveConfig(frames=40, seed=7), tmp_path / "drive", "val", bag=tmp_path / "bag", progress=False)
+    arguments = [
+        "eval", "--bag", str(tmp_path / "bag"), "--image-topic", "/front/image_raw", "--label-topic", "/front/labels",
+        "--model", "MobileNetDenseASPP", "--weights", "demo", "--backend", "torch", "--device", "cpu",
+        "--output", str(tmp_path / "report"),
+    ]
+    mapping = ["--odometry-topic", "/odom", "--map-topic", "/ground_truth/map"]
+    assert cli.main([*arguments, *mapping]) == 2  # the camera is missing
+    assert "map accuracy needs --bag with --odometry-topic, --map-topic and --camera" in capsys.readouterr().err
+    assert cli.main([*arguments, *mapping, "--camera", str(tmp_path / "drive" / "camera.yaml")]) == 0
+    printed = capsys.readouterr().out
+    assert "map of the drive from the true masks: free IoU" in printed and "map of the drive from the network" in printed
+    report = _report(tmp_path / "report")
+    truth_masks, network = report["map"]["true_masks"], report["map"]["network"]
+    assert truth_masks["frames"] == network["frames"] == 40 and report["map"]["frames_without_pose"] == 0
+    assert truth_masks["accumulated"]["free_iou"] >= 0.97 and truth_masks["accumulated"]["contact_recall"] >= 0.9
+    assert truth_masks["accumulated"]["stray_lethal"] <= 10, truth_masks
+    assert network["accumulated"]["free_iou"] >= 0.90, network  # issue 12's goal with the demo weights' masks
+    assert (tmp_path / "report" / "costmap.png").is_file() and (tmp_path / "report" / "costmap_true_masks.png").is_file()

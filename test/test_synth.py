@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from denseaspp_ros.bags import BagError, MatchStats, open_bag, read_labelled_frames
+from denseaspp_ros.bags import BagError, MatchStats, grid_classes, open_bag, read_labelled_frames
 from denseaspp_ros.costmap import CameraModel, CameraPose, GridSpec, Pose2D
 from denseaspp_ros.eval.map_accuracy import truth_window
 from denseaspp_ros.labels import CITYSCAPES
@@ -16,7 +16,7 @@ from denseaspp_ros.synth.drive import DEFAULT_MOUNT, DriveConfig, drive
 from denseaspp_ros.errors import DenseASPPError
 from denseaspp_ros.frames import stamp_ns
 from denseaspp_ros.synth.outputs import (
-    CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, grid_classes, read_camera, write_drive,
+    CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, read_camera, write_drive,
 )
 from denseaspp_ros.synth.scene import LANE_CENTRE, ROAD_HALF_WIDTH
 from denseaspp_ros.train import CityscapesDataset

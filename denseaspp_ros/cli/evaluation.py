@@ -18,6 +18,7 @@ from .arguments import _size, check_writable
 if TYPE_CHECKING:  # the bag and evaluation modules load when the command runs, not for every command's parser
     from ..bags import MatchStats
     from ..eval.evaluate import Shard
+    from ..eval.map_accuracy import DriveMapScorer
     from ..frames import Frame
 
 
@@ -36,6 +37,11 @@ def register(commands) -> None:
     evaluation.add_argument("--save-predictions", type=Path, help="labelId PNGs for cityscapesscripts")
     evaluation.add_argument("--write-bag", type=Path, help="bag of the images, predicted masks and colour masks")
     evaluation.add_argument("--camera", type=Path, help="camera.yaml (as denseaspp synth writes it): costmaps in --write-bag too")
+    evaluation.add_argument(
+        "--odometry-topic", help="the bag's nav_msgs/Odometry (e.g. /odom): with --map-topic and --camera, score the costmap "
+        "of the evaluated frames, anchored to it, against the true map",
+    )
+    evaluation.add_argument("--map-topic", help="the bag's true map in odom, an OccupancyGrid of trainIds (synthetic: /ground_truth/map)")
     evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
     evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
     add_flags(evaluation, NodeSettings, ["model.multiscale"])
@@ -66,11 +72,19 @@ def run_eval(args: argparse.Namespace) -> int:
     samples, total, unread_shard = _samples(args, labels, shard, stats)
     segmenter = engine_options._build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
     costmap = camera_costmap(*read_camera(args.camera), labels) if args.camera else None
+    map_scorer = _map_scorer(args, labels, shard)
     with ExitStack() as stack:
         bag = stack.enter_context(result_bag) if result_bag is not None else None
         writer = PredictionWriter(labels, bag, args.save_predictions, costmap, cityscapes_names=args.cityscapes is not None)
+
+        def on_prediction(sample: Frame, prediction) -> None:
+            writer(sample, prediction)
+            if map_scorer is not None:
+                map_scorer(sample, prediction)
+
         result = evaluate(
-            samples, segmenter, labels, unread_shard, writer, total=total, stats=stats if args.bag else None, batch=args.batch
+            samples, segmenter, labels, unread_shard, on_prediction, total=total, stats=stats if args.bag else None,
+            batch=args.batch,
         )
     if result.frames == 0:
         raise DenseASPPError("no frame was evaluated: " + ("; ".join(result.problems) or "the source is empty"))
@@ -82,11 +96,48 @@ def run_eval(args: argparse.Namespace) -> int:
         model=segmenter.model_name, weights=str(segmenter.weights or "random"),
         device=str(segmenter.device), precision=str(segmenter.dtype).removeprefix("torch."), **timing(result.seconds),
     )
+    if map_scorer is not None:
+        report["map"] = map_scorer.summary()
+        map_scorer.plot(args.output)
     write_report(report, labels, args.output)
     print(f"mIoU {format_percent(report['miou'])} over {result.frames} frames"
           f" ({result.unmatched_images + result.unmatched_labels} unmatched, {result.corrupt} unreadable)"
           f"{'' if result.complete else ', INCOMPLETE'}; report in {args.output}/report.md")
+    if map_scorer is not None:
+        for source in map_scorer.SOURCES:
+            summary = report["map"][source]
+            if summary["frames"]:
+                whole, mean = summary["accumulated"], summary["mean"]
+                print(f"map of the drive from the {source.replace('_', ' ')}: free IoU {format_percent(whole['free_iou'])} "
+                      f"(mean over the drive {format_percent(mean['free_iou'])}), obstacle contacts within a cell "
+                      f"{format_percent(whole['contact_recall'])}, {whole['stray_lethal']} lethal cells away from any obstacle")
+        if report["map"]["frames_without_pose"]:
+            print(f"{report['map']['frames_without_pose']} frames had no odometry at their stamp: left out of the map")
     return 0 if result.complete else 1
+
+
+def _map_scorer(args: argparse.Namespace, labels: LabelSet, shard: Shard) -> DriveMapScorer | None:
+    """With --odometry-topic and --map-topic: the costmap of the evaluated frames against the bag's true map."""
+    from ..bags import class_map, read_poses, read_topic
+    from ..costmap import CostmapSettings, load_cost_table
+    from ..eval.map_accuracy import DriveMapScorer
+    from ..synth.outputs import read_camera
+
+    if args.odometry_topic is None and args.map_topic is None:
+        return None
+    if args.bag is None or args.odometry_topic is None or args.map_topic is None or args.camera is None:
+        raise DenseASPPError("map accuracy needs --bag with --odometry-topic, --map-topic and --camera (camera.yaml)")
+    if shard.count != 1:
+        raise DenseASPPError("map accuracy follows the whole drive: it cannot be sharded (--shard 0/1)")
+    maps = read_topic(args.bag, args.map_topic, "nav_msgs/msg/OccupancyGrid")
+    if not maps:
+        raise DenseASPPError(f"{args.map_topic} in {args.bag} holds no map")
+    truth, truth_grid = class_map(maps[-1][1])
+    camera, mount = read_camera(args.camera)
+    return DriveMapScorer(
+        load_cost_table(None, labels), CostmapSettings(), camera, mount, read_poses(args.bag, args.odometry_topic),
+        truth, truth_grid,
+    )
 
 
 def _samples(

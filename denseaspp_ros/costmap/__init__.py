@@ -2,7 +2,7 @@
 
 from .camera import CameraModel, CameraModelError
 from .costs import CostTable, CostTableError, default_cost_table_path, load_cost_table
-from .egomotion import Pose2D, PoseBuffer, PoseUnavailable, RollingWindow, yaw_of_quaternion
+from .egomotion import Pose2D, PoseBuffer, PoseUnavailable, RollingWindow, odometry_pose, yaw_of_quaternion
 from .fusion import CostmapSettings, SemanticCostmap, Snapshot
 from .grid import GridError, GridSpec
 from .pose import CameraPose
@@ -30,6 +30,7 @@ __all__ = [
     "bird_eye_image",
     "default_cost_table_path",
     "load_cost_table",
+    "odometry_pose",
     "project_pixels",
     "yaw_of_quaternion",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,12 @@ def yaw_of_quaternion(x: float, y: float, z: float, w: float) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def odometry_pose(message: Any) -> Pose2D:
+    """The vehicle's pose in a nav_msgs/Odometry (rclpy's or a bag reader's: the same fields)."""
+    position, orientation = message.pose.pose.position, message.pose.pose.orientation
+    return Pose2D(position.x, position.y, yaw_of_quaternion(orientation.x, orientation.y, orientation.z, orientation.w))
+
+
 def interpolate(before: tuple[int, Pose2D], after: tuple[int, Pose2D], stamp: int) -> Pose2D:
     """The pose at ``stamp`` (ns) between two stamped poses: linear position, shortest-arc heading."""
     (t0, p0), (t1, p1) = before, after
@@ -62,8 +69,8 @@ class PoseBuffer:
     takes the nearest pose; anything else raises ``PoseUnavailable`` with the reason.
     """
 
-    def __init__(self, history_s: float = POSE_HISTORY_S) -> None:
-        self.history_ns = round(history_s * 1e9)
+    def __init__(self, history_s: float | None = POSE_HISTORY_S) -> None:
+        self.history_ns = None if history_s is None else round(history_s * 1e9)  # None: keep every pose (a bag's)
         self._stamps: list[int] = []
         self._poses: list[Pose2D] = []
 
@@ -80,7 +87,7 @@ class PoseBuffer:
             self.clear()
         self._stamps.append(stamp)
         self._poses.append(pose)
-        cut = bisect.bisect_left(self._stamps, stamp - self.history_ns)
+        cut = 0 if self.history_ns is None else bisect.bisect_left(self._stamps, stamp - self.history_ns)
         if cut:
             del self._stamps[:cut], self._poses[:cut]
 

@@ -22,9 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..costmap import CostmapSettings, CostTable, GridSpec, SemanticCostmap
+from ..costmap import (
+    CameraModel, CameraPose, CostmapSettings, CostTable, GridSpec, Pose2D, PoseBuffer, PoseUnavailable, SemanticCostmap,
+)
 from ..costmap.costs import LETHAL
 from ..costmap.render import cost_colors
+from ..frames import Frame
 from ..synth.drive import DriveConfig, drive, truth_map
 from .costmap_agreement import CostmapAgreement
 from .report import pyplot, save_figure
@@ -156,6 +159,54 @@ class DriveMap:
         grid, resolution = self.truth_grid, self.truth_grid.resolution
         return (grid.origin_x + columns.start * resolution, grid.origin_x + columns.stop * resolution,
                 grid.origin_y + rows.start * resolution, grid.origin_y + rows.stop * resolution)
+
+
+class DriveMapScorer:
+    """The costmap of evaluated frames, anchored to the drive's odometry, built twice: from the
+    network's masks and from the true masks (which isolates the costmap from the segmentation),
+    each scored against the drive's true map as a ``DriveMap``. ``evaluate``'s ``on_prediction``."""
+
+    SOURCES = ("network", "true_masks")
+    CAMERA = "camera"
+
+    def __init__(
+        self, table: CostTable, settings: CostmapSettings, camera: CameraModel, mount: CameraPose,
+        poses: list[tuple[int, Pose2D]], truth: np.ndarray, truth_grid: GridSpec, tolerance_s: float = 0.1,
+    ) -> None:
+        self.poses = PoseBuffer(history_s=None)
+        for stamp, pose in sorted(poses, key=lambda item: item[0]):
+            self.poses.add(stamp, pose)
+        self.tolerance_s, self.world_frame = tolerance_s, truth_grid.frame_id
+        self.costmaps = {source: SemanticCostmap(table, settings, anchored=True) for source in self.SOURCES}
+        for costmap in self.costmaps.values():
+            costmap.set_camera(self.CAMERA, camera, mount)
+        self.maps = {source: DriveMap(table, truth, truth_grid) for source in self.SOURCES}
+        self.without_pose: list[str] = []  # frames left out: no pose at their stamp
+
+    def __call__(self, sample: Frame, prediction: np.ndarray) -> None:
+        try:
+            pose = self.poses.at(sample.stamp_ns, self.tolerance_s)
+        except PoseUnavailable as error:
+            self.without_pose.append(f"{sample.name}: {error}")
+            return
+        for source, masks in zip(self.SOURCES, (prediction, sample.labels)):
+            costmap = self.costmaps[source]
+            costmap.update(self.CAMERA, masks, sample.stamp_ns / 1e9, pose=pose, world_frame=self.world_frame)
+            snapshot = costmap.snapshot()
+            self.maps[source].add(snapshot.costs, snapshot.grid)
+
+    def summary(self) -> dict:
+        return {**{source: drive_map.summary() for source, drive_map in self.maps.items()},
+                "frames_without_pose": len(self.without_pose), "problems": self.without_pose[:20]}
+
+    def plot(self, folder: Path) -> list[Path]:
+        """costmap.png (from the network's masks) and costmap_true_masks.png: each accumulated map above the truth."""
+        written = []
+        for source, name, title in (("network", "costmap.png", "accumulated costmap of the network's masks"),
+                                    ("true_masks", "costmap_true_masks.png", "accumulated costmap of the true masks")):
+            if self.maps[source].plot(folder / name, title):
+                written.append(folder / name)
+        return written
 
 
 def drive_map_accuracy(

@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..costmap import (
-    CameraModel, Pose2D, PoseBuffer, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table, yaw_of_quaternion,
+    CameraModel, Pose2D, PoseBuffer, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table, odometry_pose,
 )
 from ..frames import stamp_ns
 from ..errors import DenseASPPError
@@ -213,11 +213,7 @@ class CostmapOutput:
 
     def on_odometry(self, msg: Odometry) -> None:
         """Keep the vehicle's pose (its odometry frame, usually odom) for the frames that follow."""
-        orientation = msg.pose.pose.orientation
-        pose = Pose2D(
-            msg.pose.pose.position.x, msg.pose.pose.position.y,
-            yaw_of_quaternion(orientation.x, orientation.y, orientation.z, orientation.w),
-        )
+        pose = odometry_pose(msg)
         with self._lock:
             self._world_frame = msg.header.frame_id or "odom"
             self.poses.add(stamp_ns(msg.header), pose)

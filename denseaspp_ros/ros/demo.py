@@ -33,10 +33,9 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from ..bags import BagWriter, open_bag
+from ..bags import BagWriter, class_map, grid_classes, grid_spec, open_bag
 from ..costmap import load_cost_table
 from ..errors import DenseASPPError
-from ..costmap import GridSpec
 from ..costmap.render import cost_image
 from ..eval.costmap_agreement import CostmapAgreement
 from ..eval.map_accuracy import DriveMap
@@ -44,7 +43,7 @@ from ..eval.report import build_report, format_number, format_percent, write_rep
 from ..image_messages import class_mask_to_array, decode_frame
 from ..labels import CITYSCAPES
 from ..synth.drive import MAP_FRAME, DriveConfig
-from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, grid_classes, write_drive
+from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, write_drive
 from ..frames import stamp_ns
 from . import names
 from .names import SEGMENTATION_NODE, camera_output_topic, of_node
@@ -301,9 +300,9 @@ def _map_accuracy(truth: OccupancyGrid, grids: list[OccupancyGrid], output: Path
     """The node's grids in odom against the drive's true map: each window, their mean, and the map
     accumulated over the drive (costmap.png); the rolling window beside the truth (costmap_window.gif)."""
     table = load_cost_table(None, CITYSCAPES)
-    drive_map = DriveMap(table, grid_classes(truth.data).reshape(truth.info.height, truth.info.width), _grid_spec(truth))
+    drive_map = DriveMap(table, *class_map(truth))
     for grid in grids:
-        drive_map.add(_cells(grid), _grid_spec(grid))
+        drive_map.add(_cells(grid), grid_spec(grid))
     drive_map.plot(output / "costmap.png", "the node's ~/costmap accumulated along the drive, in odom")
     _write_window_gif(drive_map, grids, output / "costmap_window.gif")
     summary = drive_map.summary()
@@ -314,12 +313,6 @@ def _cells(grid: OccupancyGrid) -> np.ndarray:
     return np.asarray(grid.data, np.int8).reshape(grid.info.height, grid.info.width)
 
 
-def _grid_spec(grid: OccupancyGrid) -> GridSpec:
-    info = grid.info
-    return GridSpec(info.resolution, info.width * info.resolution, info.height * info.resolution,
-                    info.origin.position.x, info.origin.position.y, grid.header.frame_id)
-
-
 def _write_window_gif(drive_map: DriveMap, grids: list[OccupancyGrid], path: Path, limit: int = 80) -> None:
     """The published rolling window (forward up) beside the true map under it, grid after grid."""
     from PIL import Image as Picture
@@ -327,7 +320,7 @@ def _write_window_gif(drive_map: DriveMap, grids: list[OccupancyGrid], path: Pat
     expected = CostmapAgreement(drive_map.table).class_cost
     frames = []
     for grid in grids[-limit:]:
-        truth = drive_map.truth_window(_grid_spec(grid))
+        truth = drive_map.truth_window(grid_spec(grid))
         frames.append(Picture.fromarray(np.concatenate([cost_image(_cells(grid)), cost_image(expected[truth])], axis=1)))
     if frames:
         frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, optimize=True)

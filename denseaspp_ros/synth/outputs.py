@@ -13,7 +13,7 @@ base_link whose cells hold trainIds, -1 where unknown), ``/odom`` (nav_msgs/Odom
 in odom, as the drive's odometry reports it, before each image) and ``/ground_truth/map`` (the
 true classes of the whole drive in odom, once, at the first stamp).
 
-``read_camera`` and ``grid_classes`` read back what these write, for whoever consumes a drive.
+``read_camera`` and ``bags.grid_classes`` read back what these write, for whoever consumes a drive.
 """
 
 from __future__ import annotations
@@ -137,9 +137,3 @@ def read_camera(path: Path) -> tuple[CameraModel, CameraPose]:
 def grid_cells(ground_truth: np.ndarray) -> np.ndarray:
     """A trainId grid as the cells of ``GRID_TOPIC``: OccupancyGrid data is int8, so unknown is -1, not 255."""
     return np.where(ground_truth == IGNORE_INDEX, -1, ground_truth).astype(np.int8)
-
-
-def grid_classes(cells: np.ndarray) -> np.ndarray:
-    """``GRID_TOPIC`` cells back to a trainId grid (255 where unknown)."""
-    cells = np.asarray(cells).astype(np.int16)
-    return np.where(cells < 0, IGNORE_INDEX, cells).astype(np.uint8)
