@@ -62,3 +62,10 @@ def render(
 
 
 CAR_BOX = (12.0, 16.5, 0.9, 1.5)  # a car 12 m ahead, 1.8 m wide, 1.5 m tall
+
+
+def quaternion_of(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation matrix whose trace is above -1 (as TF would carry it)."""
+    w = math.sqrt(max(0.0, 1 + np.trace(rotation))) / 2
+    return ((rotation[2, 1] - rotation[1, 2]) / (4 * w), (rotation[0, 2] - rotation[2, 0]) / (4 * w),
+            (rotation[1, 0] - rotation[0, 1]) / (4 * w), w)

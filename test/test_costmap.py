@@ -26,6 +26,7 @@ from denseaspp_ros.costmap import (
     project_pixels,
 )
 from denseaspp_ros.costmap.costs import parse_cost_table
+from denseaspp_ros.costmap.pose import rotation_of_quaternion
 from denseaspp_ros.labels import CITYSCAPES, IGNORE_INDEX, LabelSet
 from street_scene import (
     CAMERA,
@@ -40,6 +41,7 @@ from street_scene import (
     TABLE,
     TERRAIN,
     WIDTH,
+    quaternion_of,
     render,
     row_of_ground_point,
 )
@@ -138,6 +140,18 @@ def test_roll_tilts_the_image_about_the_optical_axis():
     left, right = project_pixels(CAMERA, rolled, np.array([[100.0, 300.0], [540.0, 300.0]]))
     # Rolling to the right lowers the right side of the view: its bottom row sees ground nearer by.
     assert right[0] < left[0]
+
+
+@pytest.mark.parametrize("pose", [CameraPose(1.7, 0.1, 1.22, 0.0, 0.05, 0.0), CameraPose(-0.5, 0.3, 2.0, 0.1, 0.3, 2.5),
+                                  CameraPose(0.0, 0.0, 1.0, -0.2, -0.4, -1.2)])
+def test_a_camera_pose_from_tf_of_its_optical_frame_is_the_body_pose(pose):
+    """TF gives the images' (optical) frame: as a quaternion, it turns back into the same body pose."""
+    rotation = pose.optical_to_vehicle()
+    quaternion = quaternion_of(rotation)  # the matrix as TF would send it
+    np.testing.assert_allclose(rotation_of_quaternion(*quaternion), rotation, atol=1e-12)
+    again = CameraPose.from_optical(pose.position, rotation_of_quaternion(*quaternion))
+    np.testing.assert_allclose([getattr(again, f) for f in "x y z roll pitch yaw".split()],
+                               [getattr(pose, f) for f in "x y z roll pitch yaw".split()], atol=1e-9)
 
 
 def test_bad_geometry_is_refused_clearly():

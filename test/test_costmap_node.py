@@ -379,3 +379,90 @@ def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a
         assert values(refused)["refused.front.stamp_odometry"] == "1", refused
     finally:
         process.assert_clean_exit()
+
+
+# --- TF: camera and vehicle poses where tf2_ros is installed --------------------------------------
+
+
+def _tf_parameters(mask_topic: str) -> dict:
+    """A front camera without a pose (the default: TF gives it) and a grid anchored in odom through TF."""
+    parameters = {
+        "cameras": ["front"],
+        "front": {"mask_topic": mask_topic, "intrinsics": [float(v) for v in CAMERA.K[[0, 1, 0, 1], [0, 1, 2, 2]]],
+                  "image_width": CAMERA.width, "image_height": CAMERA.height},
+        **grid_parameters(),
+    }
+    parameters["costmap"].update(global_frame="odom", memory="latest")
+    return parameters
+
+
+def test_without_tf2_ros_a_vehicle_pose_from_tf_is_refused_at_configure_with_the_reason(client, tmp_path):
+    from denseaspp_ros.ros.transforms import tf_available
+
+    if tf_available():
+        pytest.skip("tf2_ros is installed: the TF path itself is tested instead")
+    name = "costmap_test_no_tf"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": _tf_parameters("/costmap_no_tf_test/front/mask")}}))
+    process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
+    try:
+        assert client.spin_until(lambda: "tf2_ros is not" in process.log(), 60.0), process.log()
+        assert "configure failed: costmap.global_frame 'odom' takes the vehicle's pose from TF, but tf2_ros is not installed" in process.log()
+    finally:
+        process.assert_clean_exit()
+
+
+def test_camera_and_vehicle_poses_from_tf_anchor_the_grid_in_odom(client, tmp_path):
+    """segmentation's masks in the camera's optical frame, C.pose empty, costmap.global_frame odom:
+    the camera's pose comes from /tf_static, the vehicle's from /tf at the mask's stamp, and the
+    parked car lands in the same odom cells seen from 0 m and from 4 m further."""
+    tf2_ros = pytest.importorskip("tf2_ros", reason="tf2_ros is not installable from PyPI: the TF path runs on a ROS 2 install")
+    from geometry_msgs.msg import TransformStamped
+    from street_scene import quaternion_of
+
+    name, mask_topic = "costmap_test_tf", "/costmap_tf_test/front/mask"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": _tf_parameters(mask_topic)}}))
+    process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
+    static, moving = tf2_ros.StaticTransformBroadcaster(client.node), tf2_ros.TransformBroadcaster(client.node)
+
+    def transform(stamp, parent: str, child: str, xyz, quaternion) -> TransformStamped:
+        message = TransformStamped()
+        message.header.stamp, message.header.frame_id, message.child_frame_id = stamp, parent, child
+        (message.transform.translation.x, message.transform.translation.y, message.transform.translation.z) = xyz
+        (message.transform.rotation.x, message.transform.rotation.y, message.transform.rotation.z,
+         message.transform.rotation.w) = quaternion
+        return message
+
+    static.sendTransform(transform(client.now_stamp(), "base_link", "front_optical", FRONT.position,
+                                   quaternion_of(FRONT.optical_to_vehicle())))
+    try:
+        masks = client.node.create_publisher(Image, mask_topic, 10)
+        grids = client.collect(OccupancyGrid, f"/{name}/costmap", LATCHED)
+        assert client.spin_until(lambda: not process.alive() or masks.get_subscription_count() > 0, 60.0), process.log()
+
+        def seen_from(x: float) -> set[tuple[int, int]]:
+            for _ in range(10):  # discovery may lose the first messages
+                stamp = client.now_stamp()
+                moving.sendTransform(transform(stamp, "odom", "base_link", (x, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)))
+                client.spin_for(0.2)
+                car = (CAR_BOX[0] - x, CAR_BOX[1] - x, CAR_BOX[2], CAR_BOX[3])
+                header = mask_msg(stamp, render(CAMERA, FRONT, car))
+                header.header.frame_id = "front_optical"
+                masks.publish(header)
+                if client.spin_until(lambda: bool(grids) and grids[-1].header.stamp == stamp, 3.0):
+                    grid = grids[-1]
+                    assert grid.header.frame_id == "odom"
+                    rows, columns = np.nonzero(cells_of(grid) == 100)
+                    resolution = grid.info.resolution
+                    return {(round(grid.info.origin.position.x / resolution) + c, round(grid.info.origin.position.y / resolution) + r)
+                            for r, c in zip(rows.tolist(), columns.tolist())}
+            raise AssertionError(f"no grid came back; node log:\n{process.log()}")
+
+        parked = seen_from(0.0)
+        assert parked, "the car's contact is not in the grid"
+        again = seen_from(4.0)
+        moved = [cell for cell in parked if not any((cell[0] + dx, cell[1] + dy) in again for dx in (-1, 0, 1) for dy in (-1, 0, 1))]
+        assert not moved, f"seen from 4 m closer, these odom cells of the car moved by more than a cell: {moved}"
+    finally:
+        process.assert_clean_exit()

@@ -39,6 +39,16 @@ class CameraPose:
             raise CameraModelError(f"{what} must be [x, y, z, roll, pitch, yaw], got {len(numbers)} values: {numbers}")
         return cls(*numbers)
 
+    @classmethod
+    def from_optical(cls, translation: Sequence[float], optical_to_vehicle: np.ndarray) -> CameraPose:
+        """The body pose of a camera whose optical frame (its images' header frame) lies at
+        ``translation`` with rotation ``optical_to_vehicle`` in the vehicle frame: what TF gives."""
+        body = np.asarray(optical_to_vehicle, np.float64) @ OPTICAL_TO_BODY.T
+        pitch = math.asin(max(-1.0, min(1.0, -body[2, 0])))  # R = Rz(yaw) Ry(pitch) Rx(roll)
+        roll, yaw = math.atan2(body[2, 1], body[2, 2]), math.atan2(body[1, 0], body[0, 0])
+        x, y, z = (float(v) for v in translation)
+        return cls(x, y, z, roll, pitch, yaw)
+
     @property
     def position(self) -> np.ndarray:
         return np.array([self.x, self.y, self.z])
@@ -56,3 +66,16 @@ class CameraPose:
     def optical_to_vehicle(self) -> np.ndarray:
         """Rotation taking optical-frame rays (pixels) to the vehicle frame."""
         return self.body_to_vehicle() @ OPTICAL_TO_BODY
+
+
+def rotation_of_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """The rotation matrix of a unit quaternion (geometry_msgs order x, y, z, w)."""
+    norm = math.sqrt(x * x + y * y + z * z + w * w)
+    if not math.isfinite(norm) or norm < 1e-9:
+        raise CameraModelError(f"quaternion ({x}, {y}, {z}, {w}) is not a rotation")
+    x, y, z, w = x / norm, y / norm, z / norm, w / norm
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])

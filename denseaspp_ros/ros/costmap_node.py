@@ -78,7 +78,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
         try:
             train_ids = class_mask_to_array(msg)
             self._check_classes(camera, train_ids)
-            if self.output.update(camera, train_ids, stamp_ns(msg.header), self.camera_info.get(camera)):
+            if self.output.update(camera, train_ids, stamp_ns(msg.header), self.camera_info.get(camera), frame_id=msg.header.frame_id):
                 self.output.publish()
         except StampRejected as error:
             self._report(camera, f"stamp_{error.kind}", f"dropped a mask: {error}")
@@ -90,7 +90,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
         active = self.output is not None and self.output.active
         values = {f"refused.{camera}.{why}": count for (camera, why), count in sorted(self.problems.items())}
         statuses = [self.diagnostic_status("costmap", Health(Level.OK, "active" if active else "inactive"), values)]
-        if self.output is not None and self.output.anchored:
+        if self.output is not None and self.settings.costmap.odometry_topic:
             statuses.append(self.output.odometry_status(self.settings.diagnostics.limits, active=active))
         return statuses
 

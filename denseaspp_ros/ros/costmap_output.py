@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..costmap import (
-    CameraModel, Pose2D, PoseBuffer, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table, odometry_pose,
+    CameraModel, CameraPose, Pose2D, PoseBuffer, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table, odometry_pose,
 )
 from ..frames import stamp_ns
 from ..errors import DenseASPPError
@@ -39,6 +39,7 @@ from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
 from .names import COSTMAP_COLOR_TOPIC, COSTMAP_OBSTACLES_TOPIC, COSTMAP_TOPIC
 from .runner import CameraLifecycleNode
+from .transforms import TransformSource, tf_available
 from ..serving.settings import Calibration, CostmapOutputSettings
 
 # Nav2's map/costmap subscribers use reliable + transient local: a late subscriber gets the last grid.
@@ -54,6 +55,7 @@ OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=Re
 @dataclass
 class _CameraState:
     calibration: Calibration
+    model: CameraModel | None = None  # from the CameraInfo of info_key, or the parameters
     info_key: tuple | None = None  # the CameraInfo the current model came from
     problem: str | None = None  # why the camera does not contribute, reported once per cause
 
@@ -70,9 +72,11 @@ class CostmapOutput:
     ) -> None:
         self.node, self.settings = node, settings
         table = load_cost_table(settings.classes_file or None, label_set)
-        self.costmap = SemanticCostmap(table, settings.fusion, anchored=bool(settings.odometry_topic))
+        anchored = bool(settings.odometry_topic or settings.global_frame)
+        self.costmap = SemanticCostmap(table, settings.fusion, anchored=anchored)
         self.poses = PoseBuffer()  # the vehicle in the odometry's frame, with odometry_topic
-        self._world_frame = ""
+        self._world_frame = "" if settings.odometry_topic else settings.global_frame  # odometry's comes with it
+        self._tf = _transforms(node, settings, cameras)
         self._pose_refusals: deque[tuple[float, str]] = deque(maxlen=1000)  # (monotonic s, why) of recent frames
         self._cameras = {name: _CameraState(calibration) for name, calibration in cameras.items()}
         self._lock = threading.Lock()
@@ -90,8 +94,12 @@ class CostmapOutput:
         self._period_s = min(max(self.costmap.decay_time / 2, 0.1), 1.0)
         self._timer = node.create_timer(self._period_s, self._republish, clock=Clock(clock_type=ClockType.STEADY_TIME))
         for name, state in self._cameras.items():
-            if state.calibration.camera_pose is None:
-                self._report(name, state, f"camera {name} has no {name}.pose: it does not contribute to the costmap")
+            if state.calibration.camera_pose is None and self._tf is None:
+                self._report(
+                    name, state,
+                    f"camera {name} has no {name}.pose (and tf2_ros, to take it from TF, is not installed): "
+                    "it does not contribute to the costmap",
+                )
 
     @property
     def active(self) -> bool:
@@ -109,7 +117,7 @@ class CostmapOutput:
 
     def contributes(self, camera: str) -> bool:
         state = self._cameras.get(camera)
-        return state is not None and state.calibration.camera_pose is not None
+        return state is not None and (state.calibration.camera_pose is not None or self._tf is not None)
 
     def _observe_clock(self, now: int) -> bool:
         """Track the clock; False while it has not started (use_sim_time before the first /clock).
@@ -135,15 +143,15 @@ class CostmapOutput:
 
     def update(
         self, camera: str, train_ids: np.ndarray, stamp: int, camera_info: CameraInfo | None,
-        confidence: np.ndarray | None = None,
+        confidence: np.ndarray | None = None, frame_id: str = "",
     ) -> bool:
-        """Fold one mask, of the frame stamped ``stamp`` (ns), in; False when the camera cannot
-        contribute (reported once, not raised).
+        """Fold one mask, of the frame stamped ``stamp`` (ns) in ``frame_id`` (its image's), in;
+        False when the camera cannot contribute (reported once, not raised).
 
         Raises ``StampRejected`` for a frame whose stamp cannot be trusted (it changes nothing).
         """
         state = self._cameras[camera]
-        if state.calibration.camera_pose is None:
+        if not self.contributes(camera):
             return False
         with self._lock:
             now = self._now_ns()
@@ -154,7 +162,13 @@ class CostmapOutput:
                 "costmap.map_decay_time" if self.costmap.anchored else "costmap.decay_time",
             )
             try:
-                self._define(camera, state, camera_info, train_ids.shape)
+                self._define(camera, state, camera_info, train_ids.shape, self._camera_pose(state, frame_id, stamp))
+            except PoseUnavailable as error:  # from TF: said once, the details throttled (they name times)
+                grid_frame = self.settings.fusion.grid.frame_id
+                self._report(camera, state, f"camera {camera} does not contribute to the costmap while TF has no pose "
+                                            f"of its frame {frame_id!r} in {grid_frame}")
+                self.node.throttled.warn((camera, "tf"), f"{camera}: {error}")
+                return False
             except DenseASPPError as error:
                 self._report(camera, state, f"camera {camera} does not contribute to the costmap: {error}")
                 return False
@@ -179,11 +193,6 @@ class CostmapOutput:
             self.costmap.update(camera, train_ids, stamp / 1e9, confidence, pose=pose, world_frame=self._world_frame)
             self._stamps[camera] = max(stamp, self._stamps.get(camera, 0))
         return True
-
-    @property
-    def anchored(self) -> bool:
-        """The grid is kept in the odometry's frame (costmap.odometry_topic)."""
-        return self.costmap.anchored
 
     def odometry_snapshot(self) -> dict:
         """What /diagnostics says of the odometry: its age on the node's clock and the frames it failed."""
@@ -218,30 +227,42 @@ class CostmapOutput:
             self._world_frame = msg.header.frame_id or "odom"
             self.poses.add(stamp_ns(msg.header), pose)
 
+    def _camera_pose(self, state: _CameraState, frame_id: str, stamp: int) -> CameraPose:
+        """``C.pose``, else the body pose of the images' frame in costmap.frame_id from TF at the stamp."""
+        if state.calibration.camera_pose is not None:
+            return state.calibration.camera_pose
+        return self._tf.camera_pose(self.settings.fusion.grid.frame_id, frame_id, stamp)
+
     def _pose_at(self, stamp: int) -> Pose2D | None:
-        """The vehicle at the image's stamp (with odometry); a frame without one is refused, not guessed."""
+        """The vehicle at the image's stamp (odometry, or TF from costmap.global_frame); a frame
+        without one is refused, not guessed."""
         if not self.costmap.anchored:
             return None
         try:
-            return self.poses.at(stamp, self.settings.transform_tolerance)
+            if self.settings.odometry_topic:
+                return self.poses.at(stamp, self.settings.transform_tolerance)
+            return self._tf.vehicle_pose(self.settings.global_frame, self.settings.fusion.grid.frame_id, stamp)
         except PoseUnavailable as error:
             self._pose_refusals.append((time.monotonic(), str(error)))
             raise StampRejected("odometry", f"no vehicle pose at its stamp: {error}") from None
 
-    def _define(self, camera: str, state: _CameraState, info: CameraInfo | None, mask_shape: tuple[int, int]) -> None:
-        """(Re)build the camera's model when its CameraInfo changed; fall back to the parameters."""
+    def _define(
+        self, camera: str, state: _CameraState, info: CameraInfo | None, mask_shape: tuple[int, int], pose: CameraPose
+    ) -> None:
+        """(Re)define the camera: its model from its CameraInfo (rebuilt when that changed), else from
+        the parameters; its pose as given (the costmap rebuilds its tables only when either changed)."""
         calibration = state.calibration
         if info is not None:
             key = (tuple(info.k), tuple(info.d), info.distortion_model, info.width, info.height,
                    info.binning_x, info.binning_y, info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height)
             if key != state.info_key:
-                model = camera_model_from_info(info)  # raises on zeros in K and the like, before anything changes
-                self.costmap.set_camera(camera, model, calibration.camera_pose)
+                state.model = camera_model_from_info(info)  # raises on zeros in K and the like, before anything changes
                 state.info_key = key
-            return
-        if calibration.intrinsics and not self.costmap.has_camera(camera):
+        elif calibration.intrinsics and state.model is None:
             width, height = calibration.image_size or (mask_shape[1], mask_shape[0])
-            self.costmap.set_camera(camera, CameraModel.from_intrinsics(calibration.intrinsics, width, height), calibration.camera_pose)
+            state.model = CameraModel.from_intrinsics(calibration.intrinsics, width, height)
+        if state.model is not None:
+            self.costmap.set_camera(camera, state.model, pose)
 
     def _report(self, camera: str, state: _CameraState, problem: str) -> None:
         if state.problem != problem:
@@ -286,7 +307,24 @@ class CostmapOutput:
 
     def destroy(self) -> None:
         self._active = False
+        if self._tf is not None:
+            self._tf.close()
         self.node.destroy_timer(self._timer)
         for publisher in self._publishers.values():
             self.node.destroy_lifecycle_publisher(publisher)
         self._publishers.clear()
+
+
+def _transforms(node: CameraLifecycleNode, settings: CostmapOutputSettings, cameras: dict[str, Calibration]) -> TransformSource | None:
+    """A TF listener when something is to come from TF and tf2_ros is there; a vehicle pose that
+    can come from nowhere else is a configuration error, said at configure."""
+    vehicle_from_tf = bool(settings.global_frame) and not settings.odometry_topic
+    cameras_from_tf = any(calibration.camera_pose is None for calibration in cameras.values())
+    if vehicle_from_tf and not tf_available():
+        raise DenseASPPError(
+            f"costmap.global_frame {settings.global_frame!r} takes the vehicle's pose from TF, but tf2_ros is not "
+            "installed: give costmap.odometry_topic instead (or run where tf2_ros is)"
+        )
+    if (vehicle_from_tf or cameras_from_tf) and tf_available():
+        return TransformSource(node, settings.transform_tolerance)
+    return None

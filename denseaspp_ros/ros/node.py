@@ -333,7 +333,9 @@ class SegmentationNode(CameraLifecycleNode):
         for job, result in batch:
             name = job.camera.name
             try:
-                self.costmap.update(name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence)
+                self.costmap.update(
+                    name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence, job.frame.frame_id
+                )
             except StampRejected as error:
                 job.camera.stats.on_error("costmap_stamp")
                 self.throttled.warn((name, "costmap_stamp", error.kind), f"{name}: not in the costmap: {error}")
@@ -347,7 +349,7 @@ class SegmentationNode(CameraLifecycleNode):
 
     def _diagnostics(self) -> list[DiagnosticStatus]:
         statuses = [self._engine_status(), *(self._camera_status(camera) for camera in self.cameras.values())]
-        if self.costmap is not None and self.costmap.anchored:
+        if self.costmap is not None and self.costmap.settings.odometry_topic:
             statuses.append(self.costmap.odometry_status(self.settings.diagnostics.limits, active=self._active))
         return statuses
 

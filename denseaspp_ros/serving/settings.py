@@ -138,8 +138,13 @@ class CostmapOutputSettings:
         "", "nav_msgs/Odometry of the vehicle: the grid is kept in its frame (odom) as a window that follows the "
         "vehicle; empty = a vehicle-centric grid in costmap.frame_id",
     )
+    global_frame: str = setting(
+        "", "without odometry_topic: the world frame (e.g. odom) whose TF to costmap.frame_id places the vehicle; "
+        "needs tf2_ros; empty = none",
+    )
     transform_tolerance: float = setting(
-        0.1, "an image stamp this far outside the odometry kept still takes the nearest pose (seconds)", low=0.0, high=10.0
+        0.1, "an image stamp this far outside the odometry (or TF) kept still takes the nearest pose (seconds)",
+        low=0.0, high=10.0,
     )
     classes_file: str = setting("", "class -> cost table (costmap.yaml); empty = the built-in table of the label set")
     publish_color: bool = setting(False, "publish ~/costmap_color: rgb8 bird's-eye image of the classes")
@@ -167,7 +172,8 @@ class Calibration:
 
     # An empty list cannot carry a type: ROS declares these dynamically typed; the checks tell.
     pose: tuple[float, ...] = setting(
-        (), "[x, y, z, roll, pitch, yaw] of the camera body (REP 103) in costmap.frame_id; empty = no costmap",
+        (), "[x, y, z, roll, pitch, yaw] of the camera body (REP 103) in costmap.frame_id; empty = from TF "
+        "(the images' frame) where tf2_ros is installed, else no costmap",
         check=pose_values,
     )
     intrinsics: tuple[float, ...] = setting(
