@@ -97,11 +97,11 @@ def test_a_parked_car_stays_in_its_world_cell_only_when_anchored(anchored):
 # --- evidence over frames ---------------------------------------------------------------------------
 
 
-def _evidence_costmap(anchored: bool = True) -> SemanticCostmap:
+def _evidence_costmap() -> SemanticCostmap:
     from street_scene import CAMERA, FRONT, GRID, TABLE
 
-    settings = CostmapSettings(grid=GRID, memory="evidence", decay_time=60.0, map_decay_time=60.0)
-    costmap = SemanticCostmap(TABLE, settings, anchored=anchored)
+    settings = CostmapSettings(grid=GRID)  # the defaults: evidence when anchored (memory auto), 30 s of memory
+    costmap = SemanticCostmap(TABLE, settings, anchored=True)
     costmap.set_camera("front", CAMERA, FRONT)
     return costmap
 
@@ -117,13 +117,13 @@ def _lethal_world_cells(costmap: SemanticCostmap) -> set[tuple[int, int]]:
 def test_one_frame_of_an_obstacle_is_not_lethal_two_are():
     from street_scene import CAMERA, CAR_BOX, FRONT, render
 
-    costmap = _evidence_costmap(anchored=False)
-    car = render(CAMERA, FRONT, CAR_BOX)
-    costmap.update("front", car, 1.0)
+    costmap = _evidence_costmap()  # standing still in odom
+    car, still = render(CAMERA, FRONT, CAR_BOX), Pose2D(0.0, 0.0, 0.0)
+    costmap.update("front", car, 1.0, pose=still)
     snapshot = costmap.snapshot()
     contact = snapshot.table.key_is_contact[costmap._layers["front"].obstacle_keys.reshape(snapshot.keys.shape)]
     assert contact.any() and (snapshot.costs[contact] == -1).all()  # a misclassified frame: unknown, never free
-    costmap.update("front", car, 1.1)
+    costmap.update("front", car, 1.1, pose=still)
     assert (costmap.snapshot().costs[contact] == 100).all()
 
 
