@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--png", type=Path, help="write the fused three-camera grid as a bird's-eye PNG")
-    parser.add_argument("--memory", default="latest", choices=MEMORIES, help="costmap.memory")
+    parser.add_argument("--memory", default="auto", choices=MEMORIES, help="costmap.memory (auto: evidence when --anchored)")
     parser.add_argument("--anchored", action="store_true",
                         help="the grid in odom (costmap.odometry_topic): each frame comes with a new vehicle pose")
     args = parser.parse_args()
