@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ from denseaspp_ros.costmap import (
 )
 from denseaspp_ros.costmap.egomotion import interpolate, scroll
 from denseaspp_ros.labels import CITYSCAPES
-from denseaspp_ros.synth.drive import DriveConfig, drive
+from denseaspp_ros.synth.drive import DriveConfig, drive, truth_map
 
 SECOND = 1_000_000_000
 
@@ -69,7 +70,7 @@ def _in_world(costmap: SemanticCostmap, contacts: bool) -> set[tuple[int, int]]:
 def test_a_parked_car_stays_in_its_world_cell_only_when_anchored(anchored):
     """Two frames 4 m apart of a synthetic drive with its true masks: anchored, the obstacle contacts
     seen in both land in the same odom cells; vehicle-centric, they are displaced by the drive."""
-    config = DriveConfig(frames=6, seed=3, size=(128, 256), speed=8.0, fps=10.0)
+    config = DriveConfig(frames=6, seed=11, size=(128, 256), speed=8.0, fps=10.0)
     table = load_cost_table(None, CITYSCAPES)
     grid = GridSpec(resolution=0.2, length_x=40.0, length_y=30.0, origin_x=-10.0, origin_y=-15.0)
     settings = CostmapSettings(grid=grid, memory="latest")  # one frame each: the geometry, not the fusion
@@ -84,7 +85,11 @@ def test_a_parked_car_stays_in_its_world_cell_only_when_anchored(anchored):
         # Vehicle-centric cells are read as if they were world cells: that is what a planner gets.
         seen.append((_in_world(costmap, contacts=True), _in_world(costmap, contacts=False)))
     (first, first_seen), (second, _) = seen
-    both = [(x, y) for x, y in second if (x, y) in first_seen]  # contacts where the first frame saw the ground
+    # Contacts of what stands still, where the first frame saw the ground (traffic moves with the vehicle).
+    truth, truth_grid = truth_map(config)
+    swept = cv2.dilate((truth == 255).astype(np.uint8), np.ones((7, 7), np.uint8)).ravel() > 0  # with its contacts' spread
+    moving = {(int(np.floor(x / 0.2)), int(np.floor(y / 0.2))) for x, y in zip(*truth_grid.cell_centers(np.flatnonzero(swept)))}
+    both = [(x, y) for x, y in second if (x, y) in first_seen and (x, y) not in moving]
     assert len(first) > 20 and len(both) > 20
     near = sum(any((x + dx, y + dy) in first for dx in (-1, 0, 1) for dy in (-1, 0, 1)) for x, y in both)
     share = near / len(both)
@@ -114,17 +119,28 @@ def _lethal_world_cells(costmap: SemanticCostmap) -> set[tuple[int, int]]:
             for r, c in zip(rows.tolist(), columns.tolist())}
 
 
-def test_one_frame_of_an_obstacle_is_not_lethal_two_are():
+def test_one_frame_of_an_obstacle_on_ground_seen_free_is_unknown_two_are_lethal():
     from street_scene import CAMERA, CAR_BOX, FRONT, render
 
     costmap = _evidence_costmap()  # standing still in odom
     car, still = render(CAMERA, FRONT, CAR_BOX), Pose2D(0.0, 0.0, 0.0)
+    costmap.update("front", render(CAMERA, FRONT), 0.9, pose=still)  # the empty road: seen free
     costmap.update("front", car, 1.0, pose=still)
     snapshot = costmap.snapshot()
     contact = snapshot.table.key_is_contact[costmap._layers["front"].obstacle_keys.reshape(snapshot.keys.shape)]
-    assert contact.any() and (snapshot.costs[contact] == -1).all()  # a misclassified frame: unknown, never free
+    assert contact.any() and (snapshot.costs[contact] == -1).all()  # one misread frame: unknown, neither free nor lethal
     costmap.update("front", car, 1.1, pose=still)
-    assert (costmap.snapshot().costs[contact] == 100).all()
+    assert (costmap.snapshot().costs[contact] == 100).all()  # a second: an obstacle that arrived
+
+
+def test_a_contact_where_nothing_was_seen_before_is_lethal_at_once():
+    from street_scene import CAMERA, CAR_BOX, FRONT, render
+
+    costmap = _evidence_costmap()
+    costmap.update("front", render(CAMERA, FRONT, CAR_BOX), 1.0, pose=Pose2D(0.0, 0.0, 0.0))
+    snapshot = costmap.snapshot()
+    contact = snapshot.table.key_is_contact[snapshot.keys]
+    assert contact.sum() > 10 and (snapshot.costs[contact] == 100).all()
 
 
 def test_a_parked_car_stays_marked_after_it_leaves_the_view_and_clears_when_seen_free():

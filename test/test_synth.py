@@ -188,7 +188,8 @@ def test_bag_output_reads_back(tmp_path, storage, compressed):
                                                 world.info.height * world.info.resolution, world.info.origin.position.x,
                                                 world.info.origin.position.y, "odom"),
                               replace(config.grid, origin_x=config.grid.origin_x + expected[-1].ego_x, frame_id="odom"))
-        assert (window == expected[-1].ground_truth).mean() > 0.99
+        known = window != 255  # where traffic passed during the drive, no one class is true throughout
+        assert known.mean() > 0.9 and (window[known] == expected[-1].ground_truth[known]).mean() > 0.99
     finally:
         reader.close()
 

@@ -65,11 +65,11 @@ class CostmapSettings:
     hit_weight: float = setting(1.0, "evidence: added by a frame that sees an obstacle's contact in the cell", low=0.01, high=100.0)
     miss_weight: float = setting(1.0, "evidence: taken away by a frame that sees ground in the cell", low=0.0, high=100.0)
     occupied_threshold: float = setting(
-        1.5, "evidence: an obstacle from this much evidence on (below it, a cell seen only as an obstacle is unknown)",
-        low=0.01, high=100.0,
+        1.0, "evidence: an obstacle from this much evidence on; free below 0; unknown between (a cell seen free "
+        "and then once as an obstacle)", low=0.01, high=100.0,
     )
     evidence_min: float = setting(-1.0, "evidence: the least a cell holds (how free it can be)", low=-100.0, high=0.0)
-    evidence_max: float = setting(4.0, "evidence: the most a cell holds (how long an obstacle resists free views)", low=0.01, high=100.0)
+    evidence_max: float = setting(3.0, "evidence: the most a cell holds (how long an obstacle resists free views)", low=0.01, high=100.0)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -251,8 +251,9 @@ class SemanticCostmap:
 
     def _accumulate(self, layer: _Layer, cells: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fold the frame's keys into the cells' evidence; returns the cells (each once) with the keys
-        they now show: the last obstacle seen there from ``occupied_threshold`` on, else the last
-        ground seen there, else unknown (one frame's obstacle alone is not enough to call it anything)."""
+        they now show: the last obstacle seen there from ``occupied_threshold`` on, the last ground
+        seen there below 0, else unknown: a cell seen free and then once as an obstacle is neither
+        (one misread frame does not make a lethal cell of free ground, nor is an arriving obstacle free)."""
         settings = self.settings
         if self.anchored:  # several vehicle cells may land in one window cell: one vote each, the highest
             last = cells.size - 1 - np.unique(cells[::-1], return_index=True)[1]
@@ -264,7 +265,8 @@ class SemanticCostmap:
         layer.obstacle_keys[cells[contact]] = keys[contact]
         layer.ground_keys[cells[~contact]] = keys[~contact]
         occupied = evidence >= settings.occupied_threshold
-        return cells, np.where(occupied, layer.obstacle_keys[cells], layer.ground_keys[cells])
+        shown = np.where(evidence < 0, layer.ground_keys[cells], 0)
+        return cells, np.where(occupied, layer.obstacle_keys[cells], shown)
 
     def follow(self, pose: Pose2D, world_frame: str) -> None:
         """Centre the window on ``pose``: what stays in it keeps its world position, the rest is forgotten."""

@@ -4,7 +4,8 @@ A planner drives on the costmap's free cells and around its lethal ones, so a ma
 - free and lethal IoU over the cells both the map and the truth know (``CostmapAgreement``);
 - contact recall: the share of true obstacle contact cells (footprint cells the camera could see:
   next to a cell the map knows as ground) with a lethal cell within one cell;
-- stray lethal cells: lethal cells with no true obstacle within one cell (goal: none).
+- stray lethal cells: lethal cells with no true obstacle within one cell (goal: none), where the
+  truth is known (not where traffic passed during the drive: no one class was true there).
 
 ``DriveMap`` scores each grid published along a drive (a window in odom) and pastes them into the
 accumulated map of the whole drive, which it scores and draws too; the demo and ``denseaspp
@@ -76,7 +77,7 @@ def score_map(costs: np.ndarray, table: CostTable, truth: np.ndarray) -> MapAccu
     visible_faces = true_obstacle & _near(seen_ground) & ~seen_ground
     near_lethal = _near(lethal)
     faces = int(visible_faces.sum())
-    stray = lethal & ~_near(true_obstacle)
+    stray = lethal & (expected >= 0) & ~_near(true_obstacle)  # where the truth is known (traffic passed elsewhere)
     return MapAccuracy(
         summary["free_iou"], summary["lethal_iou"], (int((visible_faces & near_lethal).sum()) / faces) if faces else None,
         int(stray.sum()), summary["known_fraction"],

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..costmap import CameraModel, CameraPose, GridSpec, Pose2D
+from ..labels import IGNORE_INDEX
 from .render import Frame, Renderer
 from .scene import Scene, generate_scene
 
@@ -79,24 +80,35 @@ class DriveFrame:
 
 def drive(config: DriveConfig) -> Iterator[DriveFrame]:
     """Render the drive frame by frame (nothing is kept: memory does not grow with its length)."""
-    scene: Scene = generate_scene(config.seed, config.length)
+    scene: Scene = generate_scene(config.seed, config.length, config.speed)
     renderer = Renderer(config.camera(), config.mount, seed=config.seed, noise=config.noise)
     odometry_rng = np.random.default_rng([config.seed, 1])
     for index in range(config.frames):
         ego_x = index * config.speed / config.fps
+        now = scene.at(index / config.fps)  # the traffic where it is at this frame
         yield DriveFrame(
             index,
             config.stamp_ns(index),
             ego_x,
             config.odometry(ego_x, odometry_rng),
-            renderer.render(scene, ego_x),
-            renderer.ground_truth_grid(scene, ego_x, config.grid),
+            renderer.render(now, ego_x),
+            renderer.ground_truth_grid(now, ego_x, config.grid),
         )
 
 
 def truth_map(config: DriveConfig, margin: float = 40.0) -> tuple[np.ndarray, GridSpec]:
     """The drive's true classes (trainIds) in odom, base_link at the first frame, over the whole
-    drive and ``margin`` metres around it: what an accumulated map is scored against."""
+    drive and ``margin`` metres around it: what an accumulated map is scored against.
+
+    What stands still is exact; a cell any mover covered during the drive is unknown (255), since
+    no one class was true there for the whole drive (the per-frame grids have the movers exact).
+    """
     grid = GridSpec(config.grid.resolution, config.length + 2 * margin, 2 * margin, -margin, -margin, MAP_FRAME)
     renderer = Renderer(config.camera(), config.mount, seed=config.seed, noise=0.0)
-    return renderer.ground_truth_grid(generate_scene(config.seed, config.length), 0.0, grid), grid
+    scene = generate_scene(config.seed, config.length, config.speed)
+    static = renderer.ground_truth_grid(scene.static(), 0.0, grid)
+    bare = renderer.ground_truth_grid(scene.movers(0.0).static(), 0.0, grid)  # the ground alone
+    swept = np.zeros(static.shape, bool)
+    for index in range(config.frames):
+        swept |= renderer.ground_truth_grid(scene.movers(index / config.fps), 0.0, grid) != bare
+    return np.where(swept, IGNORE_INDEX, static).astype(np.uint8), grid

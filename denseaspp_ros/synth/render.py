@@ -158,25 +158,30 @@ class Renderer:
         """(height, width) uint8 class of what stands on (or is) the ground in each cell, vehicle frame.
 
         Objects raised off the ground (signs, lights, tree crowns, a rider above the saddle) have
-        no footprint; trunks, poles and everything else standing on the ground do.
+        no footprint; trunks, poles and everything else standing on the ground do. Each object only
+        touches the cells under its bounding square.
         """
-        cells = np.arange(grid.size)
-        x, y = grid.cell_centers(cells)
         vehicle = self.vehicle_position(ego_x)
-        wx, wy = x + vehicle[0], y + vehicle[1]
-        classes = scene.ground_class(wy)
+        world_x = grid.origin_x + vehicle[0] + (np.arange(grid.width) + 0.5) * grid.resolution  # cell centres
+        world_y = grid.origin_y + vehicle[1] + (np.arange(grid.height) + 0.5) * grid.resolution
+        classes = np.repeat(scene.ground_class(world_y)[:, None], grid.width, axis=1)
         boxes, box_classes, _ = scene.boxes.arrays()
         for box, class_id in zip(boxes, box_classes):
-            if box[2] > 0.3:
-                continue
-            inside = (wx >= box[0]) & (wx <= box[3]) & (wy >= box[1]) & (wy <= box[4])
-            classes[inside] = class_id
+            if box[2] <= 0.3:
+                rows, columns = _span(world_y, box[1], box[4]), _span(world_x, box[0], box[3])
+                classes[rows, columns] = class_id
         cylinders, cylinder_classes, _ = scene.cylinders.arrays()
         for (cx, cy, radius, z0, _), class_id in zip(cylinders, cylinder_classes):
-            if z0 > 0.3:
-                continue
-            classes[(wx - cx) ** 2 + (wy - cy) ** 2 <= radius**2] = class_id
-        return classes.reshape(grid.height, grid.width)
+            if z0 <= 0.3:
+                rows, columns = _span(world_y, cy - radius, cy + radius), _span(world_x, cx - radius, cx + radius)
+                inside = (world_x[columns][None, :] - cx) ** 2 + (world_y[rows][:, None] - cy) ** 2 <= radius**2
+                classes[rows, columns][inside] = class_id
+        return classes
+
+
+def _span(centres: np.ndarray, low: float, high: float) -> slice:
+    """The cells whose (sorted) centres lie in [low, high]."""
+    return slice(int(np.searchsorted(centres, low, "left")), int(np.searchsorted(centres, high, "right")))
 
 
 def _lane_markings(x: np.ndarray, y: np.ndarray) -> np.ndarray:

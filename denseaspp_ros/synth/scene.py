@@ -1,14 +1,17 @@
 """A procedural street: a straight two-lane road with parking strips, sidewalks, terrain, buildings,
-walls, fences, trees, poles with signs and lights, parked and stopped vehicles, pedestrians and
-cyclists, all as boxes, vertical cylinders and spheres standing on flat ground.
+walls, fences, trees, poles with signs and lights, parked vehicles, pedestrians, and traffic that
+moves: vehicles ahead in the ego lane and oncoming in the other, a motorcycle, cyclists along the
+kerb, pedestrians crossing. All are boxes, vertical cylinders and spheres standing on flat ground.
 
 World frame: x along the road, y to the left, z up, the road centred on y = 0. Everything is
-generated from one seed, so a scene (and every frame rendered from it) is reproducible.
+generated from one seed, so a scene (and every frame rendered from it) is reproducible. Movers go
+at a constant velocity for a while (``Motion``); ``Scene.at(t)`` is the scene t seconds into the
+drive, exact, so labels and ground truth stay exact for what moves.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,7 +41,28 @@ _PALETTES = {
     "truck": [(0.90, 0.90, 0.88), (0.20, 0.35, 0.25)],
     "bus": [(0.85, 0.70, 0.10), (0.70, 0.10, 0.10)],
     "bicycle": [(0.15, 0.15, 0.20), (0.60, 0.10, 0.10)],
+    "motorcycle": [(0.10, 0.10, 0.12), (0.75, 0.10, 0.08), (0.20, 0.30, 0.60)],
 }
+
+
+@dataclass(frozen=True)
+class Motion:
+    """A mover's velocity (m/s) from ``start`` (s into the drive) for ``duration`` seconds; it stands
+    still before and after (a pedestrian waiting at the kerb, then arrived)."""
+
+    vx: float
+    vy: float
+    start: float = 0.0
+    duration: float = np.inf
+
+    def shift(self, t: float) -> tuple[float, float]:
+        moving = min(max(t - self.start, 0.0), self.duration)
+        return self.vx * moving, self.vy * moving
+
+
+STILL = Motion(0.0, 0.0)
+# The columns of each shape's geometry that hold x and y: a box's corners, a cylinder's axis.
+_XY_COLUMNS = {6: ((0, 3), (1, 4)), 5: ((0,), (1,))}
 
 
 @dataclass
@@ -48,13 +72,33 @@ class Primitives:
     geometry: list[tuple[float, ...]] = field(default_factory=list)
     classes: list[int] = field(default_factory=list)
     colors: list[tuple[float, float, float]] = field(default_factory=list)
+    motions: list[Motion] = field(default_factory=list)
     _arrays: tuple | None = field(default=None, repr=False)  # built once, for every frame rendered
 
-    def add(self, geometry: tuple[float, ...], class_name: str, color: tuple[float, float, float]) -> None:
+    def add(
+        self, geometry: tuple[float, ...], class_name: str, color: tuple[float, float, float], motion: Motion = STILL
+    ) -> None:
         self.geometry.append(tuple(float(v) for v in geometry))
         self.classes.append(CLASS[class_name])
         self.colors.append(color)
+        self.motions.append(motion)
         self._arrays = None
+
+    def at(self, t: float) -> Primitives:
+        """These objects ``t`` seconds into the drive: the ones that move, moved (the arrays are shared otherwise)."""
+        geometry, classes, colors = self.arrays()
+        moving = [index for index, motion in enumerate(self.motions) if motion != STILL]
+        if not moving or t == 0.0:
+            return self
+        geometry = geometry.copy()
+        x_columns, y_columns = _XY_COLUMNS[geometry.shape[1]]
+        for index in moving:
+            dx, dy = self.motions[index].shift(t)
+            geometry[index, list(x_columns)] += dx
+            geometry[index, list(y_columns)] += dy
+        moved = Primitives(self.geometry, self.classes, self.colors, self.motions)
+        moved._arrays = (geometry, classes, colors)
+        return moved
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._arrays is None:
@@ -68,6 +112,17 @@ class Primitives:
             np.array(self.classes, np.uint8),
             np.array(self.colors, np.float32).reshape(-1, 3),
         )
+
+    def subset(self, moving: bool) -> Primitives:
+        """The objects that move during the drive (or those that stand still)."""
+        chosen = Primitives()
+        for geometry, class_id, color, motion in zip(self.geometry, self.classes, self.colors, self.motions):
+            if (motion != STILL) == moving:
+                chosen.geometry.append(geometry)
+                chosen.classes.append(class_id)
+                chosen.colors.append(color)
+                chosen.motions.append(motion)
+        return chosen
 
 
 @dataclass
@@ -97,9 +152,24 @@ class Scene:
         """|y| where buildings start on a side (0 left, 1 right)."""
         return ROAD_HALF_WIDTH + self.sidewalk_width[side] + self.terrain_width[side]
 
+    def at(self, t: float) -> Scene:
+        """The scene ``t`` seconds into the drive, every mover where it is then."""
+        return replace(self, boxes=self.boxes.at(t), cylinders=self.cylinders.at(t))
 
-def generate_scene(seed: int, length: float) -> Scene:
-    """A street ``length`` metres long (from x = -20), fully determined by ``seed``.
+    def static(self) -> Scene:
+        """The scene without anything that moves during the drive."""
+        return replace(self, boxes=self.boxes.subset(moving=False), cylinders=self.cylinders.subset(moving=False))
+
+    def movers(self, t: float) -> Scene:
+        """Only what moves, where it is ``t`` seconds into the drive (its footprints sweep the street)."""
+        return replace(self, boxes=self.boxes.subset(moving=True).at(t),
+                       cylinders=self.cylinders.subset(moving=True).at(t), spheres=Primitives())
+
+
+def generate_scene(seed: int, length: float, ego_speed: float = 8.0) -> Scene:
+    """A street ``length`` metres long (from x = -20), fully determined by ``seed``, for an ego
+    vehicle that drives it at ``ego_speed`` m/s from x = 0 (traffic is placed around it: nothing
+    ever drives into it, or it into anything).
 
     Each row of the street (building line, kerb furniture, parked vehicles, pedestrians, traffic)
     draws from one generator in a fixed order, so a seed always gives the same scene.
@@ -120,7 +190,8 @@ def generate_scene(seed: int, length: float) -> Scene:
     for side, sign in ((0, 1.0), (1, -1.0)):
         for row in (_building_line, _kerb_furniture, _parked_vehicles, _pedestrians):
             row(scene, side, sign, span, rng, color)
-    _traffic(scene, span, rng, color)
+    _traffic(scene, span, length / max(ego_speed, 0.1), ego_speed, rng, color)
+    _crossings(scene, span, length / max(ego_speed, 0.1), ego_speed, rng, color)
     return scene
 
 
@@ -184,20 +255,59 @@ def _pedestrians(scene: Scene, side: int, sign: float, span: tuple[float, float]
         x += rng.uniform(4, 25)
 
 
-def _traffic(scene: Scene, span: tuple[float, float], rng, color) -> None:
-    """Stopped traffic in the oncoming lane, cyclists at the right kerb (the ego lane stays clear)."""
-    x, end = span[0] + rng.uniform(5, 20), span[1]
+def _traffic(scene: Scene, span: tuple[float, float], duration: float, ego_speed: float, rng, color) -> None:
+    """Oncoming vehicles (now and then a motorcycle) in the other lane, one or two vehicles ahead in
+    the ego lane pulling away from it, and cyclists along the right kerb that it overtakes."""
+    oncoming = rng.uniform(6.0, 11.0)  # one speed for the lane: its vehicles keep their gaps
+    x, end = span[0] + rng.uniform(5, 20), span[1] + oncoming * duration
     while x < end:
-        if rng.random() < 0.6:
-            kind = rng.choice(["car", "car", "car", "truck", "bus"])
-            length_, width_, height = _vehicle_size(kind, rng)
-            y = LANE_CENTRE + rng.uniform(-0.3, 0.3)
-            scene.boxes.add((x, y - width_ / 2, 0.0, x + length_, y + width_ / 2, height), kind, color(kind))
-        else:
-            y = -(ROAD_HALF_WIDTH - 1.2)
-            scene.boxes.add((x, y - 0.3, 0.0, x + 1.75, y + 0.3, 1.05), "bicycle", color("bicycle"))
-            scene.cylinders.add((x + 0.85, y, 0.25, 0.9, 1.75), "rider", color("rider"))
-        x += rng.uniform(10, 30)
+        kind = rng.choice(["car", "car", "car", "truck", "bus", "motorcycle"])
+        x += _vehicle(scene, kind, x, LANE_CENTRE + rng.uniform(-0.3, 0.3), Motion(-oncoming, 0.0), rng, color)
+        x += rng.uniform(8, 30)
+    x = rng.uniform(12.0, 25.0)  # ahead of the camera at the start, and faster than the ego vehicle
+    for kind in ("motorcycle" if rng.random() < 0.5 else "car", rng.choice(["car", "truck", "bus"])):
+        if x > span[1]:
+            break
+        x += _vehicle(scene, kind, x, -LANE_CENTRE, Motion(ego_speed * rng.uniform(1.05, 1.3), 0.0), rng, color)
+        x += rng.uniform(15, 40)
+    x = span[0] + rng.uniform(5, 20)
+    while x < span[1]:
+        y, motion = -(ROAD_HALF_WIDTH - 1.2), Motion(rng.uniform(3.0, 5.0), 0.0)
+        scene.boxes.add((x, y - 0.3, 0.0, x + 1.75, y + 0.3, 1.05), "bicycle", color("bicycle"), motion)
+        scene.cylinders.add((x + 0.85, y, 0.25, 0.9, 1.75), "rider", color("rider"), motion)
+        x += rng.uniform(25, 60)
+
+
+def _vehicle(scene: Scene, kind: str, x: float, y: float, motion: Motion, rng, color) -> float:
+    """One moving vehicle with its rear at ``x`` (a motorcycle with its rider); returns its length."""
+    length_, width_, height = _vehicle_size(kind, rng)
+    scene.boxes.add((x, y - width_ / 2, 0.0, x + length_, y + width_ / 2, height), kind, color(kind), motion)
+    if kind == "motorcycle":
+        scene.cylinders.add((x + length_ / 2, y, 0.25, 0.75, 1.7), "rider", color("rider"), motion)
+    return length_
+
+
+def _crossings(scene: Scene, span: tuple[float, float], duration: float, ego_speed: float, rng, color) -> None:
+    """Pedestrians walking across the road, one every 25-50 m, timed to be out of the ego lane when
+    the ego vehicle passes (they wait at the kerb before, and stand on the far side after)."""
+    kerb = ROAD_HALF_WIDTH + 0.8
+    x = span[0] + rng.uniform(10, 30)
+    while x < span[1]:
+        sign = 1.0 if rng.random() < 0.5 else -1.0  # start on the left (walk right) or on the right
+        speed = rng.uniform(1.1, 1.5)
+        crossing = 2 * kerb / speed
+        # In the ego lane (y in [-4, 0.5], with margins) between these times after setting off:
+        near, far = sorted((kerb - sign * y) / speed for y in (0.5, -4.0))
+        # The ego vehicle (base_link 1 m behind its rear, its front 4 m ahead) spans x in these times:
+        arrives, leaves = (x - 4.0) / ego_speed - 1.0, (x + 1.0) / ego_speed + 1.0
+        for _ in range(20):
+            start = rng.uniform(-crossing / 2, duration)
+            if start + far < arrives or start + near > leaves:
+                motion = Motion(0.0, -sign * speed, start, crossing)
+                scene.cylinders.add((x, sign * kerb, rng.uniform(0.22, 0.3), 0.0, rng.uniform(1.55, 1.9)), "person",
+                                    color("person"), motion)
+                break
+        x += rng.uniform(25, 50)
 
 
 def _tree(scene: Scene, x: float, y: float, rng: np.random.Generator, color) -> None:
@@ -208,6 +318,8 @@ def _tree(scene: Scene, x: float, y: float, rng: np.random.Generator, color) -> 
 
 
 def _vehicle_size(kind: str, rng: np.random.Generator) -> tuple[float, float, float]:
+    if kind == "motorcycle":
+        return rng.uniform(2.0, 2.3), rng.uniform(0.7, 0.9), rng.uniform(1.0, 1.2)
     if kind == "truck":
         return rng.uniform(6, 9), rng.uniform(2.3, 2.5), rng.uniform(2.8, 3.5)
     if kind == "bus":
