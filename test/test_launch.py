@@ -318,7 +318,7 @@ def test_costmap_launch_file_passes_its_arguments_to_the_node(monkeypatch):
 ROS_PACKAGES = {
     "ament_index_python", "builtin_interfaces", "cv_bridge", "diagnostic_msgs", "geometry_msgs", "launch",
     "launch_ros", "lifecycle_msgs", "nav_msgs", "rcl_interfaces", "rclpy", "rosgraph_msgs", "sensor_msgs", "sensor_msgs_py",
-    "std_msgs",
+    "std_msgs", "tf2_ros",
     "vision_msgs", "visualization_msgs",
 }
 # Python libraries: import name -> rosdep key (rosdistro's rosdep/python.yaml).
