@@ -41,24 +41,37 @@ def test_demo_weights_refuse_another_variant():
         build_model("DenseASPP121", 19, "demo")
 
 
-def test_the_demo_runs_end_to_end(tmp_path):
+def test_the_demo_runs_end_to_end(tmp_path, capsys):
+    """The README's main command, shortened: the node's pace is measured and the drive replayed at
+    what it holds, so every frame (but at most one in twenty) comes back."""
     output = tmp_path / "demo"
-    assert cli.main(["demo", "--output", str(output), "--frames", "16", "--rate", "0.5"]) == 0
-    for name in ("report.json", "report.md", "confusion.png", "per_class_iou.png", "drive.gif", "costmap.png", "node.log"):
+    assert cli.main(["demo", "--output", str(output), "--frames", "20"]) == 0
+    for name in ("report.json", "report.md", "overview.png", "confusion.png", "per_class_iou.png", "drive.gif",
+                 "costmap.png", "costmap_window.gif", "node.log"):
         assert (output / name).is_file(), name
     assert (output / "published_bag" / "metadata.yaml").is_file()
     report = json.loads((output / "report.json").read_text())
-    assert report["frames_sent"] == 16
-    assert report["frames_received"] + report["frames_dropped"] == 16
-    assert report["frames_received"] >= 8, (output / "node.log").read_text()
+    assert report["frames_sent"] == 20 and report["frames_received"] + report["frames_dropped"] == 20
+    assert report["frames_dropped"] <= 1, (report["summary"], (output / "node.log").read_text())
+    assert report["node_ms_per_frame"] > 0 and 0 < report["replay_rate"] <= 1.0
     assert report["miou"] >= RECORD["demo_thresholds"]["miou"]
     assert report["costmap"]["free_iou"] >= RECORD["demo_thresholds"]["costmap_free_iou"]
+    assert report["latency_ms_p50"] is not None
     # The drive's /odom went to the node with the images: its grids are in odom, scored against the
     # drive's true map, one by one and accumulated (issue 12's goal with the demo weights: >= 90%).
-    assert (output / "costmap_window.gif").is_file()
     accumulated = report["costmap"]["accumulated"]
     assert accumulated["free_iou"] >= 0.90 and accumulated["contact_recall"] > 0.5, report["costmap"]
-    assert report["latency_ms_p50"] is not None
-    # Run again into the same folder: an earlier demo's results are replaced, nothing else would be.
+    # The summary table is printed and heads report.md, which links every picture.
+    printed = capsys.readouterr().out
+    assert "  frames        20 in," in printed and "  costmap       map of the drive in odom" in printed
+    markdown = (output / "report.md").read_text()
+    assert report["summary"][0] in markdown
+    for name in ("overview.png", "drive.gif", "costmap.png", "costmap_window.gif", "per_class_iou.png", "confusion.png"):
+        assert f"]({name})" in markdown, name
+    # Asked to overload the node (--rate), the demo does, and says what was dropped. Into the same
+    # folder: an earlier demo's results are replaced, nothing else would be.
     (output / "report.json").unlink()
-    assert cli.main(["demo", "--output", str(output), "--frames", "2", "--rate", "0.5"]) == 0
+    assert cli.main(["demo", "--output", str(output), "--frames", "8", "--rate", "20"]) == 0
+    overloaded = json.loads((output / "report.json").read_text())
+    assert overloaded["replay_rate"] == 20 and overloaded["node_ms_per_frame"] is None
+    assert overloaded["frames_dropped"] > 0 and overloaded["frames_sent"] == 8

@@ -21,7 +21,10 @@ def register(commands) -> None:
     demo.add_argument("--model", default=DEMO_WEIGHTS.model, choices=MODEL_NAMES)
     demo.add_argument("--weights", default=DEMO_WEIGHTS.name, help="checkpoint for the node; demo = the synthetic-world weights")
     add_flags(demo, NodeSettings, ["model.backend", "model.precision"])
-    demo.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
+    demo.add_argument(
+        "--rate", type=float, help="replay speed factor on the recorded timing; default: the recorded rate, slowed to "
+        "what the node sustains (measured first), so that every frame is processed",
+    )
     demo.add_argument("--bag", type=Path, help="replay this bag instead of a synthetic drive")
     demo.add_argument("--cityscapes", type=Path, help="replay this Cityscapes-layout folder (as a 10 Hz drive) instead")
     demo.add_argument("--split", default="val", help="the --cityscapes split")

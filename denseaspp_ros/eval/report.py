@@ -100,9 +100,12 @@ def merge_reports(reports: list[dict[str, Any]], label_set: LabelSet) -> dict[st
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# Evaluation",
-        "",
+    lines = ["# Evaluation", ""]
+    if report.get("summary"):
+        lines += ["```", *report["summary"], "```", ""]
+    if report.get("pictures"):
+        lines += [f"- [{name}]({name}): {caption}" for name, caption in report["pictures"].items()] + [""]
+    lines += [
         f"- mIoU: **{format_percent(report['miou'])}** (Cityscapes convention: one confusion matrix, ignore pixels"
         " excluded, classes absent from ground truth and prediction left out)",
         f"- pixel accuracy: {format_percent(report['pixel_accuracy'])}, "

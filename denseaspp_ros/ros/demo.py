@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,10 @@ COSTMAP_TOPIC = of_node(NODE, names.COSTMAP_TOPIC)
 # Configure loads the weights and, on its first start with an exported backend, builds the engine.
 _CONFIGURE_WAIT_S = 600
 _MARKER = "demo_report.json"  # what says a folder holds an earlier demo and may be replaced
+# Replayed at most at this share of the rate the node sustains one frame at a time: what it holds
+# with the jitter of a shared CPU, so that (nearly) every frame is processed.
+HEADROOM = 0.8
+_WORST_CLASSES = 5  # the summary names this many of the classes that scored lowest
 
 
 @dataclass
@@ -67,7 +71,7 @@ class DemoOptions:
     weights: str = "demo"
     backend: str = "auto"  # model.backend of the node: on a CPU, the fastest installed exported runtime
     precision: str = "auto"
-    rate: float = 1.0
+    rate: float | None = None  # factor on the recorded timing; None: what the node sustains (measured first)
     bag: Path | None = None  # a user's bag instead of the synthetic drive
     cityscapes: Path | None = None  # or a Cityscapes-layout folder, replayed as a 10 Hz drive
     split: str = "val"
@@ -127,7 +131,7 @@ def run_demo(options: DemoOptions, say=print) -> dict:
     with (output / "node.log").open("wb") as log:
         process = _start_node(options, bag, environment, log, say)
         try:
-            result = _replay(options, bag, process, say)
+            result, pacing = _replay(options, bag, process, say)
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -135,7 +139,7 @@ def run_demo(options: DemoOptions, say=print) -> dict:
             except subprocess.TimeoutExpired:
                 process.kill()
     say("[4/4] scoring and drawing")
-    return _write_results(options, bag, result, output, say)
+    return _write_results(options, bag, result, pacing, output, say)
 
 
 def _input_bag(options: DemoOptions, say) -> Path:
@@ -197,64 +201,139 @@ def _image_size(bag: Path, topic: str) -> tuple[int, int]:
     raise DenseASPPError(f"{bag} has no image on {topic}")
 
 
-def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> ReplayResult:
-    """Wait for the node to subscribe (ten minutes at most, while it lives), then replay the bag into
-    it, recording its costmaps."""
+@dataclass
+class Pacing:
+    """The rate the drive was replayed at, and why."""
+
+    rate: float  # factor on the recorded timing
+    recorded_hz: float | None
+    node_seconds: float | None = None  # per frame, measured one at a time; None when --rate was given
+
+    @property
+    def replayed_hz(self) -> float | None:
+        return None if self.recorded_hz is None else self.rate * self.recorded_hz
+
+
+def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> tuple[ReplayResult, Pacing]:
+    """Wait for the node to subscribe (ten minutes at most, while it lives); without --rate measure
+    what it sustains and slow the drive to fit; then replay the bag into it, recording its costmaps."""
     replayer = Replayer(CITYSCAPES)
     try:
         replay_options = ReplayOptions(
-            bag=bag, image_topic=options.image_topic, label_topic=options.label_topic, node=NODE, rate=options.rate,
+            bag=bag, image_topic=options.image_topic, label_topic=options.label_topic, node=NODE, rate=1.0,
             odometry_topic=_odometry_topic(options, bag), record=[(COSTMAP_TOPIC, OccupancyGrid)],
         )
-        say(f"[3/4] replaying {bag} into the node at {options.rate}x the recorded rate")
         deadline = time.monotonic() + _CONFIGURE_WAIT_S
         while process.poll() is None and time.monotonic() < deadline:
             if replayer.spin_for(0.2, lambda: replayer.node.count_subscribers(IMAGE_TOPIC) > 0):
                 break
         if process.poll() is not None:
             raise DenseASPPError(f"{NODE} exited ({process.returncode}); see {options.output / 'node.log'}")
-        return replayer.replay(replay_options)
+        pacing = _pace(options, replayer, replay_options, _recorded_rate(bag, options.image_topic), say)
+        return replayer.replay(replace(replay_options, rate=pacing.rate)), pacing
     finally:
         replayer.close()
 
 
-def _write_results(options: DemoOptions, bag: Path, result: ReplayResult, output: Path, say) -> dict:
+def _pace(options: DemoOptions, replayer: Replayer, replay_options: ReplayOptions, recorded_hz: float | None, say) -> Pacing:
+    """--rate as given, or the recorded rate slowed to what the node holds (never sped up)."""
+    if options.rate is not None:
+        say(f"[3/4] replaying {replay_options.bag} into the node at {options.rate:g}x the recorded rate")
+        return Pacing(options.rate, recorded_hz)
+    seconds = replayer.pace(replay_options)
+    if seconds is None or recorded_hz is None:
+        say(f"[3/4] replaying {replay_options.bag} at the recorded rate (the node's pace could not be measured)")
+        return Pacing(1.0, recorded_hz, seconds)
+    rate = min(1.0, HEADROOM / (seconds * recorded_hz))
+    say(f"[3/4] the node takes {1000 * seconds:.0f} ms a frame: replaying {replay_options.bag} at "
+        f"{rate * recorded_hz:.1f} Hz ({rate:.2f}x the recorded {recorded_hz:.1f} Hz; --rate R sets it)")
+    return Pacing(rate, recorded_hz, seconds)
+
+
+def _recorded_rate(bag: Path, topic: str) -> float | None:
+    """Images per second of the bag's ``topic``, from their recording times (None with fewer than two)."""
+    reader = open_bag(bag)
+    try:
+        times = [t for _, t, _ in reader.messages(connections=[c for c in reader.connections if c.topic == topic])]
+    finally:
+        reader.close()
+    if len(times) < 2 or times[-1] == times[0]:
+        return None
+    return (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
+
+
+def _write_results(options: DemoOptions, bag: Path, result: ReplayResult, pacing: Pacing, output: Path, say) -> dict:
     to_original = result.sent_stamps
     recorded = _read_topics(bag, (options.image_topic, GRID_TOPIC, MAP_TOPIC))  # one pass over the input bag
     grids = [deserialize_message(raw, OccupancyGrid) for _, raw in result.recorded.get(COSTMAP_TOPIC, [])]
     anchored = [grid for grid in grids if grid.header.frame_id == MAP_FRAME]
     truth_maps = list(recorded[MAP_TOPIC].values())
     if truth_maps and anchored:
-        agreement = _map_accuracy(truth_maps[0], anchored, output)
+        agreement, window = _map_accuracy(truth_maps[0], anchored, output)
     else:
-        agreement = _costmap_agreement(recorded[GRID_TOPIC], grids, to_original, output)
-    details = {**result.summary(), "costmap": agreement, "model": options.model, "weights": options.weights,
+        agreement, window = _costmap_agreement(recorded[GRID_TOPIC], grids, to_original, output)
+    details = {**result.summary(), "replay_rate": pacing.rate, "recorded_hz": pacing.recorded_hz,
+               "replayed_hz": pacing.replayed_hz, "node_ms_per_frame": None if pacing.node_seconds is None
+               else 1000 * pacing.node_seconds, "costmap": agreement, "model": options.model, "weights": options.weights,
                "source": str(bag), "complete": True}
     details.pop("miou")
+    masks = result.recorded.get(MASK_TOPIC, [])
+    _write_gif(recorded[options.image_topic], masks, to_original, output / "drive.gif")
     if result.matrix is not None and result.matrix.counts.any():
         report = build_report(result.matrix, CITYSCAPES, frames_evaluated=result.received, **details)
-        write_report(report, CITYSCAPES, output)
     else:
-        report = {"miou": None, **details}
+        report = {"miou": None, "per_class": {}, **details}
+    report["summary"] = summary_lines(report)
+    _write_overview(recorded[options.image_topic], masks, to_original, window, report, output / "overview.png")
+    plotted = {"per_class_iou.png", "confusion.png"} if "confusion" in report else set()  # by write_report
+    report["pictures"] = {name: caption for name, caption in PICTURES.items() if name in plotted or (output / name).is_file()}
+    if "confusion" in report:
+        write_report(report, CITYSCAPES, output)
     (output / _MARKER).write_text(json.dumps(report, indent=2))
-    _write_gif(recorded[options.image_topic], result.recorded.get(MASK_TOPIC, []), to_original, output / "drive.gif")
     with BagWriter(output / "published_bag") as writer:
         for topic, kind in ((MASK_TOPIC, "sensor_msgs/msg/Image"), (COSTMAP_TOPIC, "nav_msgs/msg/OccupancyGrid")):
             for received, raw in result.recorded.get(topic, []):
                 writer.write_raw(topic, kind, received, raw)
-    say(
-        f"mIoU of the published masks {format_percent(report.get('miou'))}; {result.received}/{result.sent} frames "
-        f"came back ({format_number(details['output_rate_hz'])} Hz out, latency p50 "
-        f"{format_number(details['latency_ms_p50'])} ms, p95 {format_number(details['latency_ms_p95'])} ms); "
-        f"costmap free IoU {format_percent(agreement['free_iou'])}, lethal IoU {format_percent(agreement['lethal_iou'])}"
-    )
-    if "accumulated" in agreement:
-        whole = agreement["accumulated"]
-        say(f"map of the drive in odom: free IoU {format_percent(whole['free_iou'])}, obstacle contacts within a cell "
-            f"{format_percent(whole['contact_recall'])}, {whole['stray_lethal']} lethal cells away from any obstacle")
-    pictures = "costmap.png, costmap_window.gif" if (output / "costmap_window.gif").is_file() else "costmap.png"
-    say(f"results in {output}/: report.md, confusion.png, per_class_iou.png, drive.gif, {pictures}, published_bag/, node.log")
+    say("\n".join(report["summary"]))
+    say(f"results in {output}/: overview.png first; report.md links every picture; published_bag/, node.log")
     return report
+
+
+PICTURES = {
+    "overview.png": "a frame, its published mask, the costmap beside the truth, per-class IoU",
+    "drive.gif": "the published masks over the drive's images",
+    "costmap.png": "the costmap (accumulated along the drive, in odom, when the bag has odometry) above the truth",
+    "costmap_window.gif": "the rolling window the node published, beside the truth under it",
+    "per_class_iou.png": "IoU of each class",
+    "confusion.png": "confusion matrix",
+}
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The demo's figures as a short table: segmentation, frames, rates, latency, costmap."""
+    scored = {name: value for name, value in report.get("per_class", {}).items() if value is not None}
+    worst = ", ".join(f"{name} {format_percent(value)}" for name, value in sorted(scored.items(), key=lambda i: i[1])[:_WORST_CLASSES])
+    sent, received, dropped = report["frames_sent"], report["frames_received"], report["frames_dropped"]
+    lines = [
+        f"  segmentation  mIoU {format_percent(report.get('miou'))} of the masks the node published"
+        + (f"; lowest: {worst}" if worst else ""),
+        f"  frames        {sent} in, {received} out, {dropped} dropped ({format_percent(report['dropped_fraction'])})",
+        f"  rates         {format_number(report['input_rate_hz'])} Hz in, {format_number(report['output_rate_hz'])} Hz out"
+        + (f" (the recorded {format_number(report['recorded_hz'])} Hz at {report['replay_rate']:.2f}x"
+           + (f"; the node takes {format_number(report['node_ms_per_frame'])} ms a frame)" if report["node_ms_per_frame"] else ")")
+           if report.get("recorded_hz") else ""),
+        f"  latency       p50 {format_number(report['latency_ms_p50'])} ms, p95 {format_number(report['latency_ms_p95'])} ms",
+    ]
+    costmap = report["costmap"]
+    if "accumulated" in costmap:
+        whole = costmap["accumulated"]
+        lines.append(f"  costmap       map of the drive in odom: free IoU {format_percent(whole['free_iou'])}, obstacle "
+                     f"contacts within a cell {format_percent(whole['contact_recall'])}, {whole['stray_lethal']} lethal "
+                     f"cells away from any obstacle")
+    else:
+        lines.append(f"  costmap       free IoU {format_percent(costmap['free_iou'])}, lethal IoU "
+                     f"{format_percent(costmap['lethal_iou'])} against the ground-truth grids")
+    return lines
 
 
 def _cityscapes_bag(root: Path, split: str, bag: Path) -> None:
@@ -285,7 +364,7 @@ def _read_topics(bag: Path, topics: tuple[str, ...]) -> dict[str, dict[int, obje
 
 def _costmap_agreement(
     truths: dict[int, object], grids: list[OccupancyGrid], to_original: dict[int, int], output: Path
-) -> dict:
+) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
     """The node's costmaps against the ground-truth grids of the same frames; costmap.png of the last pair."""
     agreement = CostmapAgreement(load_cost_table(None, CITYSCAPES))
     for grid in grids:
@@ -293,12 +372,16 @@ def _costmap_agreement(
         if truth is not None:
             agreement.update(_cells(grid), grid_classes(truth.data).reshape(truth.info.height, truth.info.width))
     agreement.plot_last(output / "costmap.png", "node's ~/costmap (grey: unknown)")
-    return agreement.summary()
+    window = None if agreement.last is None else (agreement.last[0], agreement.last[1])
+    return agreement.summary(), window
 
 
-def _map_accuracy(truth: OccupancyGrid, grids: list[OccupancyGrid], output: Path) -> dict:
+def _map_accuracy(
+    truth: OccupancyGrid, grids: list[OccupancyGrid], output: Path
+) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """The node's grids in odom against the drive's true map: each window, their mean, and the map
-    accumulated over the drive (costmap.png); the rolling window beside the truth (costmap_window.gif)."""
+    accumulated over the drive (costmap.png); the rolling window beside the truth (costmap_window.gif).
+    Also returns the middle window's costs and the truth under it, as costs (for the overview)."""
     table = load_cost_table(None, CITYSCAPES)
     drive_map = DriveMap(table, *class_map(truth))
     for grid in grids:
@@ -306,7 +389,10 @@ def _map_accuracy(truth: OccupancyGrid, grids: list[OccupancyGrid], output: Path
     drive_map.plot(output / "costmap.png", "the node's ~/costmap accumulated along the drive, in odom")
     _write_window_gif(drive_map, grids, output / "costmap_window.gif")
     summary = drive_map.summary()
-    return {**summary["mean"], "frames": summary["frames"], "final": summary["final"], "accumulated": summary["accumulated"]}
+    middle = grids[len(grids) // 2]
+    expected = CostmapAgreement(table).class_cost[drive_map.truth_window(grid_spec(middle))]
+    scores = {**summary["mean"], "frames": summary["frames"], "final": summary["final"], "accumulated": summary["accumulated"]}
+    return scores, (_cells(middle), expected)
 
 
 def _cells(grid: OccupancyGrid) -> np.ndarray:
@@ -324,6 +410,63 @@ def _write_window_gif(drive_map: DriveMap, grids: list[OccupancyGrid], path: Pat
         frames.append(Picture.fromarray(np.concatenate([cost_image(_cells(grid)), cost_image(expected[truth])], axis=1)))
     if frames:
         frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, optimize=True)
+
+
+def _write_overview(
+    images: dict[int, object], masks: list[tuple[int, bytes]], to_original: dict[int, int],
+    window: tuple[np.ndarray, np.ndarray] | None, report: dict, path: Path,
+) -> None:
+    """One picture to look at first: a frame of the middle of the drive, the mask the node published
+    for it, its costmap beside the truth, and the per-class IoU with the summary beneath."""
+    from ..eval.report import pyplot, save_figure
+
+    plt = pyplot()
+    figure, axes = plt.subplots(2, 2, figsize=(13, 9), gridspec_kw={"height_ratios": [1, 1.25]})
+    for axis in axes.ravel():
+        axis.set_xticks([])
+        axis.set_yticks([])
+    pair = _middle_pair(images, masks, to_original)
+    if pair is not None:
+        rgb, mask = pair
+        axes[0, 0].imshow(rgb)
+        axes[0, 0].set_title("a frame of the drive")
+        axes[0, 1].imshow(CITYSCAPES.overlay(rgb, mask, 0.6))
+        axes[0, 1].set_title("the mask the node published for it")
+    if window is not None:
+        costs, expected = window
+        gap = np.full((costs.shape[1], 8, 3), 255, np.uint8)
+        axes[1, 0].imshow(np.concatenate([cost_image(costs), gap, cost_image(expected)], axis=1))
+        axes[1, 0].set_title("~/costmap (forward up; grey unknown) | the truth")
+    scored = {name: value for name, value in report.get("per_class", {}).items() if value is not None}
+    if scored:
+        names = list(scored)
+        axes[1, 1].barh(range(len(names)), [scored[n] for n in names], color=[c / 255 for c in _colors(names)])
+        axes[1, 1].set_yticks(range(len(names)), names, fontsize=8)
+        axes[1, 1].invert_yaxis()
+        axes[1, 1].set_xlim(0, 1)
+        axes[1, 1].set_xticks([0, 0.5, 1.0])
+        axes[1, 1].set_title(f"IoU per class (mIoU {format_percent(report.get('miou'))})")
+    figure.text(0.01, 0.005, "\n".join(line.strip() for line in report["summary"]), family="monospace", fontsize=8,
+                va="bottom")
+    figure.tight_layout(rect=(0, 0.09, 1, 1))
+    save_figure(figure, path, dpi=80)
+
+
+def _colors(names: list[str]) -> list[np.ndarray]:
+    index = {name: i for i, name in enumerate(CITYSCAPES.class_names)}
+    return [np.asarray(CITYSCAPES.colors[index[name]], np.float64) for name in names]
+
+
+def _middle_pair(
+    images: dict[int, object], masks: list[tuple[int, bytes]], to_original: dict[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The RGB image and published mask of the middle frame that came back."""
+    for _, raw in masks[len(masks) // 2:] + masks[: len(masks) // 2]:
+        mask = deserialize_message(raw, Image)
+        original = images.get(to_original.get(stamp_ns(mask.header)))
+        if original is not None:
+            return np.ascontiguousarray(decode_frame(original).rgb()), np.ascontiguousarray(class_mask_to_array(mask))
+    return None
 
 
 def _write_gif(

@@ -205,6 +205,33 @@ class Replayer:
             reader.close()
         return session.result
 
+    def pace(self, options: ReplayOptions, frames: int = 6) -> float | None:
+        """Seconds the node takes per frame: the bag's first ``frames`` images sent one at a time,
+        each once the previous one's mask came back (the first, a warm-up, left out); None when no
+        mask came back. What a replay at 1 / pace Hz would ask of it, with nothing queued."""
+        reader = open_bag(options.bag)
+        try:
+            connections = {c.topic: c for c in reader.connections}
+            probe = replace(options, label_topic=None, camera_info_topic=None, odometry_topic=None, record=[])
+            session = _Session(self.node, probe, _image_type(probe, connections), None)
+            seconds: list[float] = []
+            try:
+                if not self.spin_for(options.wait, lambda: session.publisher.get_subscription_count() > 0):
+                    raise BagError(f"nothing subscribes to {session.target} after {options.wait:g} s: is the node running?")
+                self.spin_for(1.0)
+                images = reader.messages(connections=[connections[options.image_topic]])
+                for _, (connection, _, raw) in zip(range(frames), images):
+                    message = deserialize_message(raw, _TYPES[connection.msgtype])
+                    before, start = session.result.received, time.monotonic()
+                    session.publish(message, stamp_ns(message.header))
+                    if self.spin_for(10.0, lambda: session.result.received > before):
+                        seconds.append(time.monotonic() - start)
+            finally:
+                session.close()
+        finally:
+            reader.close()
+        return float(np.median(seconds[1:] or seconds)) if seconds else None
+
     def _send(
         self, messages: Iterable[tuple], deserialize: Callable[[bytes, str], object], session: _Session,
         progress: Callable[[int], None] | None,
