@@ -83,6 +83,19 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(street, t
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
 
 
+def test_a_time_limit_stops_with_everything_saved_and_running_again_goes_on(street, tmp_path, monkeypatch):
+    """--time-limit: the step past it validates, saves and stops; the same command continues to --steps."""
+    clock = iter(range(0, 10_000, 20))  # every look at the clock: 20 s later
+    monkeypatch.setattr("denseaspp_ros.train.trainer._clock", lambda: float(next(clock)))
+    limited = Trainer(config(street, tmp_path / "run", steps=8, checkpoint_every=100, val_every=100, time_limit=1.0))
+    result = limited.run()  # the deadline: 0 s + 60 s; steps 1-4 look at 20, 40, 60 and 80 s
+    assert result["step"] == 4 and result["best_miou"] >= 0  # validated at the stop
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 4
+    assert (tmp_path / "run" / "final.safetensors").is_file()
+    monkeypatch.undo()
+    assert Trainer(config(street, tmp_path / "run", steps=8, checkpoint_every=100, val_every=100)).run()["step"] == 8
+
+
 def test_ctrl_c_during_validation_saves_the_run(street, tmp_path, monkeypatch):
     def interrupted(self, images, **options):
         raise KeyboardInterrupt

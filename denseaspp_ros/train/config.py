@@ -62,6 +62,10 @@ class TrainConfig:
     val_every: int = setting(1000, "steps between validations (0: none)", low=0)
     bn_batches: int = setting(20, "batches re-estimating BatchNorm statistics before validation and saving (0: off)", low=0)
     checkpoint_every: int = setting(200, "steps between saves of last.pt", low=1)
+    time_limit: float = setting(
+        0.0, "minutes after which the run validates, saves and stops (0: none); running it again continues it",
+        low=0.0,
+    )
     log_every: int = setting(10, "steps between log lines", low=1)
     workers: int = setting(2, "data loader processes", low=0)
     amp: bool = setting(True, "mixed precision on CUDA")

@@ -66,6 +66,9 @@ class StepBatches(torch.utils.data.Sampler):
             yield [(epoch, int(index)) for index in order[first : first + self.batch]]
 
 
+_clock = time.monotonic  # what --time-limit is measured with (a test's clock can stand in)
+
+
 def hard_pixel_loss(logits: torch.Tensor, labels: torch.Tensor, fraction: float) -> torch.Tensor:
     """Cross-entropy averaged over the hardest ``fraction`` of the labelled pixels (OHEM).
 
@@ -175,14 +178,16 @@ class Trainer:
         bar = tqdm(total=config.steps, initial=self.step, desc="train", unit="step", disable=not self.leader, dynamic_ncols=True)
         self.model.train()
         window_start, window_images, losses = time.perf_counter(), 0, []
+        deadline = _clock() + 60 * config.time_limit if config.time_limit else None
         try:
             for images, labels in loader:
                 loss = self._train_step(images, labels)
                 self.step += 1
+                last = self.step == config.steps or self._out_of_time(deadline)
                 losses.append(loss)
                 window_images += images.shape[0] * self.world
                 bar.update(1)
-                if self.step % config.log_every == 0 or self.step == config.steps:
+                if self.step % config.log_every == 0 or last:
                     elapsed = time.perf_counter() - window_start
                     row = {
                         "step": self.step, "loss": float(np.mean(losses)), "lr": self.schedule.get_last_lr()[0],
@@ -191,10 +196,13 @@ class Trainer:
                     self.log.append(row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}", img_s=f"{row['images_per_second']:.1f}")
                     window_start, window_images, losses = time.perf_counter(), 0, []
-                if self.val_set is not None and (self.step % config.val_every == 0 or self.step == config.steps):
+                if self.val_set is not None and (self.step % config.val_every == 0 or last):
                     self._validate()
-                if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                if self.step % config.checkpoint_every == 0 or last:
                     self._save()
+                if last and self.step < config.steps:
+                    self.say(f"time limit of {config.time_limit:g} min reached at step {self.step}: saved; run it again to go on")
+                    break
         except KeyboardInterrupt:
             self._save()
             self.say(f"interrupted at step {self.step}: saved {self.output / LAST}; run the same command to continue")
@@ -203,6 +211,15 @@ class Trainer:
             bar.close()
         self._finish()
         return {"step": self.step, "best_miou": self.best_miou, "output": str(self.output)}
+
+    def _out_of_time(self, deadline: float | None) -> bool:
+        """Past the time limit, as every process agrees (the first one's clock decides for all)."""
+        if deadline is None:
+            return False
+        flag = torch.tensor([_clock() > deadline], dtype=torch.int32, device=self.device)
+        if self.world > 1:
+            dist.broadcast(flag, 0)
+        return bool(flag.item())
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         config = self.config
