@@ -31,7 +31,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 ROS_DOMAIN_ID ?= $(shell python3 -c 'import random; print(random.randint(10, 100))')
 export ROS_DOMAIN_ID
 
-.PHONY: venv demo test compat bench gpu-check clean
+.PHONY: venv demo test compat bench gpu-check gpu-train clean
 
 venv: $(STAMP)
 
@@ -62,6 +62,10 @@ bench: $(STAMP)
 # The GPU figures (bench/gpu_check.py): about 8 minutes on an H100/H200; says so and exits without CUDA.
 gpu-check: $(STAMP)
 	$(PYTHON) bench/gpu_check.py --output out/gpu_check
+
+# The demo weights' last training stage on a GPU within 10 minutes (bench/train_gpu.py); weights and record in out/gpu_train.
+gpu-train: $(STAMP)
+	$(PYTHON) bench/train_gpu.py --output out/gpu_train
 
 clean:
 	rm -rf $(sort $(VENV) .venv .venv-jazzy) out build *.egg-info

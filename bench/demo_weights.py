@@ -10,21 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
-from denseaspp_ros.inference import Segmenter
 from denseaspp_ros.labels import CITYSCAPES
-from denseaspp_ros.model import build_model
 from denseaspp_ros.model import DEMO_WEIGHTS
-from denseaspp_ros.synth.drive import DriveConfig
-from denseaspp_ros.synth.outputs import write_drive
-
-# Seeds 0-59 trained the weights and 1000-1004 chose the best checkpoint: these were never seen.
-HELD_OUT = {"seeds": [2000, 2001, 2002, 2003, 2004], "frames": 8, "fps": 2.0, "size": [256, 512]}
+from denseaspp_ros.synth.holdout import HELD_OUT, held_out_evaluation
 
 
 def main() -> None:
@@ -34,13 +25,7 @@ def main() -> None:
     parser.add_argument("--demo-miou", type=float, help="live-demo mIoU measured with `denseaspp demo` (recorded)")
     parser.add_argument("--demo-free-iou", type=float, help="live-demo costmap free-cell IoU (recorded)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        for seed in HELD_OUT["seeds"]:
-            config = DriveConfig(frames=HELD_OUT["frames"], seed=seed, fps=HELD_OUT["fps"], size=tuple(HELD_OUT["size"]))
-            write_drive(config, root, "val", progress=False)
-        segmenter = Segmenter(build_model("MobileNetDenseASPP", 19, args.weights), device="cpu")
-        result = evaluate(cityscapes_samples(root, "val", CITYSCAPES), segmenter, CITYSCAPES)
+    result = held_out_evaluation(args.weights)
     iou = result.matrix.iou()
     present = result.matrix.counts.sum(1) > 0  # classes that occur in the held-out ground truth
     print(f"held-out mIoU {100 * result.matrix.miou():.2f}% over {result.frames} frames "

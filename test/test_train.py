@@ -3,6 +3,7 @@ ImageNet backbones map, two gloo processes train under torchrun, bad datasets sa
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -267,3 +268,17 @@ def test_the_hard_pixel_loss_averages_the_hardest_labelled_pixels_only():
     # A third of the three labelled pixels: the one wrong pixel alone; the ignored pixel never counts.
     assert float(hard_pixel_loss(logits, labels, 0.34)) == pytest.approx(hard)
     assert float(hard_pixel_loss(logits, torch.full_like(labels, IGNORE_INDEX), 0.5)) == 0.0
+
+
+def test_the_gpu_training_command_runs_every_stage_at_toy_sizes(tmp_path):
+    """bench/train_gpu.py --smoke: renders in parallel, trains, converts and scores on the held-out
+    drives, leaving what the device tool brings back (at most 8 small files)."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "train_gpu.py"), "--output", str(tmp_path), "--smoke"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "demo_weights.json").read_text())
+    assert record["steps"] == 4 and 0 <= record["miou"] <= 1 and record["held_out"]["seeds"] == [2000, 2001, 2002, 2003, 2004]
+    weights = tmp_path / "demo_weights.safetensors"
+    assert build_model("MobileNetDenseASPP", 19, str(weights)) is not None  # loads as the packaged file does
+    assert weights.stat().st_size < 16 * 2**20 and len(list(tmp_path.iterdir())) <= 8
