@@ -162,3 +162,23 @@ def test_a_parked_car_stays_marked_after_it_leaves_the_view_and_clears_when_seen
     for frame in range(3):
         costmap.update("front", render(CAMERA, FRONT), 3.0 + frame * 0.1, pose=Pose2D(0.9, 0.0, 0.0))
     assert not (marked & _lethal_world_cells(costmap))
+
+
+def test_a_late_frame_lands_in_the_window_as_it_is_and_never_moves_it_back():
+    from street_scene import CAMERA, CAR_BOX, FRONT, render
+
+    costmap = _evidence_costmap()
+    costmap.update("front", render(CAMERA, FRONT), 2.0, pose=Pose2D(16.0, 0.0, 0.0))
+    ahead = costmap.window
+    costmap.update("front", render(CAMERA, FRONT, CAR_BOX), 1.0, pose=Pose2D(8.0, 0.0, 0.0))  # a second older
+    assert costmap.window == ahead  # what lies ahead of the newest pose was not scrolled away
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"occupied_threshold": 4.0, "evidence_max": 3.0}, "no cell could ever be lethal"),
+])
+def test_evidence_settings_that_could_never_mark_a_cell_are_refused(changes, words):
+    from denseaspp_ros.errors import DenseASPPError
+
+    with pytest.raises(DenseASPPError, match=words):
+        CostmapSettings(**changes)

@@ -216,3 +216,22 @@ def test_bag_errors_name_what_exists(tmp_path):
         list(read_labelled_frames(tmp_path / "missing", IMAGE_TOPIC, LABEL_TOPIC))
     with pytest.raises(BagError, match="exists"):
         write_drive(DriveConfig(frames=1, size=(32, 64)), None, bag=bag, progress=False)
+
+
+def test_traffic_moves_smoothly_from_the_first_frame_and_the_ego_lane_stays_clear():
+    """Frame 0 is already part of the motion (a pedestrian who set off before the drive is mid-road),
+    and nothing that moves ever stands in the ego vehicle's way."""
+    scene = generate_scene(5, 200.0, ego_speed=8.0)
+    movers = scene.movers()
+    for step in range(60):
+        t = step / 10.0
+        now, later = movers.at(t), movers.at(t + 0.1)
+        for shape in ("boxes", "cylinders"):
+            a, b = getattr(now, shape).arrays()[0], getattr(later, shape).arrays()[0]
+            assert np.abs(b - a).max() < 2.0  # at most 13 m/s for 0.1 s (oncoming traffic, 11 m/s at most)
+        ego_x = 8.0 * t  # the ego vehicle spans x in [ego_x - 1, ego_x + 4] on y in [-2.75, -0.75]
+        boxes = now.boxes.arrays()[0]
+        clash = (boxes[:, 0] < ego_x + 4) & (boxes[:, 3] > ego_x - 1) & (boxes[:, 1] < -0.75) & (boxes[:, 4] > -2.75)
+        cylinders = now.cylinders.arrays()[0]
+        near = (np.abs(cylinders[:, 0] - (ego_x + 1.5)) < 2.5 + cylinders[:, 2]) & (np.abs(cylinders[:, 1] + 1.75) < 1.0 + cylinders[:, 2])
+        assert not clash.any() and not near.any(), t

@@ -63,12 +63,12 @@ class CostmapSettings:
         "the decay time", choices=MEMORIES,
     )
     hit_weight: float = setting(1.0, "evidence: added by a frame that sees an obstacle's contact in the cell", low=0.01, high=100.0)
-    miss_weight: float = setting(1.0, "evidence: taken away by a frame that sees ground in the cell", low=0.0, high=100.0)
+    miss_weight: float = setting(1.0, "evidence: taken away by a frame that sees ground in the cell", low=0.01, high=100.0)
     occupied_threshold: float = setting(
         1.0, "evidence: an obstacle from this much evidence on; free below 0; unknown between (a cell seen free "
         "and then once as an obstacle)", low=0.01, high=100.0,
     )
-    evidence_min: float = setting(-1.0, "evidence: the least a cell holds (how free it can be)", low=-100.0, high=0.0)
+    evidence_min: float = setting(-1.0, "evidence: the least a cell holds (how free it can be)", low=-100.0, high=-0.01)
     evidence_max: float = setting(3.0, "evidence: the most a cell holds (how long an obstacle resists free views)", low=0.01, high=100.0)
 
     def __post_init__(self) -> None:
@@ -78,6 +78,11 @@ class CostmapSettings:
             raise DenseASPPError(f"costmap.decay_time must be a non-negative number of seconds, got {self.decay_time}")
         if not np.isfinite(self.max_range) or self.max_range <= 0:
             raise DenseASPPError(f"costmap.max_range must be positive, got {self.max_range}")
+        if self.occupied_threshold > self.evidence_max:
+            raise DenseASPPError(
+                f"costmap.occupied_threshold {self.occupied_threshold} is above costmap.evidence_max {self.evidence_max}: "
+                "no cell could ever be lethal"
+            )
 
     def decay(self, anchored: bool) -> float:
         """Seconds a cell is remembered after its last observation, for this kind of grid."""
@@ -173,6 +178,7 @@ class SemanticCostmap:
         self._layers: dict[str, _Layer] = {}
         self._projection_grid = _surroundings(settings.grid) if anchored else settings.grid
         self.decay_time = settings.decay(anchored)
+        self._followed = _NEVER  # anchored: the stamp of the newest frame the window was centred on
 
     @property
     def grid(self) -> GridSpec:
@@ -239,7 +245,9 @@ class SemanticCostmap:
         observed = slice(None) if self.settings.occluded_unknown else keys != 0  # hidden cells keep what was seen
         cells, keys = cells[observed], keys[observed]
         if self.anchored:
-            self.follow(pose, world_frame)
+            if stamp >= self._followed or self.window is None or self.window.grid.frame_id != world_frame:
+                self.follow(pose, world_frame)  # a late frame lands in the window as it is: it never moves it back
+                self._followed = stamp
             x, y = projection.centers
             cells, keys = self._into_window(x[observed], y[observed], keys, pose)
         if layer.evidence is not None:
@@ -310,3 +318,4 @@ class SemanticCostmap:
         """Forget everything seen (cameras and their lookup tables stay), e.g. when time went back."""
         for layer in self._layers.values():
             layer.forget()
+        self._followed = _NEVER

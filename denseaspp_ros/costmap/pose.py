@@ -45,7 +45,10 @@ class CameraPose:
         ``translation`` with rotation ``optical_to_vehicle`` in the vehicle frame: what TF gives."""
         body = np.asarray(optical_to_vehicle, np.float64) @ OPTICAL_TO_BODY.T
         pitch = math.asin(max(-1.0, min(1.0, -body[2, 0])))  # R = Rz(yaw) Ry(pitch) Rx(roll)
-        roll, yaw = math.atan2(body[2, 1], body[2, 2]), math.atan2(body[1, 0], body[0, 0])
+        if abs(math.cos(pitch)) < 1e-6:  # looking straight down or up: roll and yaw turn alike, take it as yaw
+            roll, yaw = 0.0, math.atan2(-body[0, 1], body[1, 1])
+        else:
+            roll, yaw = math.atan2(body[2, 1], body[2, 2]), math.atan2(body[1, 0], body[0, 0])
         x, y, z = (float(v) for v in translation)
         return cls(x, y, z, roll, pitch, yaw)
 

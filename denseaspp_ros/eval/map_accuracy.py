@@ -129,6 +129,8 @@ class DriveMap:
 
     def _score_accumulated(self) -> MapAccuracy:
         """The accumulated map where some window spanned (the rest of the street was never in reach)."""
+        if not self.covered.any():  # no window met the truth (a map of another drive?): nothing to score
+            return MapAccuracy(None, None, None, 0, None)
         rows, columns = np.nonzero(self.covered)
         box = slice(rows.min(), rows.max() + 1), slice(columns.min(), columns.max() + 1)
         truth = np.where(self.covered[box], self.truth[box], UNKNOWN_CLASS).astype(np.uint8)

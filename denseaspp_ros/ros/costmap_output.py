@@ -76,7 +76,7 @@ class CostmapOutput:
         self.costmap = SemanticCostmap(table, settings.fusion, anchored=anchored)
         self.poses = PoseBuffer()  # the vehicle in the odometry's frame, with odometry_topic
         self._world_frame = "" if settings.odometry_topic else settings.global_frame  # odometry's comes with it
-        self._tf = _transforms(node, settings, cameras)
+        self._tf: TransformSource | None = None  # created last: nothing after it can fail and leak its subscriptions
         self._pose_refusals: deque[tuple[float, str]] = deque(maxlen=1000)  # (monotonic s, why) of recent frames
         self._cameras = {name: _CameraState(calibration) for name, calibration in cameras.items()}
         self._lock = threading.Lock()
@@ -93,6 +93,7 @@ class CostmapOutput:
         # runs on steady time: a ROS-time timer would stop when a replay's clock jumps back or pauses.
         self._period_s = min(max(self.costmap.decay_time / 2, 0.1), 1.0)
         self._timer = node.create_timer(self._period_s, self._republish, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._tf = _transforms(node, settings, cameras)
         for name, state in self._cameras.items():
             if state.calibration.camera_pose is None and self._tf is None:
                 self._report(
@@ -131,6 +132,8 @@ class CostmapOutput:
             self.costmap.clear()
             self._stamps.clear()
             self.poses.clear()
+            if self._tf is not None:
+                self._tf.buffer.clear()  # rclpy's buffer keeps the old times and would refuse the new ones
             if self._last_publish_ns is not None:
                 # The latched grid still holds what was forgotten: the timer's next tick replaces it,
                 # even when the jump was noticed by a frame that is then refused.

@@ -180,12 +180,15 @@ def _start_node(options: DemoOptions, bag: Path, environment: dict[str, str], lo
 
 
 def _odometry_topic(options: DemoOptions, bag: Path) -> str | None:
-    """The bag's odometry topic, when it has one: the node then anchors its costmap in odom."""
+    """The bag's odometry topic when it has one and a true map in odom to score against: the node then
+    anchors its costmap in odom. Otherwise its grid stays vehicle-centric, like the truth grids it is
+    scored against."""
     reader = open_bag(bag)
     try:
-        return options.odometry_topic if any(c.topic == options.odometry_topic for c in reader.connections) else None
+        topics = {c.topic for c in reader.connections}
     finally:
         reader.close()
+    return options.odometry_topic if {options.odometry_topic, MAP_TOPIC} <= topics else None
 
 
 def _image_size(bag: Path, topic: str) -> tuple[int, int]:

@@ -240,6 +240,11 @@ class Replayer:
         options, result = session.options, session.result
         start_wall = time.monotonic()
         first_stamp = None
+        if options.hz and options.odometry_topic:
+            self.node.get_logger().warning(
+                f"--hz replaces the recorded timing: {options.odometry_topic} is not replayed, and a node anchored "
+                "to it keeps its frames out of the costmap"
+            )
         for connection, _, raw in messages:
             if connection.topic == options.label_topic:
                 if result.matrix is not None:  # labels are only decoded to be scored

@@ -107,8 +107,9 @@ def truth_map(config: DriveConfig, margin: float = 40.0) -> tuple[np.ndarray, Gr
     renderer = Renderer(config.camera(), config.mount, seed=config.seed, noise=0.0)
     scene = generate_scene(config.seed, config.length, config.speed)
     static = renderer.ground_truth_grid(scene.static(), 0.0, grid)
-    bare = renderer.ground_truth_grid(scene.movers(0.0).static(), 0.0, grid)  # the ground alone
+    movers = scene.movers()
+    bare = renderer.ground_truth_grid(movers.static(), 0.0, grid)  # the ground alone
     swept = np.zeros(static.shape, bool)
     for index in range(config.frames):
-        swept |= renderer.ground_truth_grid(scene.movers(index / config.fps), 0.0, grid) != bare
+        swept |= renderer.ground_truth_grid(movers.at(index / config.fps), 0.0, grid) != bare
     return np.where(swept, IGNORE_INDEX, static).astype(np.uint8), grid

@@ -88,7 +88,7 @@ class Primitives:
         """These objects ``t`` seconds into the drive: the ones that move, moved (the arrays are shared otherwise)."""
         geometry, classes, colors = self.arrays()
         moving = [index for index, motion in enumerate(self.motions) if motion != STILL]
-        if not moving or t == 0.0:
+        if not moving:
             return self
         geometry = geometry.copy()
         x_columns, y_columns = _XY_COLUMNS[geometry.shape[1]]
@@ -96,7 +96,7 @@ class Primitives:
             dx, dy = self.motions[index].shift(t)
             geometry[index, list(x_columns)] += dx
             geometry[index, list(y_columns)] += dy
-        moved = Primitives(self.geometry, self.classes, self.colors, self.motions)
+        moved = Primitives(list(self.geometry), list(self.classes), list(self.colors), list(self.motions))
         moved._arrays = (geometry, classes, colors)
         return moved
 
@@ -160,10 +160,10 @@ class Scene:
         """The scene without anything that moves during the drive."""
         return replace(self, boxes=self.boxes.subset(moving=False), cylinders=self.cylinders.subset(moving=False))
 
-    def movers(self, t: float) -> Scene:
-        """Only what moves, where it is ``t`` seconds into the drive (its footprints sweep the street)."""
-        return replace(self, boxes=self.boxes.subset(moving=True).at(t),
-                       cylinders=self.cylinders.subset(moving=True).at(t), spheres=Primitives())
+    def movers(self) -> Scene:
+        """Only what moves (``at(t)`` places it; its footprints sweep the street)."""
+        return replace(self, boxes=self.boxes.subset(moving=True), cylinders=self.cylinders.subset(moving=True),
+                       spheres=Primitives())
 
 
 def generate_scene(seed: int, length: float, ego_speed: float = 8.0) -> Scene:
@@ -265,10 +265,11 @@ def _traffic(scene: Scene, span: tuple[float, float], duration: float, ego_speed
         x += _vehicle(scene, kind, x, LANE_CENTRE + rng.uniform(-0.3, 0.3), Motion(-oncoming, 0.0), rng, color)
         x += rng.uniform(8, 30)
     x = rng.uniform(12.0, 25.0)  # ahead of the camera at the start, and faster than the ego vehicle
+    ahead = Motion(ego_speed * rng.uniform(1.05, 1.3), 0.0)  # one speed for the lane: they keep their gap
     for kind in ("motorcycle" if rng.random() < 0.5 else "car", rng.choice(["car", "truck", "bus"])):
         if x > span[1]:
             break
-        x += _vehicle(scene, kind, x, -LANE_CENTRE, Motion(ego_speed * rng.uniform(1.05, 1.3), 0.0), rng, color)
+        x += _vehicle(scene, kind, x, -LANE_CENTRE, ahead, rng, color)
         x += rng.uniform(15, 40)
     x = span[0] + rng.uniform(5, 20)
     while x < span[1]:
