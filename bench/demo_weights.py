@@ -3,7 +3,7 @@
 Renders the held-out drives, evaluates them with the Segmenter, prints the per-class table and,
 with --write-record, stores the figures beside the weights (the JSON the tests check against):
 
-    .venv/bin/python bench/demo_weights.py [--weights demo] [--write-record]
+    .venv/bin/python bench/demo_weights.py [--weights demo] [--write-record [--steps N --recipe TEXT]]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import DEMO_WEIGHTS
-from denseaspp_ros.synth.holdout import HELD_OUT, held_out_evaluation
+from denseaspp_ros.synth.holdout import HELD_OUT, TRAIN_SEEDS, VALIDATION_SEEDS, held_out_evaluation
 
 
 def main() -> None:
@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--write-record", action="store_true", help="store the figures in the weights' JSON record")
     parser.add_argument("--demo-miou", type=float, help="live-demo mIoU measured with `denseaspp demo` (recorded)")
     parser.add_argument("--demo-free-iou", type=float, help="live-demo costmap free-cell IoU (recorded)")
+    parser.add_argument("--steps", type=int, help="optimiser steps the weights were trained for, over all stages (recorded)")
+    parser.add_argument("--recipe", help="how they were trained: the README's stages, or a script (recorded)")
     args = parser.parse_args()
     result = held_out_evaluation(args.weights)
     iou = result.matrix.iou()
@@ -42,6 +44,11 @@ def main() -> None:
             "pixel_accuracy": result.matrix.pixel_accuracy(),
             "per_class": {n: (None if np.isnan(v) else float(v)) for n, v in zip(CITYSCAPES.class_names, iou)},
         })
+        if args.steps is not None or args.recipe is not None:
+            record["training"] = {
+                "steps": args.steps, "recipe": args.recipe,
+                "train_seeds": [TRAIN_SEEDS.start, TRAIN_SEEDS.stop - 1], "validation_seeds": list(VALIDATION_SEEDS),
+            }
         if args.demo_miou is not None:
             record["demo_thresholds"] = {"miou": args.demo_miou, "costmap_free_iou": args.demo_free_iou}
         path.write_text(json.dumps(record, indent=2) + "\n")
