@@ -81,7 +81,7 @@ WEIGHTS: dict[str, Weights] = {
         Weights(
             "demo", "MobileNetDenseASPP", "cityscapes", "synthetic_street_mobilenet_denseaspp.safetensors", packaged=True,
             description="MobileNetDenseASPP trained on the synthetic street world (float16, 5.1 MB)",
-            metrics={"miou_held_out_synthetic": 0.446},
+            metrics={"miou_held_out_synthetic": 0.631},
         ),
     )
 }
