@@ -346,6 +346,10 @@ def test_default_table_follows_the_documented_rules():
         assert TABLE.cost_of(lethal) == 100, lethal
     for ignored in ("sky", "traffic light", "traffic sign"):
         assert TABLE.cost_of(ignored) is None, ignored
+    # The same costs by trainId, for a ground-truth class grid: ignored classes and 255 are unknown (-1).
+    names = CITYSCAPES.class_names
+    expected = [-1 if TABLE.cost_of(name) is None else TABLE.cost_of(name) for name in names]
+    assert TABLE.class_cost[: len(names)].tolist() == expected and TABLE.class_cost[IGNORE_INDEX] == -1
 
 
 def test_config_costmap_yaml_is_the_built_in_table():

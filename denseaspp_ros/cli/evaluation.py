@@ -70,9 +70,10 @@ def run_eval(args: argparse.Namespace) -> int:
     result_bag = BagWriter(args.write_bag) if args.write_bag else None  # refuses an existing bag now, not after the work
     stats = MatchStats()
     samples, total, unread_shard = _samples(args, labels, shard, stats)
+    camera = read_camera(args.camera) if args.camera else None  # (model, mounting)
+    costmap = camera_costmap(*camera, labels) if camera else None
+    map_scorer = _map_scorer(args, labels, shard, camera)  # its inputs are checked before the model is built
     segmenter = engine_options._build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
-    costmap = camera_costmap(*read_camera(args.camera), labels) if args.camera else None
-    map_scorer = _map_scorer(args, labels, shard)
     with ExitStack() as stack:
         bag = stack.enter_context(result_bag) if result_bag is not None else None
         writer = PredictionWriter(labels, bag, args.save_predictions, costmap, cityscapes_names=args.cityscapes is not None)
@@ -116,16 +117,15 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0 if result.complete else 1
 
 
-def _map_scorer(args: argparse.Namespace, labels: LabelSet, shard: Shard) -> DriveMapScorer | None:
+def _map_scorer(args: argparse.Namespace, labels: LabelSet, shard: Shard, camera: tuple | None) -> DriveMapScorer | None:
     """With --odometry-topic and --map-topic: the costmap of the evaluated frames against the bag's true map."""
     from ..bags import class_map, read_poses, read_topic
     from ..costmap import CostmapSettings, load_cost_table
     from ..eval.map_accuracy import DriveMapScorer
-    from ..synth.outputs import read_camera
 
     if args.odometry_topic is None and args.map_topic is None:
         return None
-    if args.bag is None or args.odometry_topic is None or args.map_topic is None or args.camera is None:
+    if args.bag is None or args.odometry_topic is None or args.map_topic is None or camera is None:
         raise DenseASPPError("map accuracy needs --bag with --odometry-topic, --map-topic and --camera (camera.yaml)")
     if shard.count != 1:
         raise DenseASPPError("map accuracy follows the whole drive: it cannot be sharded (--shard 0/1)")
@@ -133,9 +133,8 @@ def _map_scorer(args: argparse.Namespace, labels: LabelSet, shard: Shard) -> Dri
     if not maps:
         raise DenseASPPError(f"{args.map_topic} in {args.bag} holds no map")
     truth, truth_grid = class_map(maps[-1][1])
-    camera, mount = read_camera(args.camera)
     return DriveMapScorer(
-        load_cost_table(None, labels), CostmapSettings(), camera, mount, read_poses(args.bag, args.odometry_topic),
+        load_cost_table(None, labels), CostmapSettings(), *camera, read_poses(args.bag, args.odometry_topic),
         truth, truth_grid,
     )
 

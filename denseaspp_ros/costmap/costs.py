@@ -47,6 +47,7 @@ class CostTable:
     key_cost: np.ndarray = field(init=False, repr=False)  # key -> cost (int8), -1 for 0
     key_class: np.ndarray = field(init=False, repr=False)  # key -> trainId, 255 for 0
     key_is_contact: np.ndarray = field(init=False, repr=False)  # key -> is an obstacle's key (bool)
+    class_cost: np.ndarray = field(init=False, repr=False)  # trainId -> cost (int16), -1 ignored or unknown (255)
     num_keys: int = field(init=False)  # keys in use, 0 (no vote) included: a key histogram's width
 
     def __post_init__(self) -> None:
@@ -61,6 +62,7 @@ class CostTable:
         key_cost = np.full(256, UNKNOWN, np.int8)
         key_class = np.full(256, IGNORE_INDEX, np.uint8)
         key_is_contact = np.zeros(256, bool)
+        class_cost = np.full(256, UNKNOWN, np.int16)  # what a ground-truth class grid costs, cell by cell
         object.__setattr__(self, "num_keys", len(ranked) + 1)
         for rank, train_id in enumerate(ranked, start=1):
             entry = self.classes[train_id]
@@ -68,12 +70,14 @@ class CostTable:
             key_cost[rank] = entry.cost
             key_class[rank] = train_id
             key_is_contact[rank] = entry.obstacle
+            class_cost[train_id] = entry.cost
         for name, table in (
             ("ground_key", ground_key),
             ("contact_key", contact_key),
             ("key_cost", key_cost),
             ("key_class", key_class),
             ("key_is_contact", key_is_contact),
+            ("class_cost", class_cost),
         ):
             table.setflags(write=False)
             object.__setattr__(self, name, table)

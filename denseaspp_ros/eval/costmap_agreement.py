@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..costmap.costs import LETHAL, UNKNOWN, CostTable
+from ..costmap.costs import LETHAL, CostTable
 from ..costmap.render import class_image, cost_image
 from .report import pyplot, save_figure
 
@@ -24,10 +24,6 @@ class CostmapAgreement:
 
     def __init__(self, table: CostTable) -> None:
         self.table = table
-        self.class_cost = np.full(256, UNKNOWN, np.int16)
-        for train_id, entry in enumerate(table.classes):
-            if entry.cost is not None:
-                self.class_cost[train_id] = entry.cost
         self.intersection = dict.fromkeys(_SCORED, 0)
         self.union = dict.fromkeys(_SCORED, 0)
         self.frames = self.known_cells = self.total_cells = 0
@@ -36,7 +32,7 @@ class CostmapAgreement:
     def update(self, costs: np.ndarray, classes: np.ndarray) -> None:
         """``costs``: a costmap (0..100, -1 unknown); ``classes``: the trainIds of the same cells (255 unknown)."""
         costs = costs.astype(np.int16)
-        expected = self.class_cost[classes]
+        expected = self.table.class_cost[classes]
         known = (costs >= 0) & (expected >= 0)
         for name, value in _SCORED.items():
             predicted, truth = (costs == value) & known, (expected == value) & known

@@ -70,7 +70,7 @@ def score_map(costs: np.ndarray, table: CostTable, truth: np.ndarray) -> MapAccu
     costs = costs.astype(np.int16)
     agreement.update(costs, truth)
     summary = agreement.summary()
-    expected = agreement.class_cost[truth]
+    expected = table.class_cost[truth]
     true_obstacle = expected == LETHAL
     lethal = costs == LETHAL
     seen_ground = (costs >= 0) & (costs < LETHAL)
@@ -97,6 +97,10 @@ class DriveMap:
     def truth_window(self, window: GridSpec) -> np.ndarray:
         """The true classes under ``window``."""
         return truth_window(self.truth, self.truth_grid, window)
+
+    def truth_costs(self, window: GridSpec) -> np.ndarray:
+        """The true classes under ``window`` as costs (0..100, -1 unknown): what the grid should say."""
+        return self.table.class_cost[self.truth_window(window)]
 
     def add(self, costs: np.ndarray, window: GridSpec) -> MapAccuracy:
         """Score one published grid (``costs`` over ``window``, same resolution, axis-aligned) and keep it."""
@@ -143,7 +147,7 @@ class DriveMap:
             return False
         rows = slice(seen_rows.min(), seen_rows.max() + 1)
         columns = slice(seen_columns.min(), seen_columns.max() + 1)
-        expected = CostmapAgreement(self.table).class_cost[self.truth[rows, columns]]
+        expected = self.table.class_cost[self.truth[rows, columns]]
         plt = pyplot()
         aspect = (rows.stop - rows.start) / (columns.stop - columns.start)
         figure, axes = plt.subplots(2, 1, figsize=(14, 2 * 12 * aspect + 1.6))

@@ -33,7 +33,7 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from ..bags import BagWriter, class_map, grid_classes, grid_spec, open_bag
+from ..bags import BagWriter, class_map, grid_spec, open_bag
 from ..costmap import load_cost_table
 from ..errors import DenseASPPError
 from ..costmap.render import cost_image
@@ -129,9 +129,10 @@ def run_demo(options: DemoOptions, say=print) -> dict:
         "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
     )})
     with (output / "node.log").open("wb") as log:
-        process = _start_node(options, bag, environment, log, say)
+        odometry = _odometry_topic(options, bag)
+        process = _start_node(options, bag, odometry, environment, log, say)
         try:
-            result, pacing = _replay(options, bag, process, say)
+            result, pacing = _replay(options, bag, odometry, process, say)
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -158,7 +159,9 @@ def _input_bag(options: DemoOptions, say) -> Path:
     return bag
 
 
-def _start_node(options: DemoOptions, bag: Path, environment: dict[str, str], log, say) -> subprocess.Popen:
+def _start_node(
+    options: DemoOptions, bag: Path, odometry: str | None, environment: dict[str, str], log, say
+) -> subprocess.Popen:
     """segmentation_node as seg.launch.py starts it: the package's params.yaml, the weights on the
     command line, and the input size of the bag's images, so an exported engine is built (or taken
     from the cache) while the node configures rather than while the drive plays."""
@@ -168,8 +171,8 @@ def _start_node(options: DemoOptions, bag: Path, environment: dict[str, str], lo
         "model.name": options.model, "model.weights": options.weights, "model.backend": options.backend,
         "model.precision": options.precision, "model.input_height": height, "model.input_width": width,
     }
-    if _odometry_topic(options, bag):
-        settings["costmap.odometry_topic"] = options.odometry_topic
+    if odometry:
+        settings["costmap.odometry_topic"] = odometry
     command = [
         sys.executable, "-m", "denseaspp_ros.ros.node", "--ros-args", "--params-file", str(params),
         *(argument for name, value in settings.items() for argument in ("-p", f"{name}:={value}")), "-r", f"__node:={NODE}",
@@ -217,14 +220,16 @@ class Pacing:
         return None if self.recorded_hz is None else self.rate * self.recorded_hz
 
 
-def _replay(options: DemoOptions, bag: Path, process: subprocess.Popen, say) -> tuple[ReplayResult, Pacing]:
+def _replay(
+    options: DemoOptions, bag: Path, odometry: str | None, process: subprocess.Popen, say
+) -> tuple[ReplayResult, Pacing]:
     """Wait for the node to subscribe (ten minutes at most, while it lives); without --rate measure
     what it sustains and slow the drive to fit; then replay the bag into it, recording its costmaps."""
     replayer = Replayer(CITYSCAPES)
     try:
         replay_options = ReplayOptions(
             bag=bag, image_topic=options.image_topic, label_topic=options.label_topic, node=NODE, rate=1.0,
-            odometry_topic=_odometry_topic(options, bag), record=[(COSTMAP_TOPIC, OccupancyGrid)],
+            odometry_topic=odometry, record=[(COSTMAP_TOPIC, OccupancyGrid)],
         )
         deadline = time.monotonic() + _CONFIGURE_WAIT_S
         while process.poll() is None and time.monotonic() < deadline:
@@ -373,7 +378,7 @@ def _costmap_agreement(
     for grid in grids:
         truth = truths.get(to_original.get(stamp_ns(grid.header)))
         if truth is not None:
-            agreement.update(_cells(grid), grid_classes(truth.data).reshape(truth.info.height, truth.info.width))
+            agreement.update(_cells(grid), class_map(truth)[0])
     agreement.plot_last(output / "costmap.png", "node's ~/costmap (grey: unknown)")
     window = None if agreement.last is None else (agreement.last[0], agreement.last[1])
     return agreement.summary(), window
@@ -393,9 +398,8 @@ def _map_accuracy(
     _write_window_gif(drive_map, grids, output / "costmap_window.gif")
     summary = drive_map.summary()
     middle = grids[len(grids) // 2]
-    expected = CostmapAgreement(table).class_cost[drive_map.truth_window(grid_spec(middle))]
     scores = {**summary["mean"], "frames": summary["frames"], "final": summary["final"], "accumulated": summary["accumulated"]}
-    return scores, (_cells(middle), expected)
+    return scores, (_cells(middle), drive_map.truth_costs(grid_spec(middle)))
 
 
 def _cells(grid: OccupancyGrid) -> np.ndarray:
@@ -406,11 +410,10 @@ def _write_window_gif(drive_map: DriveMap, grids: list[OccupancyGrid], path: Pat
     """The published rolling window (forward up) beside the true map under it, grid after grid."""
     from PIL import Image as Picture
 
-    expected = CostmapAgreement(drive_map.table).class_cost
     frames = []
     for grid in grids[-limit:]:
-        truth = drive_map.truth_window(grid_spec(grid))
-        frames.append(Picture.fromarray(np.concatenate([cost_image(_cells(grid)), cost_image(expected[truth])], axis=1)))
+        truth = drive_map.truth_costs(grid_spec(grid))
+        frames.append(Picture.fromarray(np.concatenate([cost_image(_cells(grid)), cost_image(truth)], axis=1)))
     if frames:
         frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0, optimize=True)
 

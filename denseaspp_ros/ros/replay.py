@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from nav_msgs.msg import Odometry
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from nav_msgs.msg import Odometry
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from ..bags import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, BagError, open_bag
+from ..bags import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, ODOMETRY, BagError, open_bag
 from ..eval.metrics import ConfusionMatrix
 from ..eval.timing import LatencySummary
 from ..image_messages import class_mask_to_array
@@ -36,7 +36,7 @@ from .names import SEGMENTATION_NODE, camera_output_topic, of_node
 
 _RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-_TYPES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage, CAMERA_INFO: CameraInfo, "nav_msgs/msg/Odometry": Odometry}
+_TYPES = {IMAGE: Image, COMPRESSED_IMAGE: CompressedImage, CAMERA_INFO: CameraInfo, ODOMETRY: Odometry}
 MAX_DROPPED = 0.05  # ros2_benchmark's bound on the dropped fraction of a sustained rate
 
 
@@ -190,11 +190,7 @@ class Replayer:
             connections = {c.topic: c for c in reader.connections}
             session = _Session(self.node, options, _image_type(options, connections), self.label_set)
             try:
-                if not self.spin_for(options.wait, lambda: session.publisher.get_subscription_count() > 0):
-                    raise BagError(
-                        f"nothing subscribes to {session.target} after {options.wait:g} s: is the node running (and active)?"
-                    )
-                self.spin_for(1.0)  # let the node's outputs match our subscriptions too
+                self._await_node(session)
                 topics = (options.image_topic, options.label_topic, options.camera_info_topic, options.odometry_topic)
                 wanted = [connections[t] for t in topics if t]
                 self._send(reader.messages(connections=wanted), reader.deserialize, session, progress)
@@ -204,6 +200,13 @@ class Replayer:
         finally:
             reader.close()
         return session.result
+
+    def _await_node(self, session: _Session) -> None:
+        """Wait until the node subscribes to the session's images, then a moment for its outputs to match ours."""
+        wait = session.options.wait
+        if not self.spin_for(wait, lambda: session.publisher.get_subscription_count() > 0):
+            raise BagError(f"nothing subscribes to {session.target} after {wait:g} s: is the node running (and active)?")
+        self.spin_for(1.0)
 
     def pace(self, options: ReplayOptions, frames: int = 6) -> float | None:
         """Seconds the node takes per frame: the bag's first ``frames`` images sent one at a time,
@@ -216,9 +219,7 @@ class Replayer:
             session = _Session(self.node, probe, _image_type(probe, connections), None)
             seconds: list[float] = []
             try:
-                if not self.spin_for(options.wait, lambda: session.publisher.get_subscription_count() > 0):
-                    raise BagError(f"nothing subscribes to {session.target} after {options.wait:g} s: is the node running?")
-                self.spin_for(1.0)
+                self._await_node(session)
                 images = reader.messages(connections=[connections[options.image_topic]])
                 for _, (connection, _, raw) in zip(range(frames), images):
                     message = deserialize_message(raw, _TYPES[connection.msgtype])
@@ -258,12 +259,13 @@ class Replayer:
                 break
             stamp = stamp_ns(message.header)
             first_stamp = stamp if first_stamp is None else first_stamp
+            recorded_due = start_wall + (stamp - first_stamp) / 1e9 / options.rate
             if connection.topic == options.odometry_topic:
                 if not options.hz:  # at a fixed frequency the recorded timing is gone, and poses with it
-                    self.spin_for(max(start_wall + (stamp - first_stamp) / 1e9 / options.rate - time.monotonic(), 0.0))
+                    self.spin_for(max(recorded_due - time.monotonic(), 0.0))
                     session.publish_odometry(message, stamp)
                 continue
-            due = start_wall + (result.sent / options.hz if options.hz else (stamp - first_stamp) / 1e9 / options.rate)
+            due = start_wall + result.sent / options.hz if options.hz else recorded_due
             self.spin_for(max(due - time.monotonic(), 0.0))
             session.publish(message, stamp)
             if progress is not None:

@@ -23,18 +23,18 @@ TRAIN_SEEDS = range(0, 120)
 VALIDATION_SEEDS = range(1000, 1005)
 
 
-def render_drives(root: Path, split: str, seeds, frames: int, fps: float = 2.0) -> None:
+def render_drives(
+    root: Path, split: str, seeds, frames: int, fps: float = 2.0, size: tuple[int, int] = (256, 512)
+) -> None:
     """The drives of ``seeds`` into ``root`` (Cityscapes layout), one city per seed."""
     for seed in seeds:
-        write_drive(DriveConfig(frames=frames, seed=seed, fps=fps), root, split, progress=False)
+        write_drive(DriveConfig(frames=frames, seed=seed, fps=fps, size=size), root, split, progress=False)
 
 
 def held_out_evaluation(weights: str | Path, model: str = "MobileNetDenseASPP", device: str = "cpu") -> EvalResult:
     """``weights`` scored on the held-out drives at 256x512 (the Cityscapes convention)."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        for seed in HELD_OUT["seeds"]:
-            config = DriveConfig(frames=HELD_OUT["frames"], seed=seed, fps=HELD_OUT["fps"], size=tuple(HELD_OUT["size"]))
-            write_drive(config, root, "val", progress=False)
+        render_drives(root, "val", HELD_OUT["seeds"], HELD_OUT["frames"], HELD_OUT["fps"], tuple(HELD_OUT["size"]))
         segmenter = Segmenter(build_model(model, CITYSCAPES.num_classes, weights), device=device)
         return evaluate(cityscapes_samples(root, "val", CITYSCAPES), segmenter, CITYSCAPES)
