@@ -92,10 +92,11 @@ def test_an_export_that_does_not_reproduce_the_network_is_refused_and_not_left(t
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
 
-def test_denseaspp161_exports_within_the_logit_tolerance(tmp_path):
-    model = build_model("DenseASPP161", 19).eval()
-    identity = EngineIdentity.of(model, "DenseASPP161", RELEASE_NORMALIZATION)
-    check = export_verified(model, identity, tmp_path / "161.onnx", (64, 64), frames=1)
+@pytest.mark.parametrize("name", ["DenseASPP161", "MobileNetDenseASPPDecoder"])
+def test_the_largest_network_and_the_decoder_export_within_the_logit_tolerance(tmp_path, name):
+    model = build_model(name, 19).eval()
+    identity = EngineIdentity.of(model, name, RELEASE_NORMALIZATION)
+    check = export_verified(model, identity, tmp_path / f"{name}.onnx", (64, 64), frames=1)
     assert check.max_logit_error <= 1e-3 and check.argmax_agreement >= 0.999
 
 

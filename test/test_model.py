@@ -8,7 +8,7 @@ import torch
 from original_reference import original_forward, padded_original_forward, randomize_
 
 from denseaspp_ros.errors import DenseASPPError
-from denseaspp_ros.model import MODEL_NAMES, build_model, to_original_state_dict
+from denseaspp_ros.model import MODEL_NAMES, PUBLISHED_MODEL_NAMES, build_model, identify_variant, to_original_state_dict
 
 DATA = Path(__file__).parent / "data"
 
@@ -48,7 +48,27 @@ def _max_relative_difference(actual: torch.Tensor, expected: torch.Tensor) -> fl
 
 
 def test_every_published_variant_is_offered():
-    assert set(MODEL_NAMES) == set(PARAMETER_COUNTS)
+    assert set(PUBLISHED_MODEL_NAMES) == set(PARAMETER_COUNTS)
+    assert set(MODEL_NAMES) - set(PUBLISHED_MODEL_NAMES) == {DECODER}
+
+
+DECODER = "MobileNetDenseASPPDecoder"
+
+
+def test_the_decoder_variant_is_its_base_network_plus_a_decoder_that_classifies_at_stride_2():
+    base, model = build_model("MobileNetDenseASPP"), build_model(DECODER)
+    base_shapes = {k: v.shape for k, v in base.state_dict().items() if not k.startswith("classification.")}
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert all(shapes[k] == shape for k, shape in base_shapes.items())  # a base checkpoint fills all of it but the head
+    assert {k.split(".")[0] for k in shapes.keys() - base_shapes.keys()} == {"decoder", "classification"}
+    assert identify_variant(model.state_dict()) == (DECODER, 19) and identify_variant(base.state_dict()) == ("MobileNetDenseASPP", 19)
+    seen = []
+    model.classification.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    with torch.no_grad():
+        logits = model(_images(1, 3, 61, 97, seed=3))
+    assert logits.shape == (1, 19, 61, 97)
+    assert seen == [(1, 19, 32, 52)]  # the padded 64x104 input at stride 2, not 8x13 at stride 8
+    assert torch.isfinite(logits).all()
 
 
 def test_parameter_count(variant):

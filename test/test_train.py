@@ -145,6 +145,20 @@ def test_fine_tuning_to_another_class_count_keeps_all_but_the_classifier(tmp_pat
         initialise(build_model("DenseASPP121", 19), checkpoint=tmp_path / "cityscapes.pt")
 
 
+def test_the_decoder_variant_fine_tunes_from_its_base_networks_checkpoint(tmp_path):
+    source = build_model("MobileNetDenseASPP", 19)
+    save_checkpoint(source, tmp_path / "base.pt")
+    target = build_model("MobileNetDenseASPPDecoder", 19)
+    report = initialise(target, checkpoint=tmp_path / "base.pt")
+    assert {name.split(".")[0] for name in report.fresh} == {"decoder", "classification"}
+    assert report.skipped == ["classification.1.weight", "classification.1.bias"]  # 640 inputs there, 32 here
+    assert "starting fresh: classification.1, decoder." in report.summary()
+    torch.testing.assert_close(target.state_dict()["ASPP_24.conv2.weight"], source.state_dict()["ASPP_24.conv2.weight"])
+    save_checkpoint(target, tmp_path / "decoder.pt")
+    with pytest.raises(CheckpointError, match="MobileNetDenseASPPDecoder checkpoint, not MobileNetDenseASPP"):
+        initialise(build_model("MobileNetDenseASPP", 19), checkpoint=tmp_path / "decoder.pt")
+
+
 def torchvision_mobilenet_v2_state() -> dict[str, torch.Tensor]:
     """torchvision's MobileNetV2 state-dict layout, written from its published architecture."""
     generator = torch.Generator().manual_seed(0)

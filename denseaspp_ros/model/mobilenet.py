@@ -20,6 +20,9 @@ INVERTED_RESIDUAL_SETTING = (
     (6, 320, 1, 1, 2),
 )
 STEM_CHANNELS = 32
+# Layers whose outputs a decoder takes as skips, coarse to fine: the 24 channels at stride 4
+# (end of the second group) and the 16 at stride 2 (the first group).
+SKIP_LAYERS = (3, 1)
 
 
 class InvertedResidual(nn.Module):
@@ -65,6 +68,20 @@ class DilatedMobileNetV2(nn.Module):
                 channels = out_channels
         self.features = nn.Sequential(*layers)
         self.out_channels = channels
+        self.skip_channels = tuple(_out_channels(layers[index]) for index in SKIP_LAYERS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def forward_with_skips(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The stride-8 features and the ``SKIP_LAYERS`` outputs (coarse to fine) a decoder refines them with."""
+        skips: dict[int, torch.Tensor] = {}
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in SKIP_LAYERS:
+                skips[index] = x
+        return x, [skips[index] for index in SKIP_LAYERS]
+
+
+def _out_channels(layer: nn.Module) -> int:
+    return [m for m in layer.modules() if isinstance(m, nn.BatchNorm2d)][-1].num_features

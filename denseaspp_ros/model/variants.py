@@ -25,12 +25,22 @@ from .mobilenet import DilatedMobileNetV2
 
 @dataclass(frozen=True)
 class Variant:
-    """One network of the release: its backbone and the widths of the ASPP blocks."""
+    """One network: its backbone, the widths of the ASPP blocks and of the decoder, if it has one.
+
+    The release published the variants without a decoder; ``extends`` names the variant whose
+    checkpoints initialise this one's backbone and ASPP when fine-tuning.
+    """
 
     name: str
     make_backbone: Callable[[], nn.Module]
     d_feature0: int
     d_feature1: int
+    decoder_widths: tuple[int, ...] | None = None
+    extends: str | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.decoder_widths is None
 
 
 def _densenet(growth_rate: int, num_init_features: int, block_config: tuple[int, int, int, int]) -> Callable[[], nn.Module]:
@@ -45,9 +55,11 @@ VARIANTS: dict[str, Variant] = {
         Variant("DenseASPP169", _densenet(32, 64, (6, 12, 32, 32)), 336, 168),
         Variant("DenseASPP201", _densenet(32, 64, (6, 12, 48, 32)), 480, 240),
         Variant("MobileNetDenseASPP", DilatedMobileNetV2, 128, 64),
+        Variant("MobileNetDenseASPPDecoder", DilatedMobileNetV2, 128, 64, (64, 48, 32), extends="MobileNetDenseASPP"),
     )
 }
 MODEL_NAMES = tuple(VARIANTS)
+PUBLISHED_MODEL_NAMES = tuple(name for name, variant in VARIANTS.items() if variant.published)
 
 
 def get_variant(name: str) -> Variant:
@@ -107,7 +119,10 @@ def _network(name: str, num_classes: int) -> DenseASPP:
     if not 1 <= num_classes <= 255:
         raise DenseASPPError(f"num_classes must be in 1..255 (uint8 masks), got {num_classes}")
     backbone = variant.make_backbone()
-    model = DenseASPP(backbone, backbone.out_channels, num_classes, variant.d_feature0, variant.d_feature1)
+    model = DenseASPP(
+        backbone, backbone.out_channels, num_classes, variant.d_feature0, variant.d_feature1,
+        decoder_widths=variant.decoder_widths,
+    )
     model.variant_name = name
     return model
 

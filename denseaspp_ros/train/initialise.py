@@ -1,7 +1,8 @@
 """Where training starts: random weights, a DenseASPP checkpoint (fine-tuning), or ImageNet backbones.
 
 Every tensor that is not taken from the file is named in the report, so a user sees exactly what
-starts fresh (the classifier after a class-count change; transition4 and the narrower norm5,
+starts fresh (the classifier after a class-count change; the decoder of a variant that extends
+a published one; transition4 and the narrower norm5,
 which the original network added to torchvision's DenseNet; MobileNetV2's extra expansion conv).
 """
 
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..model import identify_variant, read_checkpoint
+from ..model import VARIANTS, identify_variant, read_checkpoint
 
 _CLASSIFIER = "classification.1."
 # torchvision MobileNetV2 -> this project's dilated MobileNetV2 (which always has the expansion conv).
@@ -56,7 +57,8 @@ class InitReport:
 
 
 def initialise(model: nn.Module, checkpoint: str | Path | None = None, imagenet: str | Path | None = None) -> InitReport:
-    """Load ``checkpoint`` (a DenseASPP file of this variant, any class count) or ``imagenet``
+    """Load ``checkpoint`` (a DenseASPP file of this variant or of the one it extends, any class
+    count) or ``imagenet``
     (torchvision DenseNet/MobileNetV2 weights) into ``model``; with neither, keep its random init."""
     if checkpoint is not None and imagenet is not None:
         raise CheckpointError("start from a checkpoint or from ImageNet weights, not both")
@@ -74,11 +76,15 @@ def _from_checkpoint(model: nn.Module, path: Path) -> InitReport:
     if identified is None:
         raise CheckpointError(f"{path} is not a DenseASPP checkpoint of any known variant")
     name, classes = identified
-    if name != variant:
+    if name != variant and (variant not in VARIANTS or name != VARIANTS[variant].extends):
         raise CheckpointError(f"{path} is a {name} checkpoint, not {variant}: use --model {name}")
-    if classes != model.num_classes:
-        state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER)}  # re-initialised classifier
-    return _load_matching(model, state, f"{path} ({name}, {classes} classes)")
+    if classes == model.num_classes and name == variant:
+        return _load_matching(model, state, f"{path} ({name}, {classes} classes)")
+    # A new classifier, bias included: other classes, or other inputs (a decoder where the file has none).
+    classifier = [k for k in state if k.startswith(_CLASSIFIER)]
+    report = _load_matching(model, {k: v for k, v in state.items() if k not in classifier}, f"{path} ({name}, {classes} classes)")
+    report.skipped += classifier
+    return report
 
 
 def _from_imagenet(model: nn.Module, path: Path) -> InitReport:
