@@ -38,7 +38,7 @@ def main() -> None:
         path = DEMO_WEIGHTS.record_path
         record = DEMO_WEIGHTS.record()
         record.update({
-            "what": "MobileNetDenseASPP trained on the synthetic street world (Cityscapes classes); not Cityscapes weights",
+            "what": f"{DEMO_WEIGHTS.model} trained on the synthetic street world (Cityscapes classes); not Cityscapes weights",
             "held_out": HELD_OUT,
             "miou": result.matrix.miou(),
             "pixel_accuracy": result.matrix.pixel_accuracy(),

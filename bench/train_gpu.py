@@ -56,7 +56,7 @@ def main() -> None:
         render_in_parallel(data, "val", validation_seeds, 8 if not args.smoke else 2)
         print(f"rendered the drives in {time.monotonic() - started:.0f} s", flush=True)
         config = TrainConfig(
-            data=str(data), output=str(run), model="MobileNetDenseASPP", init_checkpoint=args.init,
+            data=str(data), output=str(run), model=DEMO_WEIGHTS.model, init_checkpoint=args.init,
             steps=4 if args.smoke else args.steps, batch_size=2 if args.smoke else args.batch_size,
             crop=(64, 64) if args.smoke else (256, 512), scale=(0.75, 1.5), lr=args.lr, hard_pixels=0.3,
             val_every=2 if args.smoke else 500, checkpoint_every=500, log_every=1 if args.smoke else 50,
@@ -66,14 +66,14 @@ def main() -> None:
         result = train(config)
         best = run / ("best.pt" if (run / "best.pt").is_file() else "last.pt")
         weights = args.output / "demo_weights.safetensors"
-        convert_checkpoint(best, weights, "MobileNetDenseASPP", CITYSCAPES.num_classes, half=True)
+        convert_checkpoint(best, weights, DEMO_WEIGHTS.model, CITYSCAPES.num_classes, half=True)
         for name in ("log.csv", "training.png"):
             if (run / name).is_file():
                 shutil.copy(run / name, args.output / name)
     evaluation = held_out_evaluation(weights, device="cpu" if args.smoke else "auto")
     iou = evaluation.matrix.iou()
     record = {
-        "what": "MobileNetDenseASPP trained on the synthetic street world (Cityscapes classes); not Cityscapes weights",
+        "what": f"{DEMO_WEIGHTS.model} trained on the synthetic street world (Cityscapes classes); not Cityscapes weights",
         "recipe": "bench/train_gpu.py" + (" --smoke" if args.smoke else ""),
         "steps": result["step"], "best_validation_miou": result["best_miou"],
         "data": {"train_seeds": [train_seeds.start, train_seeds.stop - 1], "validation_seeds": list(validation_seeds),

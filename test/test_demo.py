@@ -12,8 +12,7 @@ import json
 import pytest
 
 from denseaspp_ros import cli
-from denseaspp_ros.model import build_model
-from denseaspp_ros.model import DEMO_WEIGHTS
+from denseaspp_ros.model import DEMO_WEIGHTS, build_model
 from denseaspp_ros.synth.holdout import HELD_OUT, held_out_evaluation
 
 RECORD = DEMO_WEIGHTS.record()
@@ -29,7 +28,7 @@ def test_demo_weights_score_their_recorded_held_out_miou():
 def test_demo_weights_refuse_another_variant():
     from denseaspp_ros.errors import CheckpointError
 
-    with pytest.raises(CheckpointError, match="holds MobileNetDenseASPP weights, not DenseASPP121"):
+    with pytest.raises(CheckpointError, match=f"holds {DEMO_WEIGHTS.model} weights, not DenseASPP121"):
         build_model("DenseASPP121", 19, "demo")
 
 

@@ -256,7 +256,7 @@ def test_a_bag_with_odometry_and_a_true_map_scores_the_costmap_of_the_whole_driv
     write_drive(DriveConfig(frames=40, seed=7), tmp_path / "drive", "val", bag=tmp_path / "bag", progress=False)
     arguments = [
         "eval", "--bag", str(tmp_path / "bag"), "--image-topic", "/front/image_raw", "--label-topic", "/front/labels",
-        "--model", "MobileNetDenseASPP", "--weights", "demo", "--backend", "torch", "--device", "cpu",
+        "--model", "auto", "--weights", "demo", "--backend", "torch", "--device", "cpu",
         "--output", str(tmp_path / "report"),
     ]
     mapping = ["--odometry-topic", "/odom", "--map-topic", "/ground_truth/map"]

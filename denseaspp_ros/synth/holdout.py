@@ -14,7 +14,7 @@ from pathlib import Path
 from ..eval.evaluate import EvalResult, cityscapes_samples, evaluate
 from ..inference import Segmenter
 from ..labels import CITYSCAPES
-from ..model import build_model
+from ..model import AUTO_MODEL, build_model
 from .drive import DriveConfig
 from .outputs import write_drive
 
@@ -31,8 +31,9 @@ def render_drives(
         write_drive(DriveConfig(frames=frames, seed=seed, fps=fps, size=size), root, split, progress=False)
 
 
-def held_out_evaluation(weights: str | Path, model: str = "MobileNetDenseASPP", device: str = "cpu") -> EvalResult:
-    """``weights`` scored on the held-out drives at 256x512 (the Cityscapes convention)."""
+def held_out_evaluation(weights: str | Path, model: str = AUTO_MODEL, device: str = "cpu") -> EvalResult:
+    """``weights`` scored on the held-out drives at 256x512 (the Cityscapes convention); ``auto``
+    takes the network from the weights."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         render_drives(root, "val", HELD_OUT["seeds"], HELD_OUT["frames"], HELD_OUT["fps"], tuple(HELD_OUT["size"]))
