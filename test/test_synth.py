@@ -55,6 +55,26 @@ def test_a_box_appears_where_the_camera_model_says():
     assert frame.train_ids[top_row + 2, top_col] == CLASS["car"] and frame.train_ids[top_row - 2, top_col] != CLASS["car"]
 
 
+def test_a_fence_shows_boards_a_wall_does_not_and_a_traffic_light_shows_its_three_lenses():
+    """What tells these classes apart besides colour: otherwise a fence is a wall's box, and a light a dark box."""
+    scene = empty_street()
+    same_colour = (0.55, 0.55, 0.58)
+    scene.boxes.add((12.0, -LANE_CENTRE - 3.0, 0.0, 12.12, -LANE_CENTRE - 0.2, 1.5), "fence", same_colour)
+    scene.boxes.add((12.0, -LANE_CENTRE + 0.2, 0.0, 12.12, -LANE_CENTRE + 3.0, 1.5), "wall", same_colour)
+    scene.boxes.add((10.0, -LANE_CENTRE - 0.2, 2.5, 10.4, -LANE_CENTRE + 0.2, 3.5), "traffic light", (0.1, 0.1, 0.1))
+    frame = Renderer(CAMERA, MOUNT, noise=0.0).render(scene, 0.0)
+    row = pixel_of(Renderer(CAMERA, MOUNT), np.array([12.0, -LANE_CENTRE, 0.75]))[0]
+    fence = frame.rgb[row][frame.train_ids[row] == CLASS["fence"]].astype(float).mean(1)
+    wall = frame.rgb[row][frame.train_ids[row] == CLASS["wall"]].astype(float).mean(1)
+    assert len(fence) > 40 and len(wall) > 40
+    assert fence.min() < 0.6 * wall.min()  # the gaps between the boards
+    assert wall.min() > 0.75 * wall.max()  # plain: its texture varies by +-15%
+    light = frame.rgb[frame.train_ids == CLASS["traffic light"]].astype(int)
+    red, amber, green = (light[:, 0] > 200) & (light[:, 1] < 60), (light[:, 0] > 200) & (light[:, 1] > 130), light[:, 1] > 180
+    assert red.sum() > 5 and amber.sum() > 5 and green.sum() > 5
+    assert (light.max(1) < 60).mean() > 0.5  # a dark housing around them
+
+
 @pytest.mark.parametrize("distance", [5.0, 10.0, 25.0])
 def test_ground_pixels_carry_the_class_and_depth_of_where_they_land(distance):
     scene = empty_street()

@@ -121,8 +121,9 @@ class Renderer:
         lambert = np.clip(normal @ _LIGHT, 0, 1)
         texture = self._sample(surface[..., 0] * 3.0, surface[..., 1] * 3.0)
         shaded = base * ((_AMBIENT + (1 - _AMBIENT) * lambert) * (0.85 + 0.3 * texture))[..., None]
-        if class_id == CLASS["building"]:
-            shaded = shaded * _windows(surface)[..., None]
+        pattern = _PATTERNS.get(int(class_id))
+        if pattern is not None:
+            shaded = pattern(shaded, surface, normal, shape)
         color[v0:v1, u0:u1][nearer] = shaded[nearer]
 
     def _window(self, origin: np.ndarray, bounds: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -190,11 +191,40 @@ def _lane_markings(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return centre | edges
 
 
-def _windows(surface: np.ndarray) -> np.ndarray:
-    """Darker window panes in a grid on building facades (surface = horizontal, vertical coordinate)."""
+# What tells some classes apart besides their colour, painted on their surfaces (surface =
+# horizontal, vertical coordinate): a fence and a wall are otherwise the same box, and a traffic
+# light a dark box like many others.
+def _windows(shaded: np.ndarray, surface: np.ndarray, normal: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Darker window panes in a grid on building facades."""
     across = np.mod(surface[..., 0], 3.0) < 1.6
     up = (np.mod(surface[..., 1], 3.2) > 1.0) & (np.mod(surface[..., 1], 3.2) < 2.4)
-    return np.where(across & up, 0.45, 1.0).astype(np.float32)
+    return shaded * np.where(across & up, 0.45, 1.0).astype(np.float32)[..., None]
+
+
+def _boards(shaded: np.ndarray, surface: np.ndarray, normal: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Fences: vertical boards with dark gaps between them, where a wall's face is plain."""
+    gaps = np.mod(surface[..., 0], 0.2) < 0.07
+    return shaded * np.where(gaps, 0.4, 1.0).astype(np.float32)[..., None]
+
+
+_LAMP_COLORS = np.array([(0.95, 0.12, 0.10), (0.95, 0.65, 0.10), (0.10, 0.80, 0.30)], np.float32)  # top to bottom
+_LAMP_RADIUS = 0.12
+
+
+def _lamps(shaded: np.ndarray, surface: np.ndarray, normal: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Traffic lights: red, amber and green lenses down the middle of each side face."""
+    along_x = np.abs(normal[..., 0]) > 0.5  # the face looks along the road: its horizontal coordinate is y
+    centre = np.where(along_x, (box[1] + box[4]) / 2, (box[0] + box[3]) / 2)
+    side = np.abs(normal[..., 2]) < 0.5
+    shaded = shaded.copy()
+    for index, rgb in enumerate(_LAMP_COLORS):
+        height = box[5] - 0.2 - 0.3 * index
+        lens = side & ((surface[..., 0] - centre) ** 2 + (surface[..., 1] - height) ** 2 <= _LAMP_RADIUS**2)
+        shaded[lens] = rgb
+    return shaded
+
+
+_PATTERNS = {CLASS["building"]: _windows, CLASS["fence"]: _boards, CLASS["traffic light"]: _lamps}
 
 
 def _hit_box(origin: np.ndarray, rays: np.ndarray, box: np.ndarray):
