@@ -24,6 +24,7 @@ from denseaspp_ros.model import DEMO_WEIGHTS, build_model, save_checkpoint
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
 from denseaspp_ros.train import TrainConfig, Trainer, initialise, train
+from denseaspp_ros.train.augmentation import Augmentation
 from denseaspp_ros.train.trainer import hard_pixel_loss
 
 
@@ -282,6 +283,27 @@ def test_the_hard_pixel_loss_averages_the_hardest_labelled_pixels_only():
     # A third of the three labelled pixels: the one wrong pixel alone; the ignored pixel never counts.
     assert float(hard_pixel_loss(logits, labels, 0.34)) == pytest.approx(hard)
     assert float(hard_pixel_loss(logits, torch.full_like(labels, IGNORE_INDEX), 0.5)) == 0.0
+
+
+def test_class_uniform_crops_find_a_rare_class_as_often_as_the_road():
+    # A 4x4 traffic light in a corner of a 512x1024 road: a random 64x64 crop almost never holds it.
+    light = CITYSCAPES.class_names.index("traffic light")
+    label = np.zeros((512, 1024), np.uint8)
+    label[500:504, 1010:1014] = light
+    image = np.repeat(label[..., None], 3, axis=2)  # the image shows its label, to check they stay aligned
+
+    def share_with_the_light(class_uniform: float) -> float:
+        augment = Augmentation(crop=(64, 64), scale=(1.0, 1.0), flip=False, class_uniform=class_uniform)
+        hits = 0
+        for index in range(400):
+            crop, crop_label = augment(image, label, np.random.default_rng(index))
+            assert crop_label.shape == (64, 64) and np.array_equal(crop[..., 0], crop_label)
+            hits += bool((crop_label == light).any())
+        return hits / 400
+
+    assert share_with_the_light(0.0) < 0.02
+    assert 0.35 < share_with_the_light(1.0) < 0.65  # one class of the two, drawn uniformly
+    assert 0.1 < share_with_the_light(0.3) < 0.25
 
 
 def test_the_gpu_training_command_runs_every_stage_at_toy_sizes(tmp_path):

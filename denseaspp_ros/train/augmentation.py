@@ -20,11 +20,17 @@ _MEAN_COLOUR = tuple(round(255 * channel) for channel in MEAN_RGB)
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The original recipe: random scale, random crop (padded with ignore), horizontal flip."""
+    """The original recipe: random scale, random crop (padded with ignore), horizontal flip.
+
+    ``class_uniform`` is the fraction of crops placed on a class drawn uniformly from those in the
+    image (class-uniform sampling, Zhu et al., CVPR 2019): a traffic light, a few hundred pixels of
+    a frame, is then the centre of attention as often as the road.
+    """
 
     crop: tuple[int, int] = (512, 512)
     scale: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
+    class_uniform: float = 0.0
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         factor = rng.uniform(*self.scale)
@@ -38,13 +44,28 @@ class Augmentation:
             # Padded pixels are ignored in the loss; the mean colour keeps the image statistics unchanged.
             image = cv2.copyMakeBorder(image, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=_MEAN_COLOUR)
             label = cv2.copyMakeBorder(label, 0, pad_bottom, 0, pad_right, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
-        top = int(rng.integers(0, label.shape[0] - crop_height + 1))
-        left = int(rng.integers(0, label.shape[1] - crop_width + 1))
+        top, left = self._corner(label, rng)
         image = image[top : top + crop_height, left : left + crop_width]
         label = label[top : top + crop_height, left : left + crop_width]
         if self.flip and rng.random() < 0.5:
             image, label = image[:, ::-1], label[:, ::-1]
         return np.ascontiguousarray(image), np.ascontiguousarray(label)
+
+    def _corner(self, label: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+        """The crop's top-left corner: anywhere, or (class-uniform) such that the crop holds a pixel
+        of a class drawn uniformly from the labelled ones, at a random place in the crop."""
+        crop_height, crop_width = self.crop
+        last_top, last_left = label.shape[0] - crop_height, label.shape[1] - crop_width
+        if self.class_uniform > 0 and rng.random() < self.class_uniform:
+            classes = np.unique(label)
+            classes = classes[classes != IGNORE_INDEX]
+            if classes.size:
+                rows, columns = np.nonzero(label == rng.choice(classes))
+                pick = int(rng.integers(rows.size))
+                top = int(rows[pick]) - int(rng.integers(crop_height))
+                left = int(columns[pick]) - int(rng.integers(crop_width))
+                return min(max(top, 0), last_top), min(max(left, 0), last_left)
+        return int(rng.integers(0, last_top + 1)), int(rng.integers(0, last_left + 1))
 
 
 class TrainingCrops(Dataset):

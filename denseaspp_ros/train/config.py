@@ -57,6 +57,10 @@ class TrainConfig:
     )
     scale: tuple[float, float] = setting((0.5, 2.0), "random scale range", check=_scale_range, metavar=("LOW", "HIGH"))
     flip: bool = setting(True, "random horizontal flips")
+    class_uniform: float = setting(
+        0.0, "fraction of crops placed on a class drawn uniformly from those in the image (rare classes as often as road)",
+        low=0.0, high=1.0,
+    )
     init_checkpoint: str | None = setting(None, "fine-tune from a DenseASPP checkpoint (.pkl/.pt/.safetensors; any class count)")
     imagenet: str | None = setting(None, "start the backbone from torchvision ImageNet weights (.pth)")
     val_every: int = setting(1000, "steps between validations (0: none)", low=0)

@@ -131,7 +131,7 @@ class Trainer:
             self.network = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        self.crops = TrainingCrops(self.train_set, Augmentation(config.crop, config.scale, config.flip), config.seed)
+        self.crops = TrainingCrops(self.train_set, Augmentation(config.crop, config.scale, config.flip, config.class_uniform), config.seed)
 
     @property
     def leader(self) -> bool:
