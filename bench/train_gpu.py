@@ -5,7 +5,8 @@
 1. renders the recipe's drives in parallel, one process per core: seeds 0-119 for training and
    1000-1004 for validation, 20 and 8 frames at 2 Hz, with moving traffic;
 2. fine-tunes the packaged demo weights with the recipe's last stage: the loss over the hardest
-   30% of pixels (OHEM), whole 256x512 images as crops, AMP, batch 32. It runs for --steps or
+   30% of pixels (OHEM), half the crops placed on a class drawn uniformly from the image
+   (class-uniform), 256x512 crops, AMP, batch 32. It runs for --steps or
    until --minutes, whichever comes first, validating every 500 steps and keeping the best;
 3. writes to --output what comes back from the machine: demo_weights.safetensors (the best
    checkpoint, float16, to replace the packaged file), demo_weights.json (held-out mIoU and
@@ -58,7 +59,7 @@ def main() -> None:
         config = TrainConfig(
             data=str(data), output=str(run), model=DEMO_WEIGHTS.model, init_checkpoint=args.init,
             steps=4 if args.smoke else args.steps, batch_size=2 if args.smoke else args.batch_size,
-            crop=(64, 64) if args.smoke else (256, 512), scale=(0.75, 1.5), lr=args.lr, hard_pixels=0.3,
+            crop=(64, 64) if args.smoke else (256, 512), scale=(0.75, 1.5), lr=args.lr, hard_pixels=0.3, class_uniform=0.5,
             val_every=2 if args.smoke else 500, checkpoint_every=500, log_every=1 if args.smoke else 50,
             workers=0 if args.smoke else min(8, os.cpu_count() or 1), device="cpu" if args.smoke else "auto",
             seed=4, bn_batches=1 if args.smoke else 20, time_limit=args.minutes,
