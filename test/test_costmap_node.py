@@ -105,13 +105,6 @@ class Standalone:
 
 
 @pytest.fixture(scope="module")
-def client():
-    ros = RosClient("test_costmap_client")
-    yield ros
-    ros.close()
-
-
-@pytest.fixture(scope="module")
 def standalone(client, tmp_path_factory):
     directory = tmp_path_factory.mktemp(STANDALONE)
     parameters = {

@@ -249,13 +249,6 @@ def test_8_bit_compressed_formats_of_image_transport_are_decoded(fmt):
 # --- segmentation_node over DDS ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def client():
-    ros = RosClient("test_fail_safe_client")
-    yield ros
-    ros.close()
-
-
 def write_labels(folder: Path) -> tuple[Path, Path]:
     labels, costs = folder / "labels.yaml", folder / "costs.yaml"
     labels.write_text(LABELS)

@@ -128,13 +128,6 @@ class Main:
 
 
 @pytest.fixture(scope="module")
-def client():
-    ros = RosClient("test_node_client")
-    yield ros
-    ros.close()
-
-
-@pytest.fixture(scope="module")
 def main(client, tmp_path_factory):
     directory = tmp_path_factory.mktemp(MAIN)
     params = write_params(directory / "params.yaml", CAMERAS, **{"publish.overlay": True, "publish.confidence": True})
