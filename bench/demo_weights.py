@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from denseaspp_ros.labels import CITYSCAPES
-from denseaspp_ros.model import DEMO_WEIGHTS
+from denseaspp_ros.model import DEMO_WEIGHTS, declared_input_size
 from denseaspp_ros.synth.holdout import HELD_OUT, TRAIN_SEEDS, VALIDATION_SEEDS, held_out_evaluation
 
 
@@ -30,6 +30,9 @@ def main() -> None:
     result = held_out_evaluation(args.weights)
     iou = result.matrix.iou()
     present = result.matrix.counts.sum(1) > 0  # classes that occur in the held-out ground truth
+    size = declared_input_size(args.weights)
+    network_input = f"{size[0]}x{size[1]}, declared by the weights" if size else "each image's own size"
+    print(f"network input: {network_input}")
     print(f"held-out mIoU {100 * result.matrix.miou():.2f}% over {result.frames} frames "
           f"({int(present.sum())} classes present); pixel accuracy {100 * result.matrix.pixel_accuracy():.2f}%")
     for name, value, here in zip(CITYSCAPES.class_names, iou, present):
@@ -40,6 +43,7 @@ def main() -> None:
         record.update({
             "what": f"{DEMO_WEIGHTS.model} trained on the synthetic street world (Cityscapes classes); not Cityscapes weights",
             "held_out": HELD_OUT,
+            "input_size": list(size) if size else None,
             "miou": result.matrix.miou(),
             "pixel_accuracy": result.matrix.pixel_accuracy(),
             "per_class": {n: (None if np.isnan(v) else float(v)) for n, v in zip(CITYSCAPES.class_names, iou)},

@@ -6,15 +6,19 @@ images, so the whole file takes a few seconds.
 
 from __future__ import annotations
 
+import copy
+
 import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file as save_safetensors_file
 
-from denseaspp_ros.errors import DenseASPPError, ImageError
+from denseaspp_ros.errors import CheckpointError, DenseASPPError, ImageError
 from denseaspp_ros.inference import MULTISCALE_SCALES, Segmentation, Segmenter, check_image, load_engine, resolve_device
-from denseaspp_ros.model import build_model, save_safetensors
+from denseaspp_ros.model import build_model, declared_input_size, save_safetensors
 
 MODEL = "MobileNetDenseASPP"
 NUM_CLASSES = 19
@@ -349,6 +353,37 @@ def test_load_engine_with_safetensors_equals_source_model(tmp_path, model, segme
     torch.manual_seed(123)
     fresh = load_engine(None, MODEL, allow_untrained=True, device="cpu").segment(images[:1], logits=True)[0]
     assert not torch.allclose(fresh.logits, segmenter.segment(images[:1], logits=True)[0].logits, atol=1e-2)
+
+
+def test_weights_declaring_an_input_size_run_there_unless_told_otherwise(tmp_path, model):
+    """A checkpoint header's input_size (training's --input-size) is the engine's default network
+    input size: masks come back at the image's size, computed at the declared one."""
+    declared = copy.deepcopy(model)
+    declared.input_size = (64, 96)
+    path = tmp_path / "upscaled.safetensors"
+    save_safetensors(declared, path)
+    assert safe_open(str(path), "pt").metadata()["input_size"] == "64x96"
+    assert declared_input_size(path) == (64, 96)
+    image = random_image(48, 64, seed=62)
+    engine = load_engine(path, device="cpu")
+    assert engine.input_size == (64, 96) and engine.describe()["input_size"] == "64x96"  # diagnostics show it
+    result = engine.segment([image], logits=True)[0]
+    assert result.train_ids.shape == (48, 64)
+    torch.testing.assert_close(result.logits, reference_logits(model, image, input_size=(64, 96)), atol=LOGIT_TOLERANCE, rtol=0)
+    # An explicit size wins (a node's model.input_height/width), and weights without one run at each image's size.
+    assert load_engine(path, device="cpu", input_size=(48, 64)).input_size == (48, 64)
+    save_safetensors(model, tmp_path / "native.safetensors")
+    assert declared_input_size(tmp_path / "native.safetensors") is None
+    native = load_engine(tmp_path / "native.safetensors", device="cpu")
+    assert native.input_size is None and native.describe()["input_size"] == "each image's"
+
+
+def test_a_header_input_size_that_is_not_a_size_is_a_clean_error(tmp_path, model):
+    path = tmp_path / "odd.safetensors"
+    tensors = {key: tensor.contiguous() for key, tensor in model.state_dict().items()}
+    save_safetensors_file(tensors, str(path), metadata={"model": MODEL, "num_classes": str(NUM_CLASSES), "input_size": "big"})
+    with pytest.raises(CheckpointError, match=r"odd.safetensors: the header's input_size: expected HxW such as 512x1024, got 'big'"):
+        load_engine(path, device="cpu")
 
 
 def test_deterministic(segmenter):

@@ -125,6 +125,8 @@ class Segmenter:
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # None: the size the weights were trained to run at when their header says one, else each image's own.
+        input_size = input_size if input_size is not None else getattr(model, "input_size", None)
         self.input_size = tuple(input_size) if input_size is not None else None
         self.multiscale = multiscale
         self.scales = tuple(scales)
@@ -179,9 +181,12 @@ class Segmenter:
         return results  # type: ignore[return-value]
 
     def describe(self) -> dict[str, str]:
-        """What runs: the device and precision of the Segmenter's tensors, and the backend's own facts."""
+        """What runs: the device and precision of the Segmenter's tensors, the network input size, and
+        the backend's own facts."""
+        size = self.input_size
         return {
             "device": str(self.device), "precision": next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype),
+            "input_size": f"{size[0]}x{size[1]}" if size else "each image's",
             **self.backend.describe(),
         }
 

@@ -24,6 +24,7 @@ from safetensors.torch import safe_open, save_file as save_safetensors_file
 from torch import nn
 
 from ..atomic import atomic_write
+from ..declarations import parse_size
 from ..errors import CheckpointError
 
 PROJECT_FORMAT = "denseaspp_ros"
@@ -183,12 +184,27 @@ def _tensors_only(payload: Any, path: Path) -> Mapping[str, torch.Tensor]:
 
 
 def _model_metadata(model: nn.Module) -> dict[str, Any]:
-    return {
+    metadata = {
         "format": PROJECT_FORMAT,
         "version": PROJECT_FORMAT_VERSION,
         "model": getattr(model, "variant_name", type(model).__name__),
         "num_classes": getattr(model, "num_classes", None),
     }
+    input_size = getattr(model, "input_size", None)
+    if input_size is not None:
+        metadata["input_size"] = f"{input_size[0]}x{input_size[1]}"  # HxW, as on the command line
+    return metadata
+
+
+def input_size_of(checkpoint: Checkpoint, path: str | Path) -> tuple[int, int] | None:
+    """The input size a checkpoint's header says its weights run at (None: the camera's own)."""
+    text = checkpoint.metadata.get("input_size")
+    if text is None:
+        return None
+    try:
+        return parse_size(str(text))
+    except ValueError as error:
+        raise CheckpointError(f"{path}: the header's input_size: {error}") from None
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, **extra: Any) -> None:

@@ -115,6 +115,10 @@ class DenseASPP(nn.Module):
             channels = self.decoder.out_channels
         self.classification = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, kernel_size=1))
         self.num_classes = num_classes
+        # The network input size the weights were trained to run at (e.g. a camera's frames upscaled
+        # so that thin poles span more than one stride-2 cell), or None: the camera's own. It travels
+        # in the checkpoint's metadata and is the Segmenter's default input size.
+        self.input_size: tuple[int, int] | None = None
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, DenseASPPError
-from .checkpoint import Checkpoint, from_original_keys, read_checkpoint, save_safetensors
+from .checkpoint import Checkpoint, from_original_keys, input_size_of, read_checkpoint, save_safetensors
 from .denseaspp import DenseASPP
 from .weights import resolve_weights
 from .densenet import DenseNetConfig, DilatedDenseNet
@@ -113,6 +113,13 @@ def build_model(
     return model.eval()
 
 
+def declared_input_size(weights: str | Path) -> tuple[int, int] | None:
+    """The network input size a weights file (or a known name such as ``demo``) declares in its
+    header, or None when it runs at each image's own size."""
+    path = resolve_weights(weights)
+    return input_size_of(read_checkpoint(path), path)
+
+
 def _network(name: str, num_classes: int) -> DenseASPP:
     """The variant's architecture with its initial (random) weights."""
     variant = get_variant(name)
@@ -191,6 +198,7 @@ def load_weights(
             f"use {' '.join(advice)}. Mismatches: {problems}"
         )
     model.load_state_dict(checkpoint.state_dict, strict=False)  # strictness checked above
+    model.input_size = input_size_of(checkpoint, path)
     return checkpoint
 
 

@@ -130,7 +130,8 @@ def run_demo(options: DemoOptions, say=print) -> dict:
     )})
     with (output / "node.log").open("wb") as log:
         odometry = _odometry_topic(options, bag)
-        process = _start_node(options, bag, odometry, environment, log, say)
+        input_size = _network_input_size(options, bag)
+        process = _start_node(options, input_size, odometry, environment, log, say)
         try:
             result, pacing = _replay(options, bag, odometry, process, say)
         finally:
@@ -140,7 +141,7 @@ def run_demo(options: DemoOptions, say=print) -> dict:
             except subprocess.TimeoutExpired:
                 process.kill()
     say("[4/4] scoring and drawing")
-    return _write_results(options, bag, result, pacing, output, say)
+    return _write_results(options, bag, result, pacing, input_size, output, say)
 
 
 def _input_bag(options: DemoOptions, say) -> Path:
@@ -159,14 +160,21 @@ def _input_bag(options: DemoOptions, say) -> Path:
     return bag
 
 
+def _network_input_size(options: DemoOptions, bag: Path) -> tuple[int, int]:
+    """The size the weights declare they run at, else the bag images': given to the node, so an
+    exported engine is built (or taken from the cache) while it configures, not while the drive plays."""
+    from ..model import declared_input_size  # torch: only here, the rest of the demo does without it
+
+    return declared_input_size(options.weights) or _image_size(bag, options.image_topic)
+
+
 def _start_node(
-    options: DemoOptions, bag: Path, odometry: str | None, environment: dict[str, str], log, say
+    options: DemoOptions, input_size: tuple[int, int], odometry: str | None, environment: dict[str, str], log, say
 ) -> subprocess.Popen:
     """segmentation_node as seg.launch.py starts it: the package's params.yaml, the weights on the
-    command line, and the input size of the bag's images, so an exported engine is built (or taken
-    from the cache) while the node configures rather than while the drive plays."""
+    command line, and the network input size."""
     params = package_config("params.yaml")
-    height, width = _image_size(bag, options.image_topic)
+    height, width = input_size
     settings = {
         "model.name": options.model, "model.weights": options.weights, "model.backend": options.backend,
         "model.precision": options.precision, "model.input_height": height, "model.input_width": width,
@@ -178,7 +186,7 @@ def _start_node(
         *(argument for name, value in settings.items() for argument in ("-p", f"{name}:={value}")), "-r", f"__node:={NODE}",
     ]
     say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...), "
-        f"model.backend:={options.backend}")
+        f"model.backend:={options.backend}, network input {height}x{width}")
     return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -270,7 +278,9 @@ def _recorded_rate(bag: Path, topic: str) -> float | None:
     return (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
 
 
-def _write_results(options: DemoOptions, bag: Path, result: ReplayResult, pacing: Pacing, output: Path, say) -> dict:
+def _write_results(
+    options: DemoOptions, bag: Path, result: ReplayResult, pacing: Pacing, input_size: tuple[int, int], output: Path, say
+) -> dict:
     to_original = result.sent_stamps
     recorded = _read_topics(bag, (options.image_topic, GRID_TOPIC, MAP_TOPIC))  # one pass over the input bag
     grids = [deserialize_message(raw, OccupancyGrid) for _, raw in result.recorded.get(COSTMAP_TOPIC, [])]
@@ -283,7 +293,7 @@ def _write_results(options: DemoOptions, bag: Path, result: ReplayResult, pacing
     details = {**result.summary(), "replay_rate": pacing.rate, "recorded_hz": pacing.recorded_hz,
                "replayed_hz": pacing.replayed_hz, "node_ms_per_frame": None if pacing.node_seconds is None
                else 1000 * pacing.node_seconds, "costmap": agreement, "model": options.model, "weights": options.weights,
-               "source": str(bag), "complete": True}
+               "input_size": f"{input_size[0]}x{input_size[1]}", "source": str(bag), "complete": True}
     details.pop("miou")
     masks = result.recorded.get(MASK_TOPIC, [])
     _write_gif(recorded[options.image_topic], masks, to_original, output / "drive.gif")
@@ -324,6 +334,7 @@ def summary_lines(report: dict) -> list[str]:
     sent, received, dropped = report["frames_sent"], report["frames_received"], report["frames_dropped"]
     lines = [
         f"  segmentation  mIoU {format_percent(report.get('miou'))} of the masks the node published"
+        + (f" (network input {report['input_size']})" if report.get("input_size") else "")
         + (f"; lowest: {worst}" if worst else ""),
         f"  frames        {sent} in, {received} out, {dropped} dropped ({format_percent(report['dropped_fraction'])})",
         f"  rates         {format_number(report['input_rate_hz'])} Hz in, {format_number(report['output_rate_hz'])} Hz out"

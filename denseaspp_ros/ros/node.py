@@ -130,7 +130,8 @@ class SegmentationNode(CameraLifecycleNode):
         device = self._device()
         self.get_logger().info(
             f"configured {segmenter.model_name} ({segmenter.weights or 'random weights'}) on {device['device']} "
-            f"({device['precision']}, {device['backend']} backend) for cameras {', '.join(settings.cameras)}"
+            f"({device['precision']}, {device['backend']} backend, network input {device['input_size']}) "
+            f"for cameras {', '.join(settings.cameras)}"
         )
 
     def release(self) -> None:

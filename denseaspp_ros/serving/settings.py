@@ -81,8 +81,11 @@ class EngineSettings:
         "auto", "auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16 (torch on CUDA), int8 (openvino)",
         choices=("auto", *PRECISIONS, "int8"),
     )
-    input_height: int = setting(0, "network input height in pixels; 0 = the camera's resolution", low=0, high=8192)
-    input_width: int = setting(0, "network input width in pixels; 0 = the camera's resolution", low=0, high=8192)
+    input_height: int = setting(
+        0, "network input height in pixels; 0 = the size the weights declare (demo: 384x768), else the camera's",
+        low=0, high=8192,
+    )
+    input_width: int = setting(0, "network input width in pixels; 0 = as for input_height (set both or neither)", low=0, high=8192)
     multiscale: bool = setting(False, "multi-scale + flip inference (about 12x the compute)")
     runtime: BackendSettings = group(BackendSettings, flatten=True)
 

@@ -29,6 +29,11 @@ def _crop_size(name: str, value: tuple[int, ...]) -> None:
         raise SettingError(f"{name} must be [height, width] of at least 8 pixels, got {list(value)}")
 
 
+def _input_size(name: str, value: tuple[int, ...]) -> None:
+    if value:
+        _crop_size(name, value)
+
+
 @dataclass
 class TrainConfig:
     data: str = setting("", "Cityscapes-layout folder (real or synthetic) or a ROS 2 bag (required)")
@@ -60,6 +65,10 @@ class TrainConfig:
     class_uniform: float = setting(
         0.0, "fraction of crops placed on a class drawn uniformly from those in the image (rare classes as often as road)",
         low=0.0, high=1.0,
+    )
+    input_size: tuple[int, ...] = setting(
+        (), "network input size the weights are meant to run at: validation runs there and checkpoints record it "
+        "(default: each image's own)", check=_input_size, parse=parse_size, metavar="HxW",
     )
     init_checkpoint: str | None = setting(None, "fine-tune from a DenseASPP checkpoint (.pkl/.pt/.safetensors; any class count)")
     imagenet: str | None = setting(None, "start the backbone from torchvision ImageNet weights (.pth)")

@@ -111,6 +111,7 @@ class Trainer:
         self.label_set = get_label_set(config.labels)
         torch.manual_seed(config.seed)  # the initial weights are part of the run: same seed, same run
         self.model = build_model(config.model, self.label_set.num_classes).to(device, memory_format=torch.channels_last)
+        self.model.input_size = tuple(config.input_size) or None  # validation's Segmenter and every saved checkpoint take it from here
         self.train_set = load_dataset(config, self.label_set, config.train_split, config.data)
         self.val_set = (
             load_dataset(config, self.label_set, config.val_split, config.val_data or config.data)
