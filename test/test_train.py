@@ -319,5 +319,5 @@ def test_the_gpu_training_command_runs_every_stage_at_toy_sizes(tmp_path):
     record = json.loads((tmp_path / "demo_weights.json").read_text())
     assert record["steps"] == 4 and 0 <= record["miou"] <= 1 and record["held_out"]["seeds"] == [2000, 2001, 2002, 2003, 2004]
     weights = tmp_path / "demo_weights.safetensors"
-    assert build_model(DEMO_WEIGHTS.model, 19, str(weights)) is not None  # loads as the packaged file does
+    assert build_model(DEMO_WEIGHTS.model, 19, str(weights)).input_size == (384, 768)  # loads as the packaged file does
     assert weights.stat().st_size < 16 * 2**20 and len(list(tmp_path.iterdir())) <= 8
