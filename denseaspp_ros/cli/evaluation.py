@@ -45,7 +45,10 @@ def register(commands) -> None:
     evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
     evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
     add_flags(evaluation, NodeSettings, ["model.multiscale"])
-    evaluation.add_argument("--input-size", type=_size)
+    evaluation.add_argument(
+        "--input-size", type=_size, metavar="HxW",
+        help="resize the network input to HxW; default: the size the weights declare, else the image's",
+    )
     engine_options._add_engine_options(evaluation)
     evaluation.set_defaults(run=run_eval)
 

@@ -29,7 +29,7 @@ def register(commands) -> None:
     infer.add_argument("--output", type=Path, required=True, help="folder for the results, one subfolder per kind")
     engine_options._add_engine_options(infer)
     add_flags(infer, NodeSettings, ["model.multiscale"])
-    infer.add_argument("--input-size", type=_size, help="resize the network input to HxW (masks keep the image size)")
+    infer.add_argument("--input-size", type=_size, metavar="HxW", help="resize the network input to HxW (masks keep the image size); default: the size the weights declare, else the image's")
     infer.add_argument("--save", type=_save_kinds, default=("labelid", "color"), help=f"comma list of {', '.join(SAVE_KINDS)}")
     infer.set_defaults(run=run_infer)
 
