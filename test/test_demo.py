@@ -12,7 +12,7 @@ import json
 import pytest
 
 from denseaspp_ros import cli
-from denseaspp_ros.model import DEMO_WEIGHTS, build_model
+from denseaspp_ros.model import DEMO_WEIGHTS, build_model, declared_input_size
 from denseaspp_ros.synth.holdout import HELD_OUT, held_out_evaluation
 
 RECORD = DEMO_WEIGHTS.record()
@@ -20,6 +20,8 @@ RECORD = DEMO_WEIGHTS.record()
 
 def test_demo_weights_score_their_recorded_held_out_miou():
     assert RECORD["held_out"] == HELD_OUT  # the record was measured on these drives
+    declared = declared_input_size("demo")  # and with the network at the size the weights declare
+    assert RECORD["input_size"] == (list(declared) if declared else None)
     result = held_out_evaluation("demo")
     assert result.frames == len(HELD_OUT["seeds"]) * HELD_OUT["frames"]
     assert result.matrix.miou() == pytest.approx(RECORD["miou"], abs=0.005)
