@@ -6,7 +6,7 @@ On the held-out drives (seeds 2000-2004, 256x512, rendered on the fly), for each
 
 - the mIoU with the network run at each input size (the image resized to it, the logits back);
 - at the size the weights declare (else the images' own), the mIoU when the errors on label edges
-  (pixels with a 4-neighbour of another class) are forgiven, and those within 2 pixels of one:
+  (pixels with a 4-neighbour of another class) are forgiven, and those within 1 pixel of one:
   how much of what is lost is the exact outline of objects rather than whole objects;
 - the share of edge pixels wrong in the left, middle and right thirds of the image with the mask
   shifted by -1, 0 and +1 pixel: a network whose outlines sit where they should scores best

@@ -138,6 +138,7 @@ def test_sharded_evaluation_merges_to_the_unsharded_one(drive_folder, tmp_path, 
 
     common = ["eval", "--cityscapes", str(drive_folder), "--model", "MobileNetDenseASPP", "--weights", weights, "--device", "cpu"]
     assert cli.main([*common, "--output", str(tmp_path / "whole")]) == 0
+    assert _report(tmp_path / "whole")["input_size"] == "each image's"  # the report says where the network ran
     read = CityscapesDataset.frame
     decoded: list[int] = []
     monkeypatch.setattr(CityscapesDataset, "frame", lambda self, index: decoded.append(index) or read(self, index))

@@ -378,11 +378,16 @@ def test_weights_declaring_an_input_size_run_there_unless_told_otherwise(tmp_pat
     assert native.input_size is None and native.describe()["input_size"] == "each image's"
 
 
-def test_a_header_input_size_that_is_not_a_size_is_a_clean_error(tmp_path, model):
+@pytest.mark.parametrize("declared, problem", [
+    ("big", r"the header's input_size: expected HxW such as 512x1024, got 'big'"),
+    ("0x768", r"the header's input_size: sizes must be positive"),
+    ("100000x100000", r"the header's input_size 100000x100000 exceeds 8192 pixels a side"),
+])
+def test_a_header_input_size_that_is_not_a_usable_size_is_a_clean_error(tmp_path, model, declared, problem):
     path = tmp_path / "odd.safetensors"
     tensors = {key: tensor.contiguous() for key, tensor in model.state_dict().items()}
-    save_safetensors_file(tensors, str(path), metadata={"model": MODEL, "num_classes": str(NUM_CLASSES), "input_size": "big"})
-    with pytest.raises(CheckpointError, match=r"odd.safetensors: the header's input_size: expected HxW such as 512x1024, got 'big'"):
+    save_safetensors_file(tensors, str(path), metadata={"model": MODEL, "num_classes": str(NUM_CLASSES), "input_size": declared})
+    with pytest.raises(CheckpointError, match=f"odd.safetensors: {problem}"):
         load_engine(path, device="cpu")
 
 

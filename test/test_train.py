@@ -136,6 +136,9 @@ def test_resuming_someone_elses_run_is_refused(street, tmp_path):
     Trainer(config(street, tmp_path / "run", steps=2)).run()
     with pytest.raises(CheckpointError, match="batch_size"):
         Trainer(config(street, tmp_path / "run", steps=2, batch_size=2))
+    # A network input size of its own would validate elsewhere and compare its best with another size's.
+    with pytest.raises(CheckpointError, match=r"input_size=\(\), not \(56, 112\)"):
+        Trainer(config(street, tmp_path / "run", steps=2, input_size=(56, 112)))
 
 
 def test_fine_tuning_to_another_class_count_keeps_all_but_the_classifier(tmp_path):

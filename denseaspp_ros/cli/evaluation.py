@@ -98,7 +98,8 @@ def run_eval(args: argparse.Namespace) -> int:
         frames_unmatched_labels=result.unmatched_labels, frames_corrupt=result.corrupt, complete=result.complete,
         problems=result.problems, shard=f"{shard.index}/{shard.count}", source=str(args.bag or args.cityscapes),
         model=segmenter.model_name, weights=str(segmenter.weights or "random"),
-        device=str(segmenter.device), precision=str(segmenter.dtype).removeprefix("torch."), **timing(result.seconds),
+        device=str(segmenter.device), precision=str(segmenter.dtype).removeprefix("torch."),
+        input_size=segmenter.describe()["input_size"], **timing(result.seconds),
     )
     if map_scorer is not None:
         report["map"] = map_scorer.summary()

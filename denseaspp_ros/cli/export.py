@@ -21,7 +21,7 @@ def register(commands) -> None:
     add_flags(export, NodeSettings, ["model.name"], flags={"model.name": "--model"})
     export.add_argument("--weights", required=True, help="checkpoint (.pkl, .pt, .safetensors) or demo")
     add_flags(export, NodeSettings, ["model.labels"])
-    export.add_argument("--size", type=_size, required=True, help="input size HxW (one file per camera resolution)")
+    export.add_argument("--size", type=_size, required=True, help="input size HxW (one file per camera resolution; for weights that declare a size, that one)")
     export.add_argument("--batch", type=_count(1), help="fixed batch size; default: a dynamic batch dimension")
     export.add_argument("--output", type=Path, required=True, help="the .onnx file to write")
     add_flags(export, BackendSettings, ["calibration"])

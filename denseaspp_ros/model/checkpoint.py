@@ -29,6 +29,7 @@ from ..errors import CheckpointError
 
 PROJECT_FORMAT = "denseaspp_ros"
 PROJECT_FORMAT_VERSION = 1
+MAX_INPUT_SIDE = 8192  # the longest network input side a header may declare, as the node's model.input_height/width
 # DataParallel, which the release trained with, prefixed every key with "module.".
 DATA_PARALLEL_PREFIX = "module."
 # The release named layers "norm.1"/"conv.2", which modern PyTorch refuses as module names;
@@ -202,9 +203,12 @@ def input_size_of(checkpoint: Checkpoint, path: str | Path) -> tuple[int, int] |
     if text is None:
         return None
     try:
-        return parse_size(str(text))
+        height, width = parse_size(str(text))
     except ValueError as error:
         raise CheckpointError(f"{path}: the header's input_size: {error}") from None
+    if max(height, width) > MAX_INPUT_SIDE:
+        raise CheckpointError(f"{path}: the header's input_size {text} exceeds {MAX_INPUT_SIDE} pixels a side")
+    return height, width
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, **extra: Any) -> None:

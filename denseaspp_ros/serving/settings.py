@@ -18,6 +18,7 @@ from ..image_messages import MAX_IMAGE_PIXELS
 from ..inference.backends import BackendSettings
 from ..inference.segmenter import PRECISIONS
 from ..model import AUTO_MODEL, MODEL_NAMES
+from ..model.checkpoint import MAX_INPUT_SIDE
 from ..ros.names import SEGMENTATION_NODE  # a name, no ROS import
 from .health import HealthLimits
 
@@ -83,9 +84,12 @@ class EngineSettings:
     )
     input_height: int = setting(
         0, "network input height in pixels; 0 = the size the weights declare (demo: 384x768), else the camera's",
-        low=0, high=8192,
+        low=0, high=MAX_INPUT_SIDE,
     )
-    input_width: int = setting(0, "network input width in pixels; 0 = as for input_height (set both or neither)", low=0, high=8192)
+    input_width: int = setting(
+        0, "network input width in pixels; 0 = as for input_height (set both or neither)",
+        low=0, high=MAX_INPUT_SIDE,
+    )
     multiscale: bool = setting(False, "multi-scale + flip inference (about 12x the compute)")
     runtime: BackendSettings = group(BackendSettings, flatten=True)
 

@@ -68,7 +68,7 @@ class TrainConfig:
     )
     input_size: tuple[int, ...] = setting(
         (), "network input size the weights are meant to run at: validation runs there and checkpoints record it "
-        "(default: each image's own)", check=_input_size, parse=parse_size, metavar="HxW",
+        "(default: each image's own; not taken from --init-checkpoint)", check=_input_size, parse=parse_size, metavar="HxW",
     )
     init_checkpoint: str | None = setting(None, "fine-tune from a DenseASPP checkpoint (.pkl/.pt/.safetensors; any class count)")
     imagenet: str | None = setting(None, "start the backbone from torchvision ImageNet weights (.pth)")

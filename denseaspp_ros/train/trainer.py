@@ -149,8 +149,10 @@ class Trainer:
             missing = [key for key in _STATE_KEYS if key not in state]
             if missing:
                 raise CheckpointError(f"{last} is not a training state of this project: it lacks {', '.join(missing)}")
-            saved = state["config"]
-            for key in ("model", "labels", "steps", "batch_size", "seed"):
+            # A run saved before --input-size existed ran at each image's own size.
+            saved = {"input_size": (), **state["config"]}
+            saved["input_size"] = tuple(saved["input_size"])
+            for key in ("model", "labels", "steps", "batch_size", "seed", "input_size"):
                 if saved.get(key) != getattr(self.config, key):
                     raise CheckpointError(
                         f"{last} belongs to a run with {key}={saved.get(key)!r}, not {getattr(self.config, key)!r}: "
