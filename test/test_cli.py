@@ -450,6 +450,16 @@ def test_convert_original_pickle_to_safetensors(capsys, tmp_path, checkpoints, m
         assert torch.equal(loaded(x), model(x))
 
 
+def test_convert_declares_an_input_size_and_keeps_the_sources(capsys, tmp_path, checkpoints):
+    declared = tmp_path / "declared.safetensors"
+    code, out, err = run_main(capsys, "convert", checkpoints["original"], declared, "--model", MODEL, "--input-size", "48x96")
+    assert code == 0 and "network input 48x96" in out, err
+    assert build_model("auto", 19, declared).input_size == (48, 96)
+    again = tmp_path / "again.safetensors"  # converting a declaring file keeps its declaration
+    code, out, err = run_main(capsys, "convert", declared, again, "--model", MODEL, "--half")
+    assert code == 0 and build_model("auto", 19, again).input_size == (48, 96), err
+
+
 @pytest.mark.parametrize("which", ["truncated_pkl", "garbage"])
 def test_convert_failure_leaves_no_file(capsys, tmp_path, bad_checkpoints, which):
     target = tmp_path / "converted" / "out.safetensors"

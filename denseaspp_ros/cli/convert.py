@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import DenseASPPError
 from ..model import MODEL_NAMES, convert_checkpoint
+from .arguments import _size
 from .engine_options import DEFAULT_MODEL
 
 
@@ -17,13 +18,18 @@ def register(commands) -> None:
     convert.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES)
     convert.add_argument("--num-classes", type=int, default=19)
     convert.add_argument("--half", action="store_true", help="store float16 (half the size)")
+    convert.add_argument(
+        "--input-size", type=_size, metavar="HxW",
+        help="declare the network input size the weights run at (default: the source's declaration, if any)",
+    )
     convert.set_defaults(run=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
     if args.target.suffix != ".safetensors":
         raise DenseASPPError(f"the output must end in .safetensors, got {args.target}")
-    convert_checkpoint(args.source, args.target, args.model, args.num_classes, half=args.half)
+    declared = convert_checkpoint(args.source, args.target, args.model, args.num_classes, half=args.half, input_size=args.input_size)
     precision = "float16" if args.half else "float32"
-    print(f"wrote {args.target} ({args.model}, {args.num_classes} classes, {precision}) from {args.source}")
+    size = f", network input {declared[0]}x{declared[1]}" if declared else ""
+    print(f"wrote {args.target} ({args.model}, {args.num_classes} classes, {precision}{size}) from {args.source}")
     return 0

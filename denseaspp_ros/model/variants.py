@@ -228,12 +228,18 @@ def _shape(tensor: torch.Tensor) -> str:
 
 
 def convert_checkpoint(
-    source: str | Path, target: str | Path, model_name: str, num_classes: int = 19, half: bool = False
-) -> None:
-    """Turn any supported checkpoint (typically the release's ``.pkl``) into a verified ``.safetensors``.
+    source: str | Path, target: str | Path, model_name: str, num_classes: int = 19, half: bool = False,
+    input_size: tuple[int, int] | None = None,
+) -> tuple[int, int] | None:
+    """Turn any supported checkpoint (typically the release's ``.pkl``) into a verified ``.safetensors``;
+    returns the network input size the file declares.
 
-    ``half`` stores float16 (half the size; loading casts back to the model's float32).
+    ``half`` stores float16 (half the size; loading casts back to the model's float32);
+    ``input_size`` declares the size the weights run at (default: what the source declares).
     """
     model = build_model(model_name, num_classes, weights=source)
+    if input_size is not None:
+        model.input_size = tuple(input_size)
     save_safetensors(model.half() if half else model, target, source=Path(source).name)
+    return model.input_size
 
