@@ -17,7 +17,7 @@ from denseaspp_ros.inference import BackendSettings, load_engine
 from denseaspp_ros.inference import backends
 from denseaspp_ros.inference.backends import EngineIdentity, backend_precision, export_verified
 from denseaspp_ros.inference.calibration import calibration_frames
-from denseaspp_ros.model import RELEASE_NORMALIZATION, build_model
+from denseaspp_ros.model import RELEASE_NORMALIZATION, build_model, save_safetensors
 from denseaspp_ros.model.export import ExportError, export_onnx, read_metadata
 
 # Installed by `make` (the onnx and openvino extras); a plain `pip install .` has neither runtime.
@@ -35,7 +35,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def reference(frames):
-    engine = load_engine("demo", backend=BackendSettings(backend="torch"), device="cpu", precision="fp32")
+    engine = load_engine("demo", backend=BackendSettings(backend="torch"), device="cpu", precision="fp32", input_size=SIZE)
     return [result.train_ids for result in engine.segment(frames)]
 
 
@@ -100,7 +100,8 @@ def test_the_largest_network_and_the_decoder_export_within_the_logit_tolerance(t
 
 
 def test_engines_are_cached_across_restarts_and_rebuilt_when_their_key_changes(tmp_path, frames):
-    settings = {"cache_dir": str(tmp_path)}
+    cache = tmp_path / "cache"
+    settings = {"cache_dir": str(cache)}
     first = engine_for("openvino", **settings)
     assert [path.name.split("-")[-2] for path in first.backend.built] == ["onnx", "fp32"]
     again = engine_for("openvino", **settings)  # a second start: everything comes from the cache
@@ -108,12 +109,21 @@ def test_engines_are_cached_across_restarts_and_rebuilt_when_their_key_changes(t
     np.testing.assert_array_equal(again.segment(frames[:1])[0].train_ids, first.segment(frames[:1])[0].train_ids)
     other = engine_for("onnxruntime", **settings)  # the same verified ONNX file serves ONNX Runtime
     assert other.backend.built == []
-    larger = load_engine("demo", backend=BackendSettings(backend="openvino", **settings), log=lambda m: None)
-    larger.segment([np.zeros((64, 64, 3), np.uint8)])  # a new size: built at its first frame
-    assert len(larger.backend.built) == 2
-    keys = [json.loads((entry / "key.json").read_text()) for entry in tmp_path.iterdir()]
-    assert all(not entry.name.startswith(".") for entry in tmp_path.iterdir())  # no half-built entry left
-    assert {tuple(key["size"]) for key in keys} == {SIZE, (64, 64)}
+    # Weights that declare no input size run at each image's own: a new size is built at its first frame.
+    native = build_model("auto", 19, "demo")
+    native.input_size = None
+    save_safetensors(native, tmp_path / "native.safetensors")
+    larger = load_engine(tmp_path / "native.safetensors", backend=BackendSettings(backend="openvino", **settings), log=lambda m: None)
+    assert larger.backend.built == []
+    larger.segment([np.zeros((64, 64, 3), np.uint8)])
+    assert [path.name.split("-")[-2] for path in larger.backend.built] == ["onnx", "fp32"]
+    # Weights that declare one (the demo weights: 384x768) are built at it while loading, whatever the frames' size.
+    declared = load_engine("demo", backend=BackendSettings(backend="openvino", **settings), log=lambda m: None)
+    assert len(declared.backend.built) == 2 and declared.input_size == (384, 768)
+    assert declared.segment([np.zeros((64, 64, 3), np.uint8)])[0].train_ids.shape == (64, 64)
+    keys = [json.loads((entry / "key.json").read_text()) for entry in cache.iterdir()]
+    assert all(not entry.name.startswith(".") for entry in cache.iterdir())  # no half-built entry left
+    assert {tuple(key["size"]) for key in keys} == {SIZE, (64, 64), (384, 768)}
 
 
 def test_a_missing_runtime_names_the_extra_that_installs_it(monkeypatch):
