@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from denseaspp_ros.declarations import parse_size
+from denseaspp_ros.declarations import format_size, parse_size
 from denseaspp_ros.eval.evaluate import cityscapes_samples
 from denseaspp_ros.eval.metrics import ConfusionMatrix
 from denseaspp_ros.inference import Segmenter
@@ -79,13 +79,13 @@ def main() -> None:
     for weights in args.weights:
         model = build_model(AUTO_MODEL, CITYSCAPES.num_classes, weights)
         declared = model.input_size
-        print(f"\n{weights} (declares {'x'.join(map(str, declared)) if declared else 'no input size'})")
+        print(f"\n{weights} (declares {format_size(declared) if declared else 'no input size'})")
         for size in args.sizes:
             matrix = ConfusionMatrix(CITYSCAPES.num_classes)
             segmenter = Segmenter(model, device="cpu", input_size=size)
             for frame in frames:
                 matrix.update(frame.labels, segmenter.segment_one(frame.rgb()).train_ids)
-            print(f"  network input {size[0]}x{size[1]}: mIoU {100 * matrix.miou():.1f}%")
+            print(f"  network input {format_size(size)}: mIoU {100 * matrix.miou():.1f}%")
         segmenter = Segmenter(model, device="cpu")
         matrices = {within: ConfusionMatrix(CITYSCAPES.num_classes) for within in (0, 1, 2)}
         thirds = np.zeros((3, len(SHIFTS), 2), np.int64)

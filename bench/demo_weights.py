@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from denseaspp_ros.declarations import format_size
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import DEMO_WEIGHTS, declared_input_size
 from denseaspp_ros.synth.holdout import HELD_OUT, TRAIN_SEEDS, VALIDATION_SEEDS, held_out_evaluation
@@ -31,7 +32,7 @@ def main() -> None:
     iou = result.matrix.iou()
     present = result.matrix.counts.sum(1) > 0  # classes that occur in the held-out ground truth
     size = declared_input_size(args.weights)
-    network_input = f"{size[0]}x{size[1]}, declared by the weights" if size else "each image's own size"
+    network_input = f"{format_size(size)}, declared by the weights" if size else "each image's own size"
     print(f"network input: {network_input}")
     print(f"held-out mIoU {100 * result.matrix.miou():.2f}% over {result.frames} frames "
           f"({int(present.sum())} classes present); pixel accuracy {100 * result.matrix.pixel_accuracy():.2f}%")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from denseaspp_ros.labels import CITYSCAPES
-from denseaspp_ros.model import DEMO_WEIGHTS, convert_checkpoint
+from denseaspp_ros.model import DEMO_WEIGHTS, convert_checkpoint, declared_input_size
 from denseaspp_ros.synth.holdout import HELD_OUT, TRAIN_SEEDS, VALIDATION_SEEDS, held_out_evaluation, render_drives
 from denseaspp_ros.train import TrainConfig, train
 
@@ -75,6 +75,7 @@ def main() -> None:
         for name in ("log.csv", "training.png"):
             if (run / name).is_file():
                 shutil.copy(run / name, args.output / name)
+    declared = declared_input_size(weights)  # the record says what the file declares
     evaluation = held_out_evaluation(weights, device="cpu" if args.smoke else "auto")
     iou = evaluation.matrix.iou()
     record = {
@@ -84,7 +85,7 @@ def main() -> None:
         "data": {"train_seeds": [train_seeds.start, train_seeds.stop - 1], "validation_seeds": list(validation_seeds),
                  "frames_per_drive": frames},
         "held_out": HELD_OUT,
-        "input_size": list(DEMO_INPUT_SIZE),
+        "input_size": list(declared) if declared else None,
         "miou": evaluation.matrix.miou(),
         "pixel_accuracy": evaluation.matrix.pixel_accuracy(),
         "per_class": {n: (None if np.isnan(v) else float(v)) for n, v in zip(CITYSCAPES.class_names, iou)},

@@ -146,6 +146,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def format_size(size: tuple[int, int]) -> str:
+    """(height, width) as ``HxW``, the form ``parse_size`` reads: in headers, reports and logs."""
+    return f"{size[0]}x{size[1]}"
+
+
 def _range(low: float | None, high: float | None) -> str:
     if high is None:
         return f"at least {low:g}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..declarations import format_size
 from ..errors import DenseASPPError
 from ..model import MODEL_NAMES, convert_checkpoint
 from .arguments import _size
@@ -30,6 +31,6 @@ def run_convert(args: argparse.Namespace) -> int:
         raise DenseASPPError(f"the output must end in .safetensors, got {args.target}")
     declared = convert_checkpoint(args.source, args.target, args.model, args.num_classes, half=args.half, input_size=args.input_size)
     precision = "float16" if args.half else "float32"
-    size = f", network input {declared[0]}x{declared[1]}" if declared else ""
+    size = f", network input {format_size(declared)}" if declared else ""
     print(f"wrote {args.target} ({args.model}, {args.num_classes} classes, {precision}{size}) from {args.source}")
     return 0

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..declarations import setting, validate
+from ..declarations import format_size, setting, validate
 from ..errors import DenseASPPError, require
 from ..model.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, ExportCheck, export_onnx
 from ..model.weights import Normalization
@@ -118,7 +118,7 @@ def export_verified(
     ``calibration``, else the synthetic world), described in its metadata."""
     check_batch = normalised(calibration_frames(calibration, frames, size), identity.normalization)
     metadata = {
-        "model": identity.model_name, "num_classes": str(identity.num_classes), "input_size": f"{size[0]}x{size[1]}",
+        "model": identity.model_name, "num_classes": str(identity.num_classes), "input_size": format_size(size),
         "input": "float32 RGB (N, 3, H, W), (x / 255 - mean) / std", "mean_rgb": repr(identity.normalization.mean_rgb),
         "std_rgb": repr(identity.normalization.std_rgb), "weights_sha256": identity.digest,
         "output": "logits (N, classes, H, W): argmax over classes outside the graph",

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..declarations import format_size
 from ..errors import Cancelled, DenseASPPError, ImageError
 from ..image_messages import MAX_IMAGE_PIXELS
 from ..model.weights import RELEASE_NORMALIZATION, Normalization
@@ -183,10 +184,9 @@ class Segmenter:
     def describe(self) -> dict[str, str]:
         """What runs: the device and precision of the Segmenter's tensors, the network input size, and
         the backend's own facts."""
-        size = self.input_size
         return {
             "device": str(self.device), "precision": next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype),
-            "input_size": f"{size[0]}x{size[1]}" if size else "each image's",
+            "input_size": format_size(self.input_size) if self.input_size else "each image's",
             **self.backend.describe(),
         }
 

@@ -24,7 +24,7 @@ from safetensors.torch import safe_open, save_file as save_safetensors_file
 from torch import nn
 
 from ..atomic import atomic_write
-from ..declarations import parse_size
+from ..declarations import format_size, parse_size
 from ..errors import CheckpointError
 
 PROJECT_FORMAT = "denseaspp_ros"
@@ -193,7 +193,7 @@ def _model_metadata(model: nn.Module) -> dict[str, Any]:
     }
     input_size = getattr(model, "input_size", None)
     if input_size is not None:
-        metadata["input_size"] = f"{input_size[0]}x{input_size[1]}"  # HxW, as on the command line
+        metadata["input_size"] = format_size(input_size)
     return metadata
 
 

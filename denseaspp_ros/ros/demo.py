@@ -35,6 +35,7 @@ from sensor_msgs.msg import Image
 
 from ..bags import BagWriter, class_map, grid_spec, open_bag
 from ..costmap import load_cost_table
+from ..declarations import format_size
 from ..errors import DenseASPPError
 from ..costmap.render import cost_image
 from ..eval.costmap_agreement import CostmapAgreement
@@ -174,10 +175,9 @@ def _start_node(
     """segmentation_node as seg.launch.py starts it: the package's params.yaml, the weights on the
     command line, and the network input size."""
     params = package_config("params.yaml")
-    height, width = input_size
     settings = {
         "model.name": options.model, "model.weights": options.weights, "model.backend": options.backend,
-        "model.precision": options.precision, "model.input_height": height, "model.input_width": width,
+        "model.precision": options.precision, "model.input_height": input_size[0], "model.input_width": input_size[1],
     }
     if odometry:
         settings["costmap.odometry_topic"] = odometry
@@ -186,7 +186,7 @@ def _start_node(
         *(argument for name, value in settings.items() for argument in ("-p", f"{name}:={value}")), "-r", f"__node:={NODE}",
     ]
     say(f"[2/4] starting {NODE} with {params} and model.weights:={options.weights} (as seg.launch.py weights:=...), "
-        f"model.backend:={options.backend}, network input {height}x{width}")
+        f"model.backend:={options.backend}, network input {format_size(input_size)}")
     return subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -293,7 +293,7 @@ def _write_results(
     details = {**result.summary(), "replay_rate": pacing.rate, "recorded_hz": pacing.recorded_hz,
                "replayed_hz": pacing.replayed_hz, "node_ms_per_frame": None if pacing.node_seconds is None
                else 1000 * pacing.node_seconds, "costmap": agreement, "model": options.model, "weights": options.weights,
-               "input_size": f"{input_size[0]}x{input_size[1]}", "source": str(bag), "complete": True}
+               "input_size": format_size(input_size), "source": str(bag), "complete": True}
     details.pop("miou")
     masks = result.recorded.get(MASK_TOPIC, [])
     _write_gif(recorded[options.image_topic], masks, to_original, output / "drive.gif")
