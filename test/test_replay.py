@@ -51,6 +51,46 @@ def test_replay_accounts_for_every_frame_and_scores_the_published_masks(node, tm
     assert summary["miou"] is not None and 0 <= summary["miou"] <= 1  # random weights: any value, but scored
 
 
+def test_a_replay_holding_frames_back_loses_none_to_a_node_it_outpaces(node, tmp_path):
+    """At 1 kHz the node cannot keep up: with one frame in flight at most, each waits for the last
+    one's mask instead of replacing the frame the node has waiting, so every mask comes back."""
+    bag = tmp_path / "drive"
+    write_drive(DriveConfig(frames=12, seed=3, size=(64, 128)), None, bag=bag, progress=False)
+    code = cli.main([
+        "replay", str(bag), "--image-topic", "/front/image_raw", "--node", NAME, "--hz", "1000", "--max-in-flight", "1",
+        "--json", str(tmp_path / "replay.json"),
+    ])
+    assert code == 0, node.log()
+    summary = json.loads((tmp_path / "replay.json").read_text())
+    assert summary["frames_sent"] == summary["frames_received"] == 12, node.log()
+    assert summary["frames_held"] > 0 and summary["held_s"] > 0
+
+
+def test_a_frame_never_answered_stops_holding_the_replay_back(node, tmp_path):
+    """Masks listened for on another camera never come: each frame still goes out, held at most
+    lost_after, and all count as dropped."""
+    from denseaspp_ros.ros.replay import Replayer, ReplayOptions
+
+    bag = tmp_path / "drive"
+    write_drive(DriveConfig(frames=4, seed=3, size=(64, 128)), None, bag=bag, progress=False)
+    replayer = Replayer()
+    try:
+        result = replayer.replay(ReplayOptions(
+            bag=bag, image_topic="/front/image_raw", node=NAME, camera="comp", hz=100.0, max_in_flight=1,
+            lost_after=0.3, grace=0.5,
+        ))
+    finally:
+        replayer.close()
+    assert result.sent == 4 and result.dropped == 4
+    assert result.held == 3 and result.held_s >= 3 * 0.3
+
+
+def test_replay_refuses_to_search_a_peak_while_holding_frames_back(tmp_path, capsys):
+    code = cli.main(["replay", str(tmp_path / "bag"), "--image-topic", "/x", "--find-peak", "--max-in-flight", "2"])
+    assert code == 2
+    assert "--max-in-flight holds frames back" in capsys.readouterr().err
+
+
 def test_replay_says_when_nothing_listens(tmp_path, capsys):
     bag = tmp_path / "drive"
     write_drive(DriveConfig(frames=1, size=(32, 64)), None, bag=bag, progress=False)

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..errors import DenseASPPError
 from ..labels import get_label_set
 from ..ros.names import SEGMENTATION_NODE
 from .arguments import _count, write_json
@@ -29,6 +30,11 @@ def register(commands) -> None:
     replay.add_argument("--hz", type=float, help="fixed input rate instead of the recorded timing")
     replay.add_argument("--clock", action="store_true", help="keep the recorded stamps and publish /clock (use_sim_time)")
     replay.add_argument("--max-frames", type=_count(1))
+    replay.add_argument(
+        "--max-in-flight", type=_count(1), help="hold a frame back while this many are unanswered, so that a slow spell "
+        "delays frames instead of dropping them (1: none dropped; 2 keeps the node busier, but the frame waiting can "
+        "still be replaced while the node finishes the last one's costmap); default: the schedule alone",
+    )
     replay.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the node to subscribe")
     replay.add_argument("--find-peak", action="store_true", help="search the highest rate with < 5%% dropped frames")
     replay.add_argument("--labels", default="cityscapes")
@@ -37,6 +43,9 @@ def register(commands) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    if args.find_peak and args.max_in_flight:
+        raise DenseASPPError("--max-in-flight holds frames back instead of letting them drop, so --find-peak would find "
+                             "no limit: use one or the other")
     # Discovery stays on this machine unless the user says otherwise; the domain is the user's
     # (export the node's ROS_DOMAIN_ID), since replay talks to a node it did not start.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -46,6 +55,7 @@ def run_replay(args: argparse.Namespace) -> int:
         bag=args.bag, image_topic=args.image_topic, node=args.node, camera=args.camera, target_topic=args.target_topic,
         camera_info_topic=args.camera_info_topic, target_info_topic=args.target_info_topic, label_topic=args.label_topic,
         odometry_topic=args.odometry_topic, rate=args.rate, hz=args.hz, clock=args.clock, max_frames=args.max_frames, wait=args.wait,
+        max_in_flight=args.max_in_flight,
     )
     replayer = Replayer(get_label_set(args.labels))
     try:

@@ -58,6 +58,11 @@ class ReplayOptions:
     grace: float = 3.0  # seconds to wait for the last outputs
     wait: float = 30.0  # seconds to wait for the node to subscribe
     record: list[tuple[str, type]] = field(default_factory=list)  # extra outputs to record raw: (topic, type)
+    # Hold a frame back while this many are out (sent, mask not yet back). 1 drops nothing; with 2 the
+    # node has one waiting while it works, but that one can be replaced while the node finishes the
+    # last frame's costmap after its mask. None: the schedule alone.
+    max_in_flight: int | None = None
+    lost_after: float = 10.0  # seconds after which a frame still out counts as lost, not as out
 
 
 @dataclass
@@ -69,6 +74,8 @@ class ReplayResult:
     matrix: ConfusionMatrix | None = None
     recorded: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)  # topic -> (receive ns, raw CDR)
     sent_stamps: dict[int, int] = field(default_factory=dict)  # published stamp -> recorded stamp
+    held: int = 0  # frames sent later than their schedule because the node still had max_in_flight
+    held_s: float = 0.0  # the time they waited, in all
 
     @property
     def dropped(self) -> int:
@@ -84,6 +91,8 @@ class ReplayResult:
             "output_rate_hz": self.received / self.duration_s if self.duration_s else None,
             **LatencySummary.of(self.latencies_s).fields(),
             "miou": self.matrix.miou() if self.matrix is not None and self.matrix.counts.any() else None,
+            "frames_held": self.held,
+            "held_s": self.held_s,
         }
 
 
@@ -95,6 +104,7 @@ class _Session:
         self.options = options
         self.result = ReplayResult()
         self.labels: dict[int, np.ndarray] = {}  # recorded stamp -> label, until the frame's mask comes back
+        self.out: dict[int, float] = {}  # published stamp -> monotonic send time, until its mask comes back
         if options.label_topic is not None and label_set is not None:
             self.result.matrix = ConfusionMatrix(label_set.num_classes)
         compressed = image_type is CompressedImage and not options.target_topic.endswith("compressed")
@@ -119,6 +129,7 @@ class _Session:
         original = self.result.sent_stamps.get(stamp)
         if original is None:
             return  # not one of ours (an earlier run's frame still in flight)
+        self.out.pop(stamp, None)
         self.result.received += 1
         self.result.recorded.setdefault(self.mask_topic, []).append((received, raw))
         if not self.options.clock:
@@ -134,9 +145,16 @@ class _Session:
         """Send one frame: restamped now (latency = receive - stamp), or with its stamp on /clock."""
         if self.clock is not None:
             self.clock.publish(Clock(clock=message.header.stamp))
-        self.result.sent_stamps[self._restamp(message, stamp)] = stamp
+        published = self._restamp(message, stamp)
+        self.result.sent_stamps[published] = stamp
+        self.out[published] = time.monotonic()
         self.publisher.publish(message)
         self.result.sent += 1
+
+    def in_flight(self) -> int:
+        """Frames sent whose masks have not come back, less those out so long they count as lost."""
+        oldest = time.monotonic() - self.options.lost_after
+        return sum(sent > oldest for sent in self.out.values())
 
     def publish_odometry(self, message: Odometry, stamp: int) -> None:
         """Send one pose on the images' time base: restamped now as they are, so a node interpolates
@@ -267,10 +285,21 @@ class Replayer:
                 continue
             due = start_wall + result.sent / options.hz if options.hz else recorded_due
             self.spin_for(max(due - time.monotonic(), 0.0))
+            self._hold(session)
             session.publish(message, stamp)
             if progress is not None:
                 progress(result.sent)
         result.duration_s = time.monotonic() - start_wall
+
+    def _hold(self, session: _Session) -> None:
+        """Wait, if the session caps the frames in flight, until the node has room for one more."""
+        limit = session.options.max_in_flight
+        if limit is None or session.in_flight() < limit:
+            return
+        start = time.monotonic()
+        self.spin_for(session.options.lost_after, lambda: session.in_flight() < limit)
+        session.result.held += 1
+        session.result.held_s += time.monotonic() - start
 
     def find_peak(self, options: ReplayOptions, say: Callable[[str], None] = print) -> dict:
         """The method of ros2_benchmark: double a fixed input rate until over 5% of frames are dropped, then
