@@ -99,6 +99,19 @@ def test_the_largest_network_and_the_decoder_export_within_the_logit_tolerance(t
     assert check.max_logit_error <= 1e-3 and check.argmax_agreement >= 0.999
 
 
+def test_a_half_pixel_network_exports_as_itself_and_under_a_key_of_its_own(tmp_path):
+    """The tensors do not show how a network upsamples: the engine's identity (and so its cache key)
+    and the ONNX metadata do, and the export computes the half-pixel network within the tolerance."""
+    model = build_model("MobileNetDenseASPPDecoder", 19).eval()
+    corner_aligned = EngineIdentity.of(model, "MobileNetDenseASPPDecoder", RELEASE_NORMALIZATION)
+    model.align_corners = False
+    identity = EngineIdentity.of(model, "MobileNetDenseASPPDecoder", RELEASE_NORMALIZATION)
+    assert identity.digest == corner_aligned.digest and identity != corner_aligned
+    check = export_verified(model, identity, tmp_path / "half_pixel.onnx", (64, 64), frames=1)
+    assert check.max_logit_error <= 1e-3 and check.argmax_agreement >= 0.999
+    assert read_metadata(tmp_path / "half_pixel.onnx")["align_corners"] == "false"
+
+
 def test_engines_are_cached_across_restarts_and_rebuilt_when_their_key_changes(tmp_path, frames):
     cache = tmp_path / "cache"
     settings = {"cache_dir": str(cache)}

@@ -158,6 +158,22 @@ def test_safetensors_round_trip(files, mobile_model, images):
     _assert_same_network(model.eval(), mobile_model, images)
 
 
+def test_half_pixel_upsampling_travels_in_both_formats_and_the_release_is_corner_aligned(files, tmp_path):
+    half_pixel = build_model(MOBILE)
+    half_pixel.align_corners = False
+    save_checkpoint(half_pixel, tmp_path / "run.pt")
+    save_safetensors(half_pixel, tmp_path / "run.safetensors")
+    for path in (tmp_path / "run.pt", tmp_path / "run.safetensors"):
+        model = build_model(MOBILE)
+        model.align_corners = True
+        load_weights(model, path)
+        assert model.align_corners is False, path
+    released = build_model(MOBILE)
+    released.align_corners = False
+    load_weights(released, files["original"])  # the release's file says nothing: corner-aligned, as 0.3.1 upsampled
+    assert released.align_corners is True
+
+
 @pytest.mark.parametrize("kind", ["original", "original_gpu"])
 def test_convert_release_checkpoint_to_safetensors(files, kind, tmp_path, mobile_model, images):
     target = tmp_path / "converted.safetensors"

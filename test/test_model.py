@@ -184,3 +184,28 @@ def test_the_normalisation_the_weights_expect_reaches_the_network_input(monkeypa
     np.testing.assert_allclose(engine.preprocess([image]).numpy(), (191 / 255 - 0.5) / 0.25, rtol=1e-5)
     with pytest.raises(DenseASPPError, match="3 positive deviations"):
         Normalization((0.5, 0.5, 0.5), (0.2, 0.0, 0.2))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_half_pixel_upsampling_puts_a_boundary_where_it_is_wherever_it_is(align_corners):
+    """With circular padding a DenseASPP with a decoder is a function of content alone, so shifting
+    the image by a multiple of the output stride shifts the logits alike, away from the borders
+    (where the upsampling clamps), when it upsamples half-pixel. Corner-aligned upsampling stretches
+    each map about its centre: the same content comes out somewhere else depending on where it is."""
+    model = build_model("MobileNetDenseASPPDecoder")
+    randomize_(model.state_dict(), seed=5)
+    model.align_corners = align_corners
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.padding_mode = "circular"
+    image, shift = _images(1, 3, 208, 256, seed=9), 16  # a dilation-24 pad wraps the stride-8 map once at most
+    with torch.no_grad():
+        logits = model(image)
+        shifted = model(torch.roll(image, shifts=shift, dims=-1))
+    scale = logits.abs().max()
+    inner = (..., slice(24, -24), slice(24 + shift, -24))
+    error = (shifted[inner] - torch.roll(logits, shifts=shift, dims=-1)[inner]).abs().max() / scale
+    if align_corners:
+        assert error > 1e-2
+    else:
+        assert error < RELATIVE_TOLERANCE

@@ -71,7 +71,7 @@ def reference_logits(model, image_rgb: np.ndarray, input_size: tuple[int, int] |
         x = resize_input(x, input_size)
     logits = model(x)
     if tuple(logits.shape[-2:]) != (height, width):
-        logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
+        logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=model.align_corners)
     return logits[0]
 
 
@@ -378,6 +378,24 @@ def test_weights_declaring_an_input_size_run_there_unless_told_otherwise(tmp_pat
     assert native.input_size is None and native.describe()["input_size"] == "each image's"
 
 
+def test_half_pixel_weights_are_run_and_resized_half_pixel(tmp_path, model):
+    """Weights trained with --half-pixel say so in their header; the engine's network upsamples that
+    way and the scores go back to the image's size the same way (the reference does it by hand)."""
+    half_pixel = copy.deepcopy(model)
+    half_pixel.align_corners, half_pixel.input_size = False, (64, 96)
+    path = tmp_path / "half_pixel.safetensors"
+    save_safetensors(half_pixel, path)
+    assert safe_open(str(path), "pt").metadata()["align_corners"] == "false"
+    engine = load_engine(path, device="cpu")
+    assert engine.describe()["upsampling"] == "half-pixel"
+    image = random_image(48, 64, seed=63)
+    result = engine.segment([image], logits=True)[0]
+    torch.testing.assert_close(result.logits, reference_logits(half_pixel, image, input_size=(64, 96)), atol=LOGIT_TOLERANCE, rtol=0)
+    # The control: the same tensors corner-aligned compute something else.
+    assert not torch.allclose(result.logits, reference_logits(model, image, input_size=(64, 96)), atol=1e-3)
+    assert load_engine(None, MODEL, allow_untrained=True, device="cpu").describe()["upsampling"] == "corner-aligned"
+
+
 @pytest.mark.parametrize("declared, problem", [
     ("big", r"the header's input_size: expected HxW such as 512x1024, got 'big'"),
     ("0x768", r"the header's input_size: sizes must be positive"),
@@ -388,6 +406,14 @@ def test_a_header_input_size_that_is_not_a_usable_size_is_a_clean_error(tmp_path
     tensors = {key: tensor.contiguous() for key, tensor in model.state_dict().items()}
     save_safetensors_file(tensors, str(path), metadata={"model": MODEL, "num_classes": str(NUM_CLASSES), "input_size": declared})
     with pytest.raises(CheckpointError, match=f"odd.safetensors: {problem}"):
+        load_engine(path, device="cpu")
+
+
+def test_a_header_upsampling_that_is_neither_true_nor_false_is_a_clean_error(tmp_path, model):
+    path = tmp_path / "odd.safetensors"
+    tensors = {key: tensor.contiguous() for key, tensor in model.state_dict().items()}
+    save_safetensors_file(tensors, str(path), metadata={"model": MODEL, "num_classes": str(NUM_CLASSES), "align_corners": "maybe"})
+    with pytest.raises(CheckpointError, match="odd.safetensors: the header's align_corners is 'maybe', not true or false"):
         load_engine(path, device="cpu")
 
 

@@ -20,7 +20,7 @@ from denseaspp_ros.errors import CheckpointError
 from denseaspp_ros.eval.evaluate import cityscapes_samples, evaluate
 from denseaspp_ros.inference import Segmenter, load_engine
 from denseaspp_ros.labels import CITYSCAPES, IGNORE_INDEX
-from denseaspp_ros.model import DEMO_WEIGHTS, build_model, save_checkpoint
+from denseaspp_ros.model import DEMO_WEIGHTS, build_model, save_checkpoint, save_safetensors
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
 from denseaspp_ros.train import TrainConfig, Trainer, initialise, train
@@ -139,6 +139,19 @@ def test_resuming_someone_elses_run_is_refused(street, tmp_path):
     # A network input size of its own would validate elsewhere and compare its best with another size's.
     with pytest.raises(CheckpointError, match=r"input_size=\(\), not \(56, 112\)"):
         Trainer(config(street, tmp_path / "run", steps=2, input_size=(56, 112)))
+    # Nor may the upsampling change under a run: its best was chosen with the other one.
+    with pytest.raises(CheckpointError, match="half_pixel=False, not True"):
+        Trainer(config(street, tmp_path / "run", steps=2, half_pixel=True))
+
+
+def test_a_half_pixel_run_says_so_in_every_file_it_writes(street, tmp_path):
+    """--half-pixel is not taken from --init-checkpoint (the release's weights are corner-aligned):
+    the run's own setting goes into its checkpoints, whose loading restores it."""
+    init = tmp_path / "init.safetensors"
+    save_safetensors(build_model("MobileNetDenseASPP", 19), init)
+    train(config(street, tmp_path / "run", steps=2, val_every=2, half_pixel=True, init_checkpoint=str(init)))
+    for name in ("last.pt", "best.pt", "final.safetensors", "best.safetensors"):
+        assert build_model("MobileNetDenseASPP", 19, str(tmp_path / "run" / name)).align_corners is False, name
 
 
 def test_fine_tuning_to_another_class_count_keeps_all_but_the_classifier(tmp_path):

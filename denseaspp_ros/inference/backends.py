@@ -121,6 +121,7 @@ def export_verified(
         "model": identity.model_name, "num_classes": str(identity.num_classes), "input_size": format_size(size),
         "input": "float32 RGB (N, 3, H, W), (x / 255 - mean) / std", "mean_rgb": repr(identity.normalization.mean_rgb),
         "std_rgb": repr(identity.normalization.std_rgb), "weights_sha256": identity.digest,
+        "align_corners": str(identity.align_corners).lower(),
         "output": "logits (N, classes, H, W): argmax over classes outside the graph",
     }
     return export_onnx(model, path, check_batch, metadata, batch=batch)
@@ -151,10 +152,14 @@ class EngineIdentity:
     num_classes: int
     digest: str  # of the weights' tensors
     normalization: Normalization
+    align_corners: bool = True  # the network's upsampling, which the tensors do not show
 
     @classmethod
     def of(cls, model: nn.Module, model_name: str, normalization: Normalization) -> EngineIdentity:
-        return cls(model_name, int(getattr(model, "num_classes", 0)), weights_digest(model), normalization)
+        return cls(
+            model_name, int(getattr(model, "num_classes", 0)), weights_digest(model), normalization,
+            bool(getattr(model, "align_corners", True)),
+        )
 
 
 class ExportedBackend:
@@ -210,7 +215,7 @@ class ExportedBackend:
         identity = self.identity
         return {
             "model": identity.model_name, "classes": identity.num_classes, "weights": identity.digest,
-            "size": list(size), "torch": torch.__version__, **more,
+            "align_corners": identity.align_corners, "size": list(size), "torch": torch.__version__, **more,
         }
 
     def _entry(self, kind: str, size: tuple[int, int], key: dict[str, object], build: Callable[[Path], None]) -> Path:

@@ -194,7 +194,17 @@ def _model_metadata(model: nn.Module) -> dict[str, Any]:
     input_size = getattr(model, "input_size", None)
     if input_size is not None:
         metadata["input_size"] = format_size(input_size)
+    if getattr(model, "align_corners", True) is False:  # absent: the release's corner-aligned upsampling
+        metadata["align_corners"] = "false"
     return metadata
+
+
+def align_corners_of(checkpoint: Checkpoint, path: str | Path) -> bool:
+    """Whether a checkpoint's weights expect corner-aligned upsampling (the release's, and the default)."""
+    text = str(checkpoint.metadata.get("align_corners", "true")).lower()
+    if text not in ("true", "false"):
+        raise CheckpointError(f"{path}: the header's align_corners is {text!r}, not true or false")
+    return text == "true"
 
 
 def input_size_of(checkpoint: Checkpoint, path: str | Path) -> tuple[int, int] | None:

@@ -52,8 +52,8 @@ class DecoderStage(nn.Module):
             nn.ReLU(inplace=True),
         )
 
-    def forward(self, coarse: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        coarse = F.interpolate(coarse, size=skip.shape[-2:], mode="bilinear", align_corners=True)
+    def forward(self, coarse: torch.Tensor, skip: torch.Tensor, align_corners: bool) -> torch.Tensor:
+        coarse = F.interpolate(coarse, size=skip.shape[-2:], mode="bilinear", align_corners=align_corners)
         return self.fuse(torch.cat([coarse, skip], 1))
 
 
@@ -73,10 +73,10 @@ class Decoder(nn.Module):
         )
         self.out_channels = widths[-1]
 
-    def forward(self, features: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, skips: list[torch.Tensor], align_corners: bool) -> torch.Tensor:
         features = self.project(features)
         for stage, skip in zip(self.stages, skips):
-            features = stage(features, skip)
+            features = stage(features, skip, align_corners)
         return features
 
 
@@ -119,6 +119,12 @@ class DenseASPP(nn.Module):
         # so that thin poles span more than one stride-2 cell), or None: the camera's own. It travels
         # in the checkpoint's metadata and is the Segmenter's default input size.
         self.input_size: tuple[int, int] | None = None
+        # How the maps are upsampled. The release's nn.Upsample aligned corners, and its weights expect
+        # it; but that stretches a map about its centre, up to half an output cell at the borders (at
+        # stride 8, 2 pixels the other way in each decoder stage), so a boundary lands off by an amount
+        # that depends on where it is in the image, which no convolution can learn. Weights trained
+        # with False (half-pixel, as the images are resized) say so in their metadata.
+        self.align_corners = True
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -145,12 +151,11 @@ class DenseASPP(nn.Module):
         for name in self.aspp_names:
             features = torch.cat([getattr(self, name)(features), features], 1)
         if self.decoder is not None:
-            features = self.decoder(features, skips)
+            features = self.decoder(features, skips, self.align_corners)
         logits = self.classification(features)
-        # 0.3.1's nn.Upsample(scale_factor=8, mode="bilinear") aligned corners; the weights expect it.
-        # With a decoder the same call upsamples x2 from its finest skip.
+        # x8 as the release's 0.3.1 nn.Upsample(scale_factor=8, mode="bilinear"); with a decoder x2 from its finest skip.
         logits = F.interpolate(
-            logits, size=(height + pad_bottom, width + pad_right), mode="bilinear", align_corners=True
+            logits, size=(height + pad_bottom, width + pad_right), mode="bilinear", align_corners=self.align_corners
         )
         if pad_bottom or pad_right:
             logits = logits[..., :height, :width]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, DenseASPPError
-from .checkpoint import Checkpoint, from_original_keys, input_size_of, read_checkpoint, save_safetensors
+from .checkpoint import Checkpoint, align_corners_of, from_original_keys, input_size_of, read_checkpoint, save_safetensors
 from .denseaspp import DenseASPP
 from .weights import resolve_weights
 from .densenet import DenseNetConfig, DilatedDenseNet
@@ -199,6 +199,7 @@ def load_weights(
         )
     model.load_state_dict(checkpoint.state_dict, strict=False)  # strictness checked above
     model.input_size = input_size_of(checkpoint, path)
+    model.align_corners = align_corners_of(checkpoint, path)
     return checkpoint
 
 

@@ -70,6 +70,11 @@ class TrainConfig:
         (), "network input size the weights are meant to run at: validation runs there and checkpoints record it "
         "(default: each image's own; not taken from --init-checkpoint)", check=_input_size, parse=parse_size, metavar="HxW",
     )
+    half_pixel: bool = setting(
+        False, "upsample the network's maps half-pixel aligned (align_corners=False), not corner-aligned as the "
+        "release: boundaries land where they are wherever they are in the image; checkpoints record it "
+        "(not taken from --init-checkpoint)",
+    )
     init_checkpoint: str | None = setting(None, "fine-tune from a DenseASPP checkpoint (.pkl/.pt/.safetensors; any class count)")
     imagenet: str | None = setting(None, "start the backbone from torchvision ImageNet weights (.pth)")
     val_every: int = setting(1000, "steps between validations (0: none)", low=0)

@@ -112,6 +112,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # the initial weights are part of the run: same seed, same run
         self.model = build_model(config.model, self.label_set.num_classes).to(device, memory_format=torch.channels_last)
         self.model.input_size = tuple(config.input_size) or None  # validation's Segmenter and every saved checkpoint take it from here
+        self.model.align_corners = not config.half_pixel
         self.train_set = load_dataset(config, self.label_set, config.train_split, config.data)
         self.val_set = (
             load_dataset(config, self.label_set, config.val_split, config.val_data or config.data)
@@ -149,10 +150,10 @@ class Trainer:
             missing = [key for key in _STATE_KEYS if key not in state]
             if missing:
                 raise CheckpointError(f"{last} is not a training state of this project: it lacks {', '.join(missing)}")
-            # A run saved before --input-size existed ran at each image's own size.
-            saved = {"input_size": (), **state["config"]}
+            # A run saved before --input-size (--half-pixel) existed ran at each image's own size (aligned corners).
+            saved = {"input_size": (), "half_pixel": False, **state["config"]}
             saved["input_size"] = tuple(saved["input_size"])
-            for key in ("model", "labels", "steps", "batch_size", "seed", "input_size"):
+            for key in ("model", "labels", "steps", "batch_size", "seed", "input_size", "half_pixel"):
                 if saved.get(key) != getattr(self.config, key):
                     raise CheckpointError(
                         f"{last} belongs to a run with {key}={saved.get(key)!r}, not {getattr(self.config, key)!r}: "
