@@ -63,12 +63,18 @@ def test_a_replay_holding_frames_back_loses_none_to_a_node_it_outpaces(node, tmp
     assert code == 0, node.log()
     summary = json.loads((tmp_path / "replay.json").read_text())
     assert summary["frames_sent"] == summary["frames_received"] == 12, node.log()
-    assert summary["frames_held"] > 0 and summary["held_s"] > 0
+    assert summary["pauses"] > 0 and summary["paused_s"] > 0
 
 
-def test_a_frame_never_answered_stops_holding_the_replay_back(node, tmp_path):
-    """Masks listened for on another camera never come: each frame still goes out, held at most
-    lost_after, and all count as dropped."""
+def test_a_paused_drive_keeps_poses_and_images_on_one_time_base_and_gives_up_on_lost_frames(node, tmp_path):
+    """Masks listened for on another camera never come, so each frame is lost after lost_after: the
+    drive pauses that long before the next pose, and every frame still goes out. Poses pause with
+    the images: each image is stamped with its own pose's time, as recorded (a node would otherwise
+    look up the image's pose at a later point of the drive)."""
+    from nav_msgs.msg import Odometry
+    from rclpy.serialization import deserialize_message
+
+    from denseaspp_ros.frames import stamp_ns
     from denseaspp_ros.ros.replay import Replayer, ReplayOptions
 
     bag = tmp_path / "drive"
@@ -76,19 +82,23 @@ def test_a_frame_never_answered_stops_holding_the_replay_back(node, tmp_path):
     replayer = Replayer()
     try:
         result = replayer.replay(ReplayOptions(
-            bag=bag, image_topic="/front/image_raw", node=NAME, camera="comp", hz=100.0, max_in_flight=1,
-            lost_after=0.3, grace=0.5,
+            bag=bag, image_topic="/front/image_raw", node=NAME, camera="comp", odometry_topic="/odom",
+            max_in_flight=1, lost_after=0.3, grace=0.5, record=[("/odom", Odometry)],
         ))
     finally:
         replayer.close()
     assert result.sent == 4 and result.dropped == 4
-    assert result.held == 3 and result.held_s >= 3 * 0.3
+    assert result.pauses == 3 and result.paused_s >= 3 * 0.15  # lost after 0.3 s, the next pose due 0.1 s after
+    poses = [stamp_ns(deserialize_message(raw, Odometry).header) for _, raw in result.recorded["/odom"]]
+    images = list(result.sent_stamps)
+    assert len(poses) == len(images) == 4
+    assert max(abs(image - pose) for image, pose in zip(images, poses)) < 0.05e9, (images, poses)
 
 
-def test_replay_refuses_to_search_a_peak_while_holding_frames_back(tmp_path, capsys):
+def test_replay_refuses_to_search_a_peak_while_pausing_the_drive(tmp_path, capsys):
     code = cli.main(["replay", str(tmp_path / "bag"), "--image-topic", "/x", "--find-peak", "--max-in-flight", "2"])
     assert code == 2
-    assert "--max-in-flight holds frames back" in capsys.readouterr().err
+    assert "--max-in-flight pauses the drive" in capsys.readouterr().err
 
 
 def test_replay_says_when_nothing_listens(tmp_path, capsys):

@@ -31,7 +31,7 @@ def register(commands) -> None:
     replay.add_argument("--clock", action="store_true", help="keep the recorded stamps and publish /clock (use_sim_time)")
     replay.add_argument("--max-frames", type=_count(1))
     replay.add_argument(
-        "--max-in-flight", type=_count(1), help="hold a frame back while this many are unanswered, so that a slow spell "
+        "--max-in-flight", type=_count(1), help="pause the drive while this many frames are unanswered, so that a slow spell "
         "delays frames instead of dropping them (1: none dropped; 2 keeps the node busier, but the frame waiting can "
         "still be replaced while the node finishes the last one's costmap); default: the schedule alone",
     )
@@ -44,7 +44,7 @@ def register(commands) -> None:
 
 def run_replay(args: argparse.Namespace) -> int:
     if args.find_peak and args.max_in_flight:
-        raise DenseASPPError("--max-in-flight holds frames back instead of letting them drop, so --find-peak would find "
+        raise DenseASPPError("--max-in-flight pauses the drive instead of letting frames drop, so --find-peak would find "
                              "no limit: use one or the other")
     # Discovery stays on this machine unless the user says otherwise; the domain is the user's
     # (export the node's ROS_DOMAIN_ID), since replay talks to a node it did not start.

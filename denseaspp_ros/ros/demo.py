@@ -59,7 +59,7 @@ _MARKER = "demo_report.json"  # what says a folder holds an earlier demo and may
 # Replayed at most at this share of the rate the node sustains one frame at a time: what it holds
 # with the jitter of a shared CPU, so that (nearly) every frame is processed.
 HEADROOM = 0.8
-# A paced replay also holds a frame back until the node has answered the one before: a slower spell
+# A paced replay also pauses the drive until the node has answered the frame before: a slower spell
 # on a shared CPU delays frames rather than dropping them. (With two out, the second can still be
 # replaced: the node takes the next frame only once the last one's costmap is done, after its mask.)
 IN_FLIGHT = 1
@@ -250,8 +250,8 @@ def _replay(
         if process.poll() is not None:
             raise DenseASPPError(f"{NODE} exited ({process.returncode}); see {options.output / 'node.log'}")
         pacing = _pace(options, replayer, replay_options, _recorded_rate(bag, options.image_topic), say)
-        held = IN_FLIGHT if options.rate is None else None  # a rate asked for is kept to, drops and all
-        return replayer.replay(replace(replay_options, rate=pacing.rate, max_in_flight=held)), pacing
+        in_flight = IN_FLIGHT if options.rate is None else None  # a rate asked for is kept to, drops and all
+        return replayer.replay(replace(replay_options, rate=pacing.rate, max_in_flight=in_flight)), pacing
     finally:
         replayer.close()
 
@@ -267,8 +267,8 @@ def _pace(options: DemoOptions, replayer: Replayer, replay_options: ReplayOption
         return Pacing(1.0, recorded_hz, seconds)
     rate = min(1.0, HEADROOM / (seconds * recorded_hz))
     say(f"[3/4] the node takes {1000 * seconds:.0f} ms a frame: replaying {replay_options.bag} at "
-        f"{rate * recorded_hz:.1f} Hz ({rate:.2f}x the recorded {recorded_hz:.1f} Hz, each frame once the last "
-        f"is answered; --rate R sets it)")
+        f"{rate * recorded_hz:.1f} Hz ({rate:.2f}x the recorded {recorded_hz:.1f} Hz, paused while a frame is "
+        f"unanswered; --rate R sets it)")
     return Pacing(rate, recorded_hz, seconds)
 
 
@@ -343,8 +343,8 @@ def summary_lines(report: dict) -> list[str]:
         + (f" (network input {report['input_size']})" if report.get("input_size") else "")
         + (f"; lowest: {worst}" if worst else ""),
         f"  frames        {sent} in, {received} out, {dropped} dropped ({format_percent(report['dropped_fraction'])})"
-        + (f"; {report['frames_held']} held back {format_number(report['held_s'])} s in all for the node to catch up"
-           if report.get("frames_held") else ""),
+        + (f"; paused {report['pauses']} times, {format_number(report['paused_s'])} s in all, for the node to catch up"
+           if report.get("pauses") else ""),
         f"  rates         {format_number(report['input_rate_hz'])} Hz in, {format_number(report['output_rate_hz'])} Hz out"
         + (f" (the recorded {format_number(report['recorded_hz'])} Hz at {report['replay_rate']:.2f}x"
            + (f"; the node takes {format_number(report['node_ms_per_frame'])} ms a frame)" if report["node_ms_per_frame"] else ")")

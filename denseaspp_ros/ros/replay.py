@@ -58,9 +58,9 @@ class ReplayOptions:
     grace: float = 3.0  # seconds to wait for the last outputs
     wait: float = 30.0  # seconds to wait for the node to subscribe
     record: list[tuple[str, type]] = field(default_factory=list)  # extra outputs to record raw: (topic, type)
-    # Hold a frame back while this many are out (sent, mask not yet back). 1 drops nothing; with 2 the
-    # node has one waiting while it works, but that one can be replaced while the node finishes the
-    # last frame's costmap after its mask. None: the schedule alone.
+    # Pause the drive (images and poses alike) while this many frames are out (sent, mask not yet
+    # back). 1 drops nothing; with 2 the node has one waiting while it works, but that one can be
+    # replaced while the node finishes the last frame's costmap after its mask. None: the schedule alone.
     max_in_flight: int | None = None
     lost_after: float = 10.0  # seconds after which a frame still out counts as lost, not as out
 
@@ -74,8 +74,8 @@ class ReplayResult:
     matrix: ConfusionMatrix | None = None
     recorded: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)  # topic -> (receive ns, raw CDR)
     sent_stamps: dict[int, int] = field(default_factory=dict)  # published stamp -> recorded stamp
-    held: int = 0  # frames sent later than their schedule because the node still had max_in_flight
-    held_s: float = 0.0  # the time they waited, in all
+    pauses: int = 0  # times the drive waited because the node still had max_in_flight frames
+    paused_s: float = 0.0  # how long, in all: the rest of the schedule is that much later
 
     @property
     def dropped(self) -> int:
@@ -91,8 +91,8 @@ class ReplayResult:
             "output_rate_hz": self.received / self.duration_s if self.duration_s else None,
             **LatencySummary.of(self.latencies_s).fields(),
             "miou": self.matrix.miou() if self.matrix is not None and self.matrix.counts.any() else None,
-            "frames_held": self.held,
-            "held_s": self.held_s,
+            "pauses": self.pauses,
+            "paused_s": self.paused_s,
         }
 
 
@@ -277,29 +277,32 @@ class Replayer:
                 break
             stamp = stamp_ns(message.header)
             first_stamp = stamp if first_stamp is None else first_stamp
-            recorded_due = start_wall + (stamp - first_stamp) / 1e9 / options.rate
+            # A pause delays poses and images alike, so that both stay on one time base.
+            recorded_due = start_wall + result.paused_s + (stamp - first_stamp) / 1e9 / options.rate
             if connection.topic == options.odometry_topic:
                 if not options.hz:  # at a fixed frequency the recorded timing is gone, and poses with it
                     self.spin_for(max(recorded_due - time.monotonic(), 0.0))
+                    self._pause(session)
                     session.publish_odometry(message, stamp)
                 continue
-            due = start_wall + result.sent / options.hz if options.hz else recorded_due
+            due = start_wall + result.paused_s + result.sent / options.hz if options.hz else recorded_due
             self.spin_for(max(due - time.monotonic(), 0.0))
-            self._hold(session)
+            self._pause(session)
             session.publish(message, stamp)
             if progress is not None:
                 progress(result.sent)
         result.duration_s = time.monotonic() - start_wall
 
-    def _hold(self, session: _Session) -> None:
-        """Wait, if the session caps the frames in flight, until the node has room for one more."""
+    def _pause(self, session: _Session) -> None:
+        """Wait, if the session caps the frames in flight, until the node has room for one more; the
+        wait goes into ``paused_s``, which delays the rest of the schedule."""
         limit = session.options.max_in_flight
         if limit is None or session.in_flight() < limit:
             return
         start = time.monotonic()
         self.spin_for(session.options.lost_after, lambda: session.in_flight() < limit)
-        session.result.held += 1
-        session.result.held_s += time.monotonic() - start
+        session.result.pauses += 1
+        session.result.paused_s += time.monotonic() - start
 
     def find_peak(self, options: ReplayOptions, say: Callable[[str], None] = print) -> dict:
         """The method of ros2_benchmark: double a fixed input rate until over 5% of frames are dropped, then
