@@ -7,7 +7,8 @@
 2. fine-tunes the packaged demo weights with the recipe's last stage: the loss over the hardest
    30% of pixels (OHEM), half the crops placed on a class drawn uniformly from the image
    (class-uniform), 256x512 crops scaled 1.0-2.0 for a network that runs at 384x768 (the 256x512
-   camera upscaled 1.5x: validated there, and declared in the weights), AMP, batch 32. It runs for --steps or
+   camera upscaled 1.5x: validated there, and declared in the weights), half-pixel upsampling, AMP,
+   batch 32. It runs for --steps or
    until --minutes, whichever comes first, validating every 500 steps and keeping the best;
 3. writes to --output what comes back from the machine: demo_weights.safetensors (the best
    checkpoint, float16, to replace the packaged file), demo_weights.json (held-out mIoU and
@@ -63,7 +64,7 @@ def main() -> None:
             data=str(data), output=str(run), model=DEMO_WEIGHTS.model, init_checkpoint=args.init,
             steps=4 if args.smoke else args.steps, batch_size=2 if args.smoke else args.batch_size,
             crop=(64, 64) if args.smoke else (256, 512), scale=(1.0, 2.0), input_size=DEMO_INPUT_SIZE,
-            lr=args.lr, hard_pixels=0.3, class_uniform=0.5,
+            lr=args.lr, hard_pixels=0.3, class_uniform=0.5, half_pixel=True,
             val_every=2 if args.smoke else 500, checkpoint_every=500, log_every=1 if args.smoke else 50,
             workers=0 if args.smoke else min(8, os.cpu_count() or 1), device="cpu" if args.smoke else "auto",
             seed=4, bn_batches=1 if args.smoke else 20, time_limit=args.minutes,

@@ -343,8 +343,8 @@ def summary_lines(report: dict) -> list[str]:
         + (f" (network input {report['input_size']})" if report.get("input_size") else "")
         + (f"; lowest: {worst}" if worst else ""),
         f"  frames        {sent} in, {received} out, {dropped} dropped ({format_percent(report['dropped_fraction'])})"
-        + (f"; paused {report['pauses']} times, {format_number(report['paused_s'])} s in all, for the node to catch up"
-           if report.get("pauses") else ""),
+        + (f"; paused {report['pauses']} time{'' if report['pauses'] == 1 else 's'}, "
+           f"{format_number(report['paused_s'])} s in all, for the node to catch up" if report.get("pauses") else ""),
         f"  rates         {format_number(report['input_rate_hz'])} Hz in, {format_number(report['output_rate_hz'])} Hz out"
         + (f" (the recorded {format_number(report['recorded_hz'])} Hz at {report['replay_rate']:.2f}x"
            + (f"; the node takes {format_number(report['node_ms_per_frame'])} ms a frame)" if report["node_ms_per_frame"] else ")")
