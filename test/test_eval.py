@@ -271,7 +271,7 @@ def test_a_bag_with_odometry_and_a_true_map_scores_the_costmap_of_the_whole_driv
     assert truth_masks["frames"] == network["frames"] == 40 and report["map"]["frames_without_pose"] == 0
     assert truth_masks["accumulated"]["free_iou"] >= 0.97 and truth_masks["accumulated"]["contact_recall"] >= 0.95
     # Lethal cells off any obstacle: a few at the leading edges of moving traffic from the true masks,
-    # more from the network's (39 against 108 with the stage-6 demo weights).
-    assert truth_masks["accumulated"]["stray_lethal"] < network["accumulated"]["stray_lethal"], (truth_masks, network)
+    # over twice as many from the network's (39 against 121 with the stage-7 demo weights, 108 with stage 6's).
+    assert 2 * truth_masks["accumulated"]["stray_lethal"] < network["accumulated"]["stray_lethal"], (truth_masks, network)
     assert network["accumulated"]["free_iou"] >= 0.90, network  # issue 12's goal with the demo weights' masks
     assert (tmp_path / "report" / "costmap.png").is_file() and (tmp_path / "report" / "costmap_true_masks.png").is_file()

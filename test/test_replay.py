@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from nav_msgs.msg import Odometry
+from rclpy.serialization import deserialize_message
 
 from denseaspp_ros import cli
+from denseaspp_ros.frames import stamp_ns
+from denseaspp_ros.ros.replay import Replayer, ReplayOptions
 from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.outputs import write_drive
 from node_harness import NodeProcess, RosClient, wait_until_ready, write_params
@@ -71,12 +75,6 @@ def test_a_paused_drive_keeps_poses_and_images_on_one_time_base_and_gives_up_on_
     drive pauses that long before the next pose, and every frame still goes out. Poses pause with
     the images: each image is stamped with its own pose's time, as recorded (a node would otherwise
     look up the image's pose at a later point of the drive)."""
-    from nav_msgs.msg import Odometry
-    from rclpy.serialization import deserialize_message
-
-    from denseaspp_ros.frames import stamp_ns
-    from denseaspp_ros.ros.replay import Replayer, ReplayOptions
-
     bag = tmp_path / "drive"
     write_drive(DriveConfig(frames=4, seed=3, size=(64, 128)), None, bag=bag, progress=False)
     replayer = Replayer()

@@ -152,7 +152,7 @@ class EngineIdentity:
     num_classes: int
     digest: str  # of the weights' tensors
     normalization: Normalization
-    align_corners: bool = True  # the network's upsampling, which the tensors do not show
+    align_corners: bool  # the network's upsampling, which the tensors do not show
 
     @classmethod
     def of(cls, model: nn.Module, model_name: str, normalization: Normalization) -> EngineIdentity:

@@ -152,9 +152,10 @@ class _Session:
         self.result.sent += 1
 
     def in_flight(self) -> int:
-        """Frames sent whose masks have not come back, less those out so long they count as lost."""
+        """Frames sent whose masks have not come back, once those out so long they count as lost are forgotten."""
         oldest = time.monotonic() - self.options.lost_after
-        return sum(sent > oldest for sent in self.out.values())
+        self.out = {stamp: sent for stamp, sent in self.out.items() if sent > oldest}
+        return len(self.out)
 
     def publish_odometry(self, message: Odometry, stamp: int) -> None:
         """Send one pose on the images' time base: restamped now as they are, so a node interpolates
