@@ -135,8 +135,9 @@ def test_engines_are_cached_across_restarts_and_rebuilt_when_their_key_changes(t
     assert len(declared.backend.built) == 2 and declared.input_size == (384, 768)
     assert declared.segment([np.zeros((64, 64, 3), np.uint8)])[0].train_ids.shape == (64, 64)
     keys = [json.loads((entry / "key.json").read_text()) for entry in cache.iterdir()]
+    assert all(record["files"] for record in keys)  # every file of every entry has its SHA-256 recorded
     assert all(not entry.name.startswith(".") for entry in cache.iterdir())  # no half-built entry left
-    assert {tuple(key["size"]) for key in keys} == {SIZE, (64, 64), (384, 768)}
+    assert {tuple(record["key"]["size"]) for record in keys} == {SIZE, (64, 64), (384, 768)}
 
 
 def test_a_missing_runtime_names_the_extra_that_installs_it(monkeypatch):

@@ -29,9 +29,9 @@ from torch import nn
 
 from ..declarations import format_size, setting, validate
 from ..errors import DenseASPPError, require
-from ..model.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, ExportCheck, export_onnx
+from ..model.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, ExportCheck, export_onnx, read_metadata
 from ..model.weights import Normalization
-from .cache import build_entry, cache_root, entry_path, weights_digest
+from .cache import build_entry, cache_root, entry_path, recorded_digest, weights_digest
 from .calibration import calibration_frames
 from .preprocessing import preprocess
 
@@ -118,10 +118,7 @@ def export_verified(
     ``calibration``, else the synthetic world), described in its metadata."""
     check_batch = normalised(calibration_frames(calibration, frames, size), identity.normalization)
     metadata = {
-        "model": identity.model_name, "num_classes": str(identity.num_classes), "input_size": format_size(size),
-        "input": "float32 RGB (N, 3, H, W), (x / 255 - mean) / std", "mean_rgb": repr(identity.normalization.mean_rgb),
-        "std_rgb": repr(identity.normalization.std_rgb), "weights_sha256": identity.digest,
-        "align_corners": str(identity.align_corners).lower(),
+        **identity.onnx_metadata(size), "input": "float32 RGB (N, 3, H, W), (x / 255 - mean) / std",
         "output": "logits (N, classes, H, W): argmax over classes outside the graph",
     }
     return export_onnx(model, path, check_batch, metadata, batch=batch)
@@ -161,6 +158,26 @@ class EngineIdentity:
             bool(getattr(model, "align_corners", True)),
         )
 
+    def onnx_metadata(self, size: tuple[int, int]) -> dict[str, str]:
+        """What an ONNX export of this network at ``size`` says of itself, and a cached one must say."""
+        return {
+            "model": self.model_name, "num_classes": str(self.num_classes), "input_size": format_size(size),
+            "precision": "fp32", "mean_rgb": repr(self.normalization.mean_rgb), "std_rgb": repr(self.normalization.std_rgb),
+            "weights_sha256": self.digest, "align_corners": str(self.align_corners).lower(),
+        }
+
+    def onnx_problem(self, path: Path, size: tuple[int, int]) -> str | None:
+        """What in the ONNX file at ``path`` contradicts this network at ``size`` (None: nothing)."""
+        try:
+            declared = read_metadata(path)
+        except Exception as error:  # onnx raises its own decode errors for a damaged file
+            return f"holds an ONNX file that cannot be read ({type(error).__name__}: {error})"
+        wrong = [
+            f"{name} {declared.get(name, 'missing')!r} (expected {expected!r})"
+            for name, expected in self.onnx_metadata(size).items() if declared.get(name) != expected
+        ]
+        return f"holds an ONNX export of another network: {', '.join(wrong)}" if wrong else None
+
 
 class ExportedBackend:
     """Engines built from a verified ONNX export, one per input size, on first use; cached on disk."""
@@ -169,10 +186,10 @@ class ExportedBackend:
 
     def __init__(
         self, model: nn.Module, identity: EngineIdentity, precision: str, settings: BackendSettings,
-        log: Callable[[str], None],
+        log: Callable[[str], None], warn: Callable[[str], None],
     ) -> None:
         self.model = model.float().eval()
-        self.identity, self.precision, self.settings, self.log = identity, precision, settings, log
+        self.identity, self.precision, self.settings, self.log, self.warn = identity, precision, settings, log, warn
         self.root = cache_root(settings.cache_dir)
         self.threads = settings.threads or os.cpu_count() or 1
         self._engines: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
@@ -203,7 +220,10 @@ class ExportedBackend:
             )
             self.log(f"ONNX export verified: {check.describe()}")
 
-        return self._entry("onnx", size, key, build) / "model.onnx"
+        def check(folder: Path) -> str | None:
+            return self.identity.onnx_problem(folder / "model.onnx", size)
+
+        return self._entry("onnx", size, key, build, check) / "model.onnx"
 
     def describe(self) -> dict[str, str]:
         return {"backend": self.name, "precision": self.precision, "cache": str(self.root)}
@@ -218,10 +238,13 @@ class ExportedBackend:
             "align_corners": identity.align_corners, "size": list(size), "torch": torch.__version__, **more,
         }
 
-    def _entry(self, kind: str, size: tuple[int, int], key: dict[str, object], build: Callable[[Path], None]) -> Path:
+    def _entry(
+        self, kind: str, size: tuple[int, int], key: dict[str, object], build: Callable[[Path], None],
+        check: Callable[[Path], str | None] = lambda folder: None,
+    ) -> Path:
         label = f"{self.identity.model_name}-{size[0]}x{size[1]}-{kind}"
         started = time.monotonic()
-        path, made = build_entry(entry_path(self.root, label, key), build, key)
+        path, made = build_entry(entry_path(self.root, label, key), build, key, check=check, warn=self.warn)
         if made:
             self.built.append(path)
             self.log(f"built {path.name} in {time.monotonic() - started:.1f} s")
@@ -284,7 +307,9 @@ class OpenVINOBackend(ExportedBackend):
 
     def _ir(self, openvino: Any, size: tuple[int, int]) -> Path:
         onnx_path = self.onnx_file(size)
-        key = self._key(size, openvino=openvino.__version__, precision=self.precision)
+        # An IR is built from this verified file only: its digest is part of the IR's key.
+        key = self._key(size, openvino=openvino.__version__, precision=self.precision,
+                        onnx_sha256=recorded_digest(onnx_path.parent, onnx_path.name))
         if self.precision == "int8":
             nncf = require("nncf", "openvino", "int8 quantization")
             key.update(nncf=nncf.__version__, calibration=self.settings.calibration or "synthetic",
@@ -310,9 +335,10 @@ class OpenVINOBackend(ExportedBackend):
 
 def make_backend(
     name: str, model: nn.Module, identity: EngineIdentity, precision: str, settings: BackendSettings,
-    log: Callable[[str], None],
+    log: Callable[[str], None], warn: Callable[[str], None],
 ) -> TorchBackend | ExportedBackend:
-    """The backend ``name`` (not ``auto``: see ``choose_backend``) for a network already built."""
+    """The backend ``name`` (not ``auto``: see ``choose_backend``) for a network already built;
+    ``log`` hears about exports, ``warn`` about cache entries that failed their check."""
     if name == "torch":
         return TorchBackend(model, settings.compile)
     if not installed(name):
@@ -322,4 +348,4 @@ def make_backend(
             f"(or pip install -e '.[{extra}]' in a clone)"
         )
     backend = {"openvino": OpenVINOBackend, "onnxruntime": OnnxRuntimeBackend}[name]
-    return backend(model, identity, precision, settings, log)
+    return backend(model, identity, precision, settings, log, warn)

@@ -73,7 +73,7 @@ def load_engine(
                 "device with openvino_device or providers"
             )
         identity = EngineIdentity.of(network, network.variant_name, normalize)
-        exported = make_backend(chosen, network, identity, precision, backend, log)
+        exported = make_backend(chosen, network, identity, precision, backend, log, warn)
         # The Segmenter's own tensor work (normalising, argmax) stays on the CPU in float32.
         engine_options = {**engine_options, "device": "cpu", "precision": "fp32", "channels_last": False}
         segmenter = Segmenter(network, own_model=True, normalize=normalize, backend=exported, **engine_options)

@@ -41,13 +41,18 @@ class ExportCheck:
     max_logit_error: float
     argmax_agreement: float
     frames: int
+    non_finite: int = 0  # logits that are NaN or infinite, in torch's output or the file's
 
     def passed(self) -> bool:
-        return self.max_logit_error <= MAX_LOGIT_ERROR and self.argmax_agreement >= MIN_ARGMAX_AGREEMENT
+        return (
+            self.non_finite == 0 and self.max_logit_error <= MAX_LOGIT_ERROR
+            and self.argmax_agreement >= MIN_ARGMAX_AGREEMENT
+        )
 
     def describe(self) -> str:
+        broken = f"{self.non_finite} non-finite logits (none allowed), " if self.non_finite else ""
         return (
-            f"max |logit difference| {self.max_logit_error:.2e} (limit {MAX_LOGIT_ERROR:g}), "
+            f"{broken}max |logit difference| {self.max_logit_error:.2e} (limit {MAX_LOGIT_ERROR:g}), "
             f"argmax agreement {100 * self.argmax_agreement:.3f}% (limit {100 * MIN_ARGMAX_AGREEMENT:g}%) "
             f"on {self.frames} frames"
         )
@@ -110,7 +115,7 @@ def verify_onnx(path: str | Path, model: nn.Module, batch: torch.Tensor) -> Expo
     """Compare the file's logits under ONNX Runtime (CPU) with the network's, frame by frame."""
     onnxruntime = require("onnxruntime", "onnx", "checking an ONNX export")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    worst, agreeing, pixels = 0.0, 0, 0
+    worst, agreeing, pixels, non_finite = 0.0, 0, 0, 0
     fixed = session.get_inputs()[0].shape[0]
     step = fixed if isinstance(fixed, int) else 1
     with torch.no_grad():
@@ -118,10 +123,12 @@ def verify_onnx(path: str | Path, model: nn.Module, batch: torch.Tensor) -> Expo
             frame = batch[index : index + 1].expand(step, -1, -1, -1).contiguous()
             expected = model(frame).float().numpy()
             actual = session.run([OUTPUT_NAME], {INPUT_NAME: frame.numpy()})[0]
-            worst = max(worst, float(np.abs(actual - expected).max()))
+            # NaN compares false to everything: without this count a NaN network "agrees" with itself.
+            non_finite += int((~np.isfinite(expected)).sum() + (~np.isfinite(actual)).sum())
+            worst = max(worst, float(np.nan_to_num(np.abs(actual - expected), nan=np.inf).max()))
             agreeing += int((actual.argmax(1) == expected.argmax(1)).sum())
             pixels += expected.shape[0] * expected.shape[2] * expected.shape[3]
-    return ExportCheck(worst, agreeing / pixels, len(batch))
+    return ExportCheck(worst, agreeing / pixels, len(batch), non_finite)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
