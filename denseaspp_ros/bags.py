@@ -37,7 +37,7 @@ from .costmap import CameraModel, GridSpec, Pose2D, odometry_pose
 from .errors import DenseASPPError
 from .frames import Frame, stamp_ns
 from .labels import IGNORE_INDEX, LabelSet
-from .image_messages import MessageError, class_mask_to_array, decode_frame
+from .image_messages import DECODE_AS_STORED, MessageError, class_mask_to_array, decode_frame
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -474,7 +474,7 @@ def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats, max_
     try:
         frame = decode_frame(image_message, max_pixels)
         if hasattr(label_message, "format"):  # a PNG-compressed label image
-            label = cv2.imdecode(np.frombuffer(label_message.data, np.uint8), cv2.IMREAD_UNCHANGED)
+            label = cv2.imdecode(np.frombuffer(label_message.data, np.uint8), DECODE_AS_STORED)
             if label is None or label.ndim != 2 or label.dtype != np.uint8:
                 raise MessageError("label CompressedImage is not a single-channel 8-bit PNG")
         else:

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from .bags import MatchStats, read_labelled_frames
 from .errors import DenseASPPError, ImageError
 from .frames import Frame
+from .image_messages import DECODE_AS_STORED
 from .imageio import read_bgr
 from .labels import IGNORE_INDEX, LabelSet
 
@@ -88,7 +89,7 @@ class CityscapesDataset(Dataset):
             image = read_bgr(image_path, self.max_pixels)
         except ImageError as error:
             raise DatasetError(str(error)) from None
-        label = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+        label = cv2.imread(str(label_path), DECODE_AS_STORED)
         if label is None or label.ndim != 2 or label.dtype != np.uint8:
             raise DatasetError(f"{label_path} is not a single-channel 8-bit label image")
         if label.shape != image.shape[:2]:

@@ -25,6 +25,12 @@ from .errors import DenseASPPError
 from .frames import Frame, stamp_ns
 
 
+# How every camera picture and label image is decoded: the pixels as stored, never turned by an
+# EXIF Orientation tag (OpenCV applies it by default). A camera's pixels are its geometry: a frame
+# rotated to "look right" would be published transposed and projected with the wrong intrinsics.
+DECODE_COLOR = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+DECODE_AS_STORED = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
+
 # The largest image accepted by default (4096x4096, 16.8 MP): a 30000x30000 PNG of 875 KB would
 # otherwise decode for seconds into 10.8 GB.
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -184,7 +190,7 @@ def compressed_to_array(msg: Any, max_pixels: int | None = None) -> tuple[np.nda
     if mode in _WIDE_MODES:
         raise MessageError(f"{what} holds {mode} pixels (16-bit or float, e.g. depth): only 8-bit pictures can be segmented")
     check_pixels(width, height, max_pixels, what)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    image = cv2.imdecode(data, DECODE_COLOR)
     if image is None:
         raise MessageError(f"corrupt or truncated {what}: OpenCV cannot decode its {data.size} bytes")
     return image, True

@@ -10,7 +10,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import DenseASPPError, ImageError
-from .image_messages import MessageError, check_pixels, image_header
+from .image_messages import DECODE_COLOR, MessageError, check_pixels, image_header
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -82,7 +82,7 @@ def read_bgr(path: Path, max_pixels: int | None = None) -> np.ndarray:
             check_pixels(width, height, max_pixels, f"image {path}")
         except MessageError as error:
             raise ImageError(str(error)) from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, DECODE_COLOR) if data.size else None
     if image is None:
         raise ImageError(f"cannot read image {path} (corrupt or unsupported format)")
     return image

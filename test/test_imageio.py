@@ -275,3 +275,20 @@ def test_overwrite_keeps_the_existing_permissions(tmp_path):
 def test_module_uses_atomic_write():
     # write_png must go through atomic_write (what the tests above monkeypatch around).
     assert imageio.atomic_write is atomic.atomic_write
+
+
+def test_an_exif_orientation_tag_never_turns_an_image_file(tmp_path):
+    """OpenCV turns a JPEG by its EXIF Orientation unless told not to: a camera frame read from a
+    file keeps the size and pixels it was stored with."""
+    from PIL import Image as PILImage
+
+    rgb = np.zeros((256, 512, 3), np.uint8)
+    rgb[:, :256] = (200, 30, 30)  # left half red: turned, it would be the top or the bottom half
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "turned.jpg"
+    PILImage.fromarray(rgb).save(path, "JPEG", exif=exif.tobytes(), quality=95)
+    assert cv2.imread(str(path)).shape == (512, 256, 3)  # what OpenCV does by default
+    image = read_bgr(path)
+    assert image.shape == (256, 512, 3)
+    assert image[128, 100, 2] > 150 and image[128, 400, 2] < 60  # red (BGR) on the left, as stored

@@ -7,6 +7,7 @@ looks only for outputs carrying it, so earlier tests' frames still in flight can
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import threading
@@ -595,3 +596,27 @@ def test_refuses_to_configure_without_weights_unless_allowed(client, tmp_path):
         assert_alive(process)
     finally:
         process.assert_clean_exit()
+
+
+def exif_rotated_jpeg(rgb: np.ndarray, orientation: int = 6) -> bytes:
+    """A JPEG of ``rgb`` whose EXIF asks viewers to turn it (6: 90 degrees clockwise)."""
+    from PIL import Image as PILImage
+
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def test_an_exif_orientation_tag_never_turns_the_camera_frame(main):
+    """A camera's pixels are its geometry: the mask keeps the frame's stored size, whatever EXIF says."""
+    frame_id = unique("exif_optical")
+    data = exif_rotated_jpeg(pattern_image(HEIGHT, WIDTH))
+
+    def publish() -> None:
+        main.publishers["comp"].publish(CompressedImage(header=header(main.client, frame_id), format="jpeg", data=data))
+
+    assert main.client.publish_until(publish, lambda: main.output("comp", "mask", frame_id) is not None, 15.0, period=0.2)
+    mask = main.output("comp", "mask", frame_id)
+    assert (mask.height, mask.width) == (HEIGHT, WIDTH)
