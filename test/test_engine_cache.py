@@ -13,11 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from denseaspp_ros.errors import DenseASPPError
 from denseaspp_ros.inference import BackendSettings, load_engine
 from denseaspp_ros.inference.backends import EngineIdentity, export_verified
 from denseaspp_ros.inference.cache import CacheError, KEY_FILE, build_entry, file_sha256
@@ -194,3 +196,67 @@ def test_an_export_whose_logits_are_not_finite_is_refused(tmp_path):
     with pytest.raises(ExportError, match="non-finite logits"):
         export_onnx(_NotFinite(), tmp_path / "nan.onnx", torch.randn(1, 3, 16, 16), {})
     assert list(tmp_path.iterdir()) == []
+
+
+# --- int8 calibration frames ------------------------------------------------------------------
+
+
+def write_bag(path: Path, cameras: dict[str, tuple[np.ndarray, str]], frames: int = 3) -> Path:
+    """A bag with ``frames`` messages on each topic: {topic: (pixels, encoding)}."""
+    from denseaspp_ros.bags import BagWriter
+
+    with BagWriter(path) as bag:
+        for index in range(frames):
+            for topic, (pixels, encoding) in cameras.items():
+                bag.write_image(topic, (index + 1) * 100_000_000, "camera", pixels, encoding)
+    return path
+
+
+MASK = np.tile(np.arange(64, dtype=np.uint8) % 19, (48, 1))
+PICTURE = np.dstack([MASK * 13, MASK * 7, 255 - MASK * 11]).astype(np.uint8)
+
+
+def test_a_bag_whose_only_image_topic_is_a_label_mask_is_refused_naming_the_way_out(tmp_path):
+    bag = write_bag(tmp_path / "labels", {"/front/labels": (MASK, "mono8")})
+    with pytest.raises(DenseASPPError, match=r"no colour camera topic; its grey image topics \(/front/labels\) may be label masks"):
+        calibration_frames(str(bag), 8, SIZE)
+    named = calibration_frames(f"{bag}:/front/labels", 3, SIZE)  # named, a grey topic is taken
+    assert len(named) == 3
+
+
+def test_the_colour_camera_is_taken_beside_a_label_topic_and_several_cameras_need_a_name(tmp_path):
+    bag = write_bag(tmp_path / "drive", {"/a/labels": (MASK, "mono8"), "/front/image": (PICTURE, "rgb8")})
+    frames = calibration_frames(str(bag), 3, (48, 64))
+    assert len(frames) == 3 and np.array_equal(frames[0], PICTURE)
+    two = write_bag(tmp_path / "two", {"/front/image": (PICTURE, "rgb8"), "/rear/image": (PICTURE, "bgr8")})
+    with pytest.raises(DenseASPPError, match=r"2 colour camera topics \(/front/image, /rear/image\): name the camera topic"):
+        calibration_frames(str(two), 3, SIZE)
+    assert len(calibration_frames(f"{two}:/rear/image", 3, SIZE)) == 3
+    with pytest.raises(DenseASPPError, match="has no Image or CompressedImage topic /side/image"):
+        calibration_frames(f"{two}:/side/image", 3, SIZE)
+
+
+def test_fewer_frames_than_asked_is_a_warning_with_the_count(tmp_path):
+    bag = write_bag(tmp_path / "short", {"/front/image": (PICTURE, "rgb8")}, frames=6)
+    warnings: list[str] = []
+    assert len(calibration_frames(str(bag), 32, SIZE, warnings.append)) == 6
+    assert warnings == [f"calibration source {bag} holds 6 frames, fewer than the 32 asked: calibrating on 6"]
+
+
+def test_recalibrating_on_new_frames_under_the_same_path_builds_a_new_int8_engine(tmp_path):
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    source = calibration_frames(None, 4, SIZE)
+    for index, frame in enumerate(source[:2]):
+        cv2.imwrite(str(folder / f"{index}.png"), frame[..., ::-1])
+
+    def int8():
+        return load_engine("demo", backend=BackendSettings(
+            backend="openvino", cache_dir=str(tmp_path / "cache"), calibration=str(folder), calibration_frames=2,
+        ), precision="int8", input_size=SIZE, log=lambda message: None)
+
+    assert [path.name.split("-")[-2] for path in int8().backend.built] == ["onnx", "int8"]
+    assert int8().backend.built == []  # the same frames: the same engine
+    for index, frame in enumerate(source[2:]):
+        cv2.imwrite(str(folder / f"{index}.png"), frame[..., ::-1])
+    assert [path.name.split("-")[-2] for path in int8().backend.built] == ["int8"]

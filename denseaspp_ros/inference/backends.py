@@ -32,7 +32,7 @@ from ..errors import DenseASPPError, require
 from ..model.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, ExportCheck, export_onnx, read_metadata
 from ..model.weights import Normalization
 from .cache import build_entry, cache_root, entry_path, recorded_digest, weights_digest
-from .calibration import calibration_frames
+from .calibration import calibration_frames, frames_digest, is_synthetic, synthetic_world_digest
 from .preprocessing import preprocess
 
 BACKENDS = ("auto", "torch", "openvino", "onnxruntime")
@@ -64,7 +64,8 @@ class BackendSettings:
     )
     tensorrt_fp16: bool = setting(True, "onnxruntime backend: TensorrtExecutionProvider builds fp16 engines")
     calibration: str = setting(
-        "", "int8 calibration frames: an image folder, a Cityscapes folder or a bag; empty = the synthetic world"
+        "", "int8 calibration frames: an image folder, a Cityscapes folder, a bag with one colour camera topic, "
+        "or BAG:TOPIC; empty = the synthetic world",
     )
     calibration_frames: int = setting(32, "int8 calibration: how many frames", low=1, high=10000)
     cache_dir: str = setting("", "exported engines; empty = $DENSEASPP_CACHE, else ~/.cache/denseaspp_ros")
@@ -193,6 +194,7 @@ class ExportedBackend:
         self.root = cache_root(settings.cache_dir)
         self.threads = settings.threads or os.cpu_count() or 1
         self._engines: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
+        self._calibration: dict[tuple[int, int], list[np.ndarray]] = {}
         self.built: list[Path] = []  # cache entries this process had to build (a warm start builds none)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -312,8 +314,9 @@ class OpenVINOBackend(ExportedBackend):
                         onnx_sha256=recorded_digest(onnx_path.parent, onnx_path.name))
         if self.precision == "int8":
             nncf = require("nncf", "openvino", "int8 quantization")
-            key.update(nncf=nncf.__version__, calibration=self.settings.calibration or "synthetic",
-                       calibration_frames=self.settings.calibration_frames)
+            calibration = self.settings.calibration
+            key.update(nncf=nncf.__version__, calibration_frames=self.settings.calibration_frames,
+                       calibration_sha256=synthetic_world_digest() if is_synthetic(calibration) else frames_digest(self._frames(size)))
 
         def build(folder: Path) -> None:
             model = openvino.convert_model(str(onnx_path))
@@ -323,12 +326,20 @@ class OpenVINOBackend(ExportedBackend):
 
         return self._entry(f"openvino-{self.precision}", size, key, build) / "model.xml"
 
+    def _frames(self, size: tuple[int, int]) -> list[np.ndarray]:
+        """The int8 calibration frames at ``size``, read once per process."""
+        if size not in self._calibration:
+            self._calibration[size] = calibration_frames(
+                self.settings.calibration or None, self.settings.calibration_frames, size, self.warn
+            )
+        return self._calibration[size]
+
     def _quantize(self, model: Any, size: tuple[int, int]) -> Any:
         nncf = require("nncf", "openvino", "int8 quantization")
         count = self.settings.calibration_frames
         source = self.settings.calibration or "the synthetic world"
-        self.log(f"calibrating int8 on {count} frames of {source} at {size[0]}x{size[1]} (NNCF)")
-        frames = calibration_frames(self.settings.calibration or None, count, size)
+        frames = self._frames(size)
+        self.log(f"calibrating int8 on {len(frames)} of {count} frames asked of {source} at {size[0]}x{size[1]} (NNCF)")
         batches = [self._normalised([frame]).numpy() for frame in frames]
         return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches), fast_bias_correction=True)
 
