@@ -19,7 +19,7 @@ import shutil
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -33,7 +33,7 @@ from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys import Stores, get_typestore
 
-from .costmap import CameraModel, GridSpec, Pose2D, odometry_pose
+from .costmap import CameraModel, GridSpec, OdometryRefused, OdometryTrack, Pose2D
 from .errors import DenseASPPError
 from .frames import Frame, stamp_ns
 from .labels import IGNORE_INDEX, LabelSet
@@ -376,9 +376,19 @@ def read_topic(path: str | Path, topic: str, msgtype: str) -> list[tuple[int, An
         reader.close()
 
 
-def read_poses(path: str | Path, topic: str) -> list[tuple[int, Pose2D]]:
-    """The vehicle's poses of a nav_msgs/Odometry topic, (stamp ns, pose) in bag order."""
-    return [(stamp, odometry_pose(message)) for stamp, message in read_topic(path, topic, ODOMETRY)]
+def read_poses(path: str | Path, topic: str, warn: Callable[[str], None]) -> list[tuple[int, Pose2D]]:
+    """The vehicle's poses of a nav_msgs/Odometry topic, (stamp ns, pose) in bag order, checked as
+    the node checks them (``OdometryTrack``); ``warn`` hears how many were refused and why."""
+    track, poses, last = OdometryTrack(history_s=None), [], ""
+    for _, message in read_topic(path, topic, ODOMETRY):
+        try:
+            poses.append(track.add(message))
+        except OdometryRefused as error:
+            last = str(error)
+    if track.refused:
+        counts = ", ".join(f"{count} {kind}" for kind, count in sorted(track.refused.items()))
+        warn(f"{topic} in {path}: refused {counts} odometry messages (last: {last})")
+    return poses
 
 
 def grid_classes(cells: Any) -> np.ndarray:

@@ -375,6 +375,34 @@ def test_with_odometry_a_parked_car_stays_in_its_odom_cells_and_frames_without_a
         assert late.level == b"\x01" and values(late)["frame_id"] == "odom", late
         refused = status(diagnostics.of(name)[-1][1], name, "costmap")
         assert values(refused)["refused.front.stamp_odometry"] == "1", refused
+
+        # Odometry that lies is refused, counted by kind and reported on the odometry line, never folded in.
+        def lying(frame_id: str = "odom", orientation=(0.0, 0.0, 0.0, 1.0), x: float = 0.0, ahead_s: float = 0.0) -> None:
+            message = Odometry()
+            stamp = client.now_stamp()
+            message.header.frame_id = frame_id
+            message.header.stamp.sec, message.header.stamp.nanosec = divmod(
+                stamp.sec * 1_000_000_000 + stamp.nanosec + round(ahead_s * 1e9), 1_000_000_000)
+            message.pose.pose.position.x = x
+            (message.pose.pose.orientation.x, message.pose.pose.orientation.y, message.pose.pose.orientation.z,
+             message.pose.pose.orientation.w) = orientation
+            odometry.publish(message)
+
+        lying(orientation=(0.0, 0.0, 0.0, 0.0))
+        lying(orientation=(float("nan"), 0.0, 0.0, 1.0))
+        lying(x=float("inf"))
+        lying(frame_id="map", x=10.0)  # another frame on the same topic: never interpolated with odom
+        lying(ahead_s=30.0)
+        counted = odometry_status("odometry messages on /costmap_odometry_test/odom refused")
+        assert counted.level == b"\x01", counted
+        assert client.spin_until(lambda: "odometry refused: odometry stamped" in process.log(), 5.0), process.log()
+        kinds = ("messages_refused.invalid", "messages_refused.frame", "messages_refused.future")
+        array = diagnostics.wait(name, lambda a: status(a, name, "odometry") is not None and kinds[2] in values(status(a, name, "odometry")), 6.0)
+        assert array is not None, diagnostics.of(name)[-1][1]
+        final = status(array, name, "odometry")
+        assert {key: values(final).get(key) for key in kinds} == {
+            "messages_refused.invalid": "3", "messages_refused.frame": "1", "messages_refused.future": "1"}, final
+        assert "in frame 'map', not 'odom'" in process.log() and "is not a rotation" in process.log()
     finally:
         process.assert_clean_exit()
 

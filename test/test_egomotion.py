@@ -4,14 +4,15 @@ obstacle that stays in its world cell while the vehicle drives (synthetic drive,
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
 from denseaspp_ros.costmap import (
-    CostmapSettings, GridSpec, Pose2D, PoseBuffer, PoseUnavailable, RollingWindow, SemanticCostmap, load_cost_table,
-    yaw_of_quaternion,
+    CostmapSettings, GridSpec, OdometryRefused, OdometryTrack, Pose2D, PoseBuffer, PoseUnavailable, RollingWindow,
+    SemanticCostmap, load_cost_table, odometry_pose, yaw_of_quaternion,
 )
 from denseaspp_ros.costmap.egomotion import interpolate, scroll
 from denseaspp_ros.labels import CITYSCAPES
@@ -182,3 +183,52 @@ def test_evidence_settings_that_could_never_mark_a_cell_are_refused(changes, wor
 
     with pytest.raises(DenseASPPError, match=words):
         CostmapSettings(**changes)
+
+
+# --- odometry that lies ---------------------------------------------------------------------------
+
+
+def odometry_message(frame_id: str = "odom", stamp: int = 1_000_000_000, x: float = 0.0, orientation=(0.0, 0.0, 0.0, 1.0)):
+    position = SimpleNamespace(x=x, y=0.0, z=0.0)
+    quaternion = SimpleNamespace(**dict(zip("xyzw", orientation)))
+    header = SimpleNamespace(frame_id=frame_id, stamp=SimpleNamespace(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000))
+    return SimpleNamespace(header=header, pose=SimpleNamespace(pose=SimpleNamespace(position=position, orientation=quaternion)))
+
+
+def test_a_quaternion_that_is_not_normalised_gives_its_true_heading():
+    half = math.sin(math.pi / 4)
+    assert math.degrees(odometry_pose(odometry_message(orientation=(0.0, 0.0, 2 * half, 2 * half))).yaw) == pytest.approx(90.0)
+    assert math.degrees(yaw_of_quaternion(0.0, 0.0, 0.3 * half, 0.3 * half)) == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize("orientation, x", [
+    ((0.0, 0.0, 0.0, 0.0), 0.0), ((math.nan, 0.0, 0.0, 1.0), 0.0), ((0.0, 0.0, math.inf, 1.0), 0.0), ((0.0, 0.0, 0.0, 1.0), math.nan),
+])
+def test_a_pose_that_is_no_pose_is_refused(orientation, x):
+    track = OdometryTrack()
+    with pytest.raises(OdometryRefused, match="not a rotation|not finite") as refused:
+        track.add(odometry_message(orientation=orientation, x=x))
+    assert refused.value.kind == "invalid" and track.refused == {"invalid": 1} and len(track.poses) == 0
+
+
+def test_poses_of_two_frames_are_never_interpolated_together():
+    track = OdometryTrack()
+    track.add(odometry_message("odom", 1_000_000_000, x=0.0))
+    with pytest.raises(OdometryRefused, match="in frame 'map', not 'odom' \\(the first accepted\\)"):
+        track.add(odometry_message("map", 1_050_000_000, x=10.0))
+    track.add(odometry_message("odom", 1_100_000_000, x=0.2))
+    assert track.poses.at(1_050_000_000, 0.1).x == pytest.approx(0.1)  # not 5 m, between odom and map
+    given = OdometryTrack("map")
+    with pytest.raises(OdometryRefused, match="not 'map' \\(costmap.global_frame\\)"):
+        given.add(odometry_message("odom"))
+    given.clear()
+    assert given.frame_id == "map"
+
+
+def test_odometry_stamped_ahead_of_the_clock_is_refused_as_such():
+    track = OdometryTrack(max_ahead_s=0.5)
+    with pytest.raises(OdometryRefused, match="stamped 2.000 s ahead of the clock") as refused:
+        track.add(odometry_message(stamp=3_000_000_000), now_ns=1_000_000_000)
+    assert refused.value.kind == "future"
+    track.add(odometry_message(stamp=1_400_000_000), now_ns=1_000_000_000)  # within the tolerated skew
+    assert track.refused == {"future": 1}

@@ -144,7 +144,7 @@ def test_the_serving_modules_import_no_ros():
 def odometry(**changes) -> dict:
     """Odometry that arrived 20 ms ago and gave every frame its pose; the keys are CostmapOutput's."""
     return {"topic": "/odom", "frame_id": "odom", "poses_kept": 250, "age_s": 0.02, "refused_recent": 0,
-            "last_refusal": None, **changes}
+            "last_refusal": None, "messages_refused_recent": 0, "last_message_refusal": None, **changes}
 
 
 @pytest.mark.parametrize("changes, level, words", [
@@ -154,6 +154,8 @@ def odometry(**changes) -> dict:
     ({"age_s": 11.0}, Level.ERROR, "silent for 11.0 s"),
     ({"refused_recent": 4, "last_refusal": "odometry is 0.300 s behind the frame"}, Level.WARN,
      "4 frames in the last 5 s had no vehicle pose at their stamp (odometry is 0.300 s behind the frame)"),
+    ({"messages_refused_recent": 2, "last_message_refusal": "odometry stamped 3.000 s ahead of the clock"}, Level.WARN,
+     "2 odometry messages on /odom refused in the last 5 s (odometry stamped 3.000 s ahead of the clock)"),
 ])
 def test_odometry_that_is_missing_silent_or_late_warns_with_the_reason(changes, level, words):
     result = odometry_health(odometry(**changes), LIMITS, active=True)

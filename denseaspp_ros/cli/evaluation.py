@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -138,9 +139,13 @@ def _map_scorer(args: argparse.Namespace, labels: LabelSet, shard: Shard, camera
         raise DenseASPPError(f"{args.map_topic} in {args.bag} holds no map")
     truth, truth_grid = class_map(maps[-1][1])
     return DriveMapScorer(
-        load_cost_table(None, labels), CostmapSettings(), *camera, read_poses(args.bag, args.odometry_topic),
+        load_cost_table(None, labels), CostmapSettings(), *camera, read_poses(args.bag, args.odometry_topic, _warn),
         truth, truth_grid,
     )
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _samples(

@@ -2,7 +2,9 @@
 
 from .camera import CameraModel, CameraModelError
 from .costs import CostTable, CostTableError, default_cost_table_path, load_cost_table
-from .egomotion import Pose2D, PoseBuffer, PoseUnavailable, RollingWindow, odometry_pose, yaw_of_quaternion
+from .egomotion import (
+    OdometryRefused, OdometryTrack, Pose2D, PoseBuffer, PoseUnavailable, RollingWindow, odometry_pose, yaw_of_quaternion,
+)
 from .fusion import CostmapSettings, SemanticCostmap, Snapshot
 from .grid import GridError, GridSpec
 from .pose import CameraPose
@@ -20,6 +22,8 @@ __all__ = [
     "GridError",
     "GridSpec",
     "GroundProjection",
+    "OdometryRefused",
+    "OdometryTrack",
     "Pose2D",
     "PoseBuffer",
     "PoseUnavailable",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DenseASPPError
+from ..frames import stamp_ns
 from .grid import GridSpec
 
 POSE_HISTORY_S = 5.0  # how far back poses are kept
@@ -25,6 +26,15 @@ POSE_HISTORY_S = 5.0  # how far back poses are kept
 
 class PoseUnavailable(DenseASPPError):
     """No pose can be given for a stamp: odometry is missing, late, or older than the frame."""
+
+
+class OdometryRefused(DenseASPPError):
+    """An odometry message that is not taken: ``kind`` is invalid (a pose that is no pose), frame
+    (another frame than the track's) or future (stamped ahead of the clock)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -42,14 +52,68 @@ class Pose2D:
 
 
 def yaw_of_quaternion(x: float, y: float, z: float, w: float) -> float:
-    """Heading (rotation about z) of a quaternion, as ROS's tf2 getYaw does."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    """Heading (rotation about z) of a quaternion of any length, as tf2's getYaw gives for its unit
+    quaternion: 1 - 2(y² + z²) is written w² + x² - y² - z², so a quaternion scaled by 2 (not
+    normalised by its publisher) gives 90 degrees, not 127."""
+    return math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
 
 
 def odometry_pose(message: Any) -> Pose2D:
-    """The vehicle's pose in a nav_msgs/Odometry (rclpy's or a bag reader's: the same fields)."""
+    """The vehicle's pose in a nav_msgs/Odometry (rclpy's or a bag reader's: the same fields);
+    ``OdometryRefused`` for a position that is not finite or a quaternion that is no rotation."""
     position, orientation = message.pose.pose.position, message.pose.pose.orientation
-    return Pose2D(position.x, position.y, yaw_of_quaternion(orientation.x, orientation.y, orientation.z, orientation.w))
+    quaternion = (orientation.x, orientation.y, orientation.z, orientation.w)
+    if not all(math.isfinite(value) for value in (position.x, position.y, position.z)):
+        raise OdometryRefused("invalid", f"odometry position ({position.x}, {position.y}, {position.z}) is not finite")
+    norm = math.sqrt(sum(value * value for value in quaternion))
+    if not math.isfinite(norm) or norm < 1e-6:
+        raise OdometryRefused("invalid", f"odometry orientation {quaternion} (x, y, z, w) is not a rotation")
+    return Pose2D(position.x, position.y, yaw_of_quaternion(*quaternion))
+
+
+class OdometryTrack:
+    """The odometry a costmap is anchored to: poses of one frame, checked, in a ``PoseBuffer``.
+
+    Poses of two frames (odom and map on one topic) interpolated together would put the vehicle
+    between them, so the track keeps the frame it was given (``costmap.global_frame``) or the
+    first it accepts, and refuses others. A message stamped more than ``max_ahead_s`` ahead of the
+    clock is refused too (a wrong clock, not late odometry). Refusals are counted by kind.
+    """
+
+    def __init__(self, frame_id: str = "", max_ahead_s: float | None = None, history_s: float | None = POSE_HISTORY_S) -> None:
+        self.required_frame = frame_id
+        self.frame_id = frame_id  # the frame every pose is in: given, or the first accepted
+        self.max_ahead_ns = None if max_ahead_s is None else round(max_ahead_s * 1e9)
+        self.poses = PoseBuffer(history_s)
+        self.refused: dict[str, int] = {}
+
+    def add(self, message: Any, now_ns: int | None = None) -> tuple[int, Pose2D]:
+        """Take one nav_msgs/Odometry (``now_ns``: the clock, None for a bag read after the fact);
+        its (stamp, pose), or ``OdometryRefused`` (counted)."""
+        try:
+            stamp, frame = stamp_ns(message.header), message.header.frame_id or "odom"
+            if self.frame_id and frame != self.frame_id:
+                origin = "costmap.global_frame" if self.required_frame else "the first accepted"
+                raise OdometryRefused(
+                    "frame", f"odometry in frame {frame!r}, not {self.frame_id!r} ({origin}): poses of two frames are never interpolated together"
+                )
+            if now_ns is not None and self.max_ahead_ns is not None and stamp - now_ns > self.max_ahead_ns:
+                raise OdometryRefused(
+                    "future", f"odometry stamped {(stamp - now_ns) / 1e9:.3f} s ahead of the clock "
+                    f"(tolerated: {self.max_ahead_ns / 1e9:g} s): the publisher's clock or this node's is wrong",
+                )
+            pose = odometry_pose(message)
+        except OdometryRefused as error:
+            self.refused[error.kind] = self.refused.get(error.kind, 0) + 1
+            raise
+        self.frame_id = frame
+        self.poses.add(stamp, pose)
+        return stamp, pose
+
+    def clear(self) -> None:
+        """Forget every pose (time went back), and the frame unless it was given."""
+        self.poses.clear()
+        self.frame_id = self.required_frame
 
 
 def interpolate(before: tuple[int, Pose2D], after: tuple[int, Pose2D], stamp: int) -> Pose2D:

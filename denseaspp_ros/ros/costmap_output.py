@@ -27,9 +27,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..costmap import (
-    CameraModel, CameraPose, Pose2D, PoseBuffer, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table, odometry_pose,
+    CameraModel, CameraPose, OdometryRefused, OdometryTrack, Pose2D, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table,
 )
-from ..frames import stamp_ns
 from ..errors import DenseASPPError
 from ..labels import LabelSet
 from ..serving.health import HealthLimits, odometry_health
@@ -74,8 +73,10 @@ class CostmapOutput:
         table = load_cost_table(settings.classes_file or None, label_set)
         anchored = bool(settings.odometry_topic or settings.global_frame)
         self.costmap = SemanticCostmap(table, settings.fusion, anchored=anchored)
-        self.poses = PoseBuffer()  # the vehicle in the odometry's frame, with odometry_topic
+        # The vehicle in the odometry's frame, with odometry_topic: costmap.global_frame when set, else the first accepted.
+        self.odometry = OdometryTrack(settings.global_frame, settings.max_stamp_skew)
         self._world_frame = "" if settings.odometry_topic else settings.global_frame  # odometry's comes with it
+        self._odometry_refusals: deque[tuple[float, str]] = deque(maxlen=1000)  # (monotonic s, why) of recent messages
         self._tf: TransformSource | None = None  # created last: nothing after it can fail and leak its subscriptions
         self._pose_refusals: deque[tuple[float, str]] = deque(maxlen=1000)  # (monotonic s, why) of recent frames
         self._cameras = {name: _CameraState(calibration) for name, calibration in cameras.items()}
@@ -131,7 +132,7 @@ class CostmapOutput:
         if now < self._clock_ns:
             self.costmap.clear()
             self._stamps.clear()
-            self.poses.clear()
+            self.odometry.clear()
             if self._tf is not None:
                 self._tf.buffer.clear()  # rclpy's buffer keeps the old times and would refuse the new ones
             if self._last_publish_ns is not None:
@@ -200,22 +201,26 @@ class CostmapOutput:
     def odometry_snapshot(self) -> dict:
         """What /diagnostics says of the odometry: its age on the node's clock and the frames it failed."""
         with self._lock:
-            newest = self.poses.newest
+            newest = self.odometry.poses.newest
             horizon = time.monotonic() - RATE_WINDOW_S
             recent = [why for when, why in self._pose_refusals if when >= horizon]
+            bad_messages = [why for when, why in self._odometry_refusals if when >= horizon]
             return {
                 "topic": self.settings.odometry_topic,
                 "frame_id": self._world_frame or None,
-                "poses_kept": len(self.poses),
+                "poses_kept": len(self.odometry.poses),
                 "age_s": None if newest is None else (self._now_ns() - newest) / 1e9,
                 "refused_recent": len(recent),
                 "last_refusal": recent[-1] if recent else None,
+                **{f"messages_refused.{kind}": count for kind, count in sorted(self.odometry.refused.items())},
+                "messages_refused_recent": len(bad_messages),
+                "last_message_refusal": bad_messages[-1] if bad_messages else None,
             }
 
     def odometry_status(self, limits: HealthLimits, *, active: bool) -> DiagnosticStatus:
         """The odometry's line of the node's /diagnostics."""
         snapshot = self.odometry_snapshot()
-        values = {key: value for key, value in snapshot.items() if key != "last_refusal"}
+        values = {key: value for key, value in snapshot.items() if not key.startswith("last_")}
         return self.node.diagnostic_status("odometry", odometry_health(snapshot, limits, active=active), values)
 
     def listen_to_odometry(self, node) -> None:
@@ -224,11 +229,16 @@ class CostmapOutput:
             node.listen(Odometry, self.settings.odometry_topic, self.on_odometry, ODOMETRY_QOS)
 
     def on_odometry(self, msg: Odometry) -> None:
-        """Keep the vehicle's pose (its odometry frame, usually odom) for the frames that follow."""
-        pose = odometry_pose(msg)
+        """Keep the vehicle's pose (its odometry frame, usually odom) for the frames that follow; a
+        message that is no pose, of another frame or from the future is refused, counted and logged."""
         with self._lock:
-            self._world_frame = msg.header.frame_id or "odom"
-            self.poses.add(stamp_ns(msg.header), pose)
+            try:
+                self.odometry.add(msg, self._now_ns())
+            except OdometryRefused as error:
+                self._odometry_refusals.append((time.monotonic(), str(error)))
+                self.node.throttled.warn(("odometry", error.kind), f"odometry refused: {error}")
+                return
+            self._world_frame = self.odometry.frame_id
 
     def _camera_pose(self, state: _CameraState, frame_id: str, stamp: int) -> CameraPose:
         """``C.pose``, else the body pose of the images' frame in costmap.frame_id from TF at the stamp."""
@@ -243,7 +253,7 @@ class CostmapOutput:
             return None
         try:
             if self.settings.odometry_topic:
-                return self.poses.at(stamp, self.settings.transform_tolerance)
+                return self.odometry.poses.at(stamp, self.settings.transform_tolerance)
             return self._tf.vehicle_pose(self.settings.global_frame, self.settings.fusion.grid.frame_id, stamp)
         except PoseUnavailable as error:
             self._pose_refusals.append((time.monotonic(), str(error)))

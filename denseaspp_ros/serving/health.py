@@ -87,6 +87,11 @@ def odometry_health(snapshot: dict[str, Any], limits: HealthLimits, *, active: b
     age, refused = snapshot["age_s"], snapshot["refused_recent"]
     if not active:
         return Health(Level.OK, "inactive")
+    if snapshot["messages_refused_recent"]:
+        return Health(
+            Level.WARN, f"{snapshot['messages_refused_recent']} odometry messages on {snapshot['topic']} refused in the last "
+            f"{RATE_WINDOW_S:.0f} s ({snapshot['last_message_refusal']})",
+        )
     if age is None:
         return Health(Level.WARN, f"no odometry on {snapshot['topic']} yet: no costmap is published")
     if age > limits.silence_timeout:
@@ -95,7 +100,7 @@ def odometry_health(snapshot: dict[str, Any], limits: HealthLimits, *, active: b
     if refused:
         return Health(
             Level.WARN, f"{refused} frames in the last {RATE_WINDOW_S:.0f} s had no vehicle pose at their stamp "
-            f"({snapshot['last_refusal']}): odometry late, or costmap.transform_tolerance too tight",
+            f"({snapshot['last_refusal']}): odometry late or ahead of the frames, or costmap.transform_tolerance too tight",
         )
     return Health(Level.OK, "ok")
 
