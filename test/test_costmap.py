@@ -395,3 +395,18 @@ def test_custom_label_set_needs_and_gets_its_own_table(tmp_path):
     costmap.update("front", mask, 1.0)
     assert (costmap.snapshot().costs == 100).sum() > 20
 
+
+
+def test_a_mask_of_another_aspect_ratio_is_refused_while_one_scale_passes():
+    """Intrinsics scaled anisotropically put every ray in the wrong place: only a uniform resize
+    (to within the pixel it rounds off) is projected."""
+    from denseaspp_ros.costmap import AspectMismatch
+
+    camera = CameraModel.from_intrinsics([700.0, 700.0, 620.0, 188.0], 1241, 376)
+    assert camera.uniformly_scales_to(620, 188) and camera.uniformly_scales_to(2482, 752)
+    assert not camera.uniformly_scales_to(1241, 188) and not camera.uniformly_scales_to(376, 1241)
+    costmap = SemanticCostmap(load_cost_table(None, CITYSCAPES), CostmapSettings())
+    costmap.set_camera("front", camera, CameraPose(0.0, 0.0, 1.5, 0.0, 0.1, 0.0))
+    assert costmap.projection("front", (188, 620)) is not None
+    with pytest.raises(AspectMismatch, match="a 1241x188 mask is not the camera's 1241x376 at one scale"):
+        costmap.projection("front", (188, 1241))

@@ -7,6 +7,7 @@ class has a cost, so any mask marks the grid) must publish a grid stamped like i
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -166,6 +167,43 @@ def test_a_half_size_mask_is_projected_with_scaled_intrinsics(standalone):
     cols = np.nonzero(cells_of(grid) == 100)[1]
     x = GRID.origin_x + (cols + 0.5) * GRID.resolution
     assert len(x) >= 8 and np.abs(x - CAR_BOX[0]).max() <= 0.4
+
+
+def test_masks_of_another_aspect_ratio_or_from_the_future_are_refused_and_the_camera_is_an_error(standalone):
+    """A mask squashed to half its height would project through anisotropically scaled intrinsics:
+    it is kept out of the grid, counted, and the camera's line of /diagnostics turns ERROR when all
+    its masks are refused, as it does for masks stamped ahead of the clock."""
+    diagnostics = DiagnosticsLog(standalone.client)
+    squashed = cv2.resize(render(CAMERA, FRONT, car=CAR_BOX), (CAMERA.width, CAMERA.height // 2), interpolation=cv2.INTER_NEAREST)
+    sent = []
+
+    def camera_line(words: str):
+        found = diagnostics.wait(STANDALONE, lambda a: words in getattr(status(a, STANDALONE, "camera front"), "message", ""), 6.0)
+        return None if found is None else status(found, STANDALONE, "camera front")
+
+    for _ in range(12):  # over 5 s of squashed masks: all the last window's masks are refused
+        sent.append(standalone.send(squashed, camera_info(None)))
+        standalone.client.spin_for(0.5)
+    assert "at one scale" in standalone.process.log(), standalone.process.log()
+    line = camera_line("masks in the last 5 s refused (so far: aspect")
+    assert line is not None and line.level == b"\x02" and line.message.startswith("all "), diagnostics.of(STANDALONE)[-1:]
+    assert not any(grid.header.stamp == header.stamp for grid in standalone.grids for header in sent)
+    refused = status(diagnostics.of(STANDALONE)[-1][1], STANDALONE, "costmap")
+    assert int(values(refused)["refused.front.aspect"]) >= 1, refused
+
+    _, grid = standalone.grid_for(render(CAMERA, FRONT, car=CAR_BOX), camera_info(None))  # the right shape comes back
+    assert (cells_of(grid) == 100).any()
+
+    def ahead() -> None:
+        stamp = standalone.client.now_stamp()
+        stamp.sec += 30
+        standalone.masks.publish(mask_msg(stamp, render(CAMERA, FRONT, car=CAR_BOX)))
+
+    for _ in range(12):  # over 5 s of masks from the future: all the last window's masks are refused
+        ahead()
+        standalone.client.spin_for(0.5)
+    line = camera_line("stamp_future")
+    assert line is not None and line.level == b"\x02" and line.message.startswith("all "), diagnostics.of(STANDALONE)[-1:]
 
 
 def test_bad_input_is_reported_and_the_node_carries_on(standalone):

@@ -16,6 +16,7 @@ from denseaspp_ros.serving.health import (
     camera_figures,
     camera_health,
     engine_figures,
+    mask_health,
     odometry_health,
 )
 from denseaspp_ros.serving.stats import CameraStats, EngineStats
@@ -161,3 +162,23 @@ def test_odometry_that_is_missing_silent_or_late_warns_with_the_reason(changes, 
     result = odometry_health(odometry(**changes), LIMITS, active=True)
     assert result.level == level and words in result.message, result
     assert odometry_health(odometry(**changes), LIMITS, active=False) == Health(Level.OK, "inactive")
+
+
+def masks(**changes) -> dict:
+    """A camera of semantic_costmap_node whose masks arrive and are all folded in (CameraStats' keys)."""
+    return {"silent_for_s": 0.1, "published_recent": 50, "errors_recent": 0, **changes}
+
+
+@pytest.mark.parametrize("changes, counts, level, words", [
+    ({}, {}, Level.OK, "ok"),
+    ({"published_recent": 0, "errors_recent": 50}, {"stamp_future": 50}, Level.ERROR,
+     "all 50 masks in the last 5 s refused (so far: stamp_future 50)"),
+    ({"published_recent": 40, "errors_recent": 10}, {"aspect": 10}, Level.WARN, "10 of 50 masks in the last 5 s refused"),
+    ({"published_recent": 49, "errors_recent": 1}, {"aspect": 1}, Level.OK, "ok"),
+    ({"silent_for_s": None, "published_recent": 0}, {}, Level.WARN, "no masks yet"),
+    ({"silent_for_s": 30.0, "published_recent": 0}, {}, Level.ERROR, "silent for 30.0 s"),
+])
+def test_a_costmap_camera_is_judged_by_the_share_of_its_masks_refused(changes, counts, level, words):
+    result = mask_health(masks(**changes), counts, LIMITS, active=True)
+    assert result.level == level and words in result.message, result
+    assert mask_health(masks(**changes), counts, LIMITS, active=False) == Health(Level.OK, "inactive")

@@ -8,11 +8,12 @@ from .egomotion import (
 from .fusion import CostmapSettings, SemanticCostmap, Snapshot
 from .grid import GridError, GridSpec
 from .pose import CameraPose
-from .projection import RULES, GroundProjection, ProjectionError, project_pixels
+from .projection import RULES, AspectMismatch, GroundProjection, ProjectionError, project_pixels
 from .render import bird_eye_image
 
 __all__ = [
     "RULES",
+    "AspectMismatch",
     "CameraModel",
     "CameraModelError",
     "CameraPose",

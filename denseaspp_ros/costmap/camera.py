@@ -122,6 +122,11 @@ class CameraModel:
         K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
         return CameraModel(K, self.D, width, height)
 
+    def uniformly_scales_to(self, width: int, height: int) -> bool:
+        """Whether width x height is this camera's image at one scale, to within the pixel a
+        resize rounds off (1241x376 halved is 620x188)."""
+        return abs(width - height * self.width / self.height) <= 1 or abs(height - width * self.height / self.width) <= 1
+
     @property
     def key(self) -> tuple:
         """Hashable identity: equal keys project identically (caches rebuild only when it changes)."""

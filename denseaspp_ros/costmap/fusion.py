@@ -30,7 +30,7 @@ from .egomotion import Pose2D, RollingWindow, scroll
 from .costs import CostTable
 from .grid import GridSpec
 from .pose import CameraPose
-from .projection import RULES, GroundProjection, ProjectionError
+from .projection import RULES, AspectMismatch, GroundProjection, ProjectionError
 
 _NEVER = -np.inf
 # Projections kept per camera (one per mask size seen): a camera that changes resolution back and
@@ -218,6 +218,12 @@ class SemanticCostmap:
         if projection is None:
             height, width = mask_shape
             if (width, height) != (camera.width, camera.height):
+                if not camera.uniformly_scales_to(width, height):
+                    raise AspectMismatch(
+                        f"a {width}x{height} mask is not the camera's {camera.width}x{camera.height} at one scale: its "
+                        "intrinsics would be stretched, so it stays out of the costmap (give the camera_info of the "
+                        "images these masks come from, or image_width/image_height that match them)"
+                    )
                 camera = camera.scaled_to(width, height)
             projection = GroundProjection(camera, pose, self._projection_grid, self.settings.max_range)
             if len(cache) >= _PROJECTIONS_PER_CAMERA:

@@ -28,6 +28,11 @@ RULES = ("max", "majority")
 _MIN_DOWNWARD = 1e-9
 
 
+class AspectMismatch(DenseASPPError, ValueError):
+    """A mask whose aspect ratio is not its camera model's: scaling the intrinsics to it would
+    stretch the camera and put every pixel's ray in the wrong place."""
+
+
 class ProjectionError(DenseASPPError, ValueError):
     """A camera whose view cannot be projected onto the ground (e.g. mounted below it)."""
 

@@ -8,8 +8,6 @@ the executor thread as it arrives and the grid is published after each one.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import qos_profile_sensor_data
@@ -18,9 +16,10 @@ from sensor_msgs.msg import Image
 from ..frames import stamp_ns
 from ..image_messages import class_mask_to_array
 from ..labels import IGNORE_INDEX, get_label_set
-from ..serving.health import Health, Level
+from ..serving.health import Health, Level, mask_health
 from ..serving.settings import CostmapCameraSettings, CostmapNodeSettings
-from ..serving.stamps import StampRejected
+from ..serving.stamps import FrameRefused, StampRejected
+from ..serving.stats import CameraStats
 from .costmap_output import CostmapOutput
 from .names import COSTMAP_NODE as NODE_NAME
 from .runner import CameraLifecycleNode, run_lifecycle_node
@@ -34,7 +33,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
         self.settings: CostmapNodeSettings | None = None
         self.cameras: dict[str, CostmapCameraSettings] = {}
         self.num_classes = 0
-        self.problems: Counter[tuple[str, str]] = Counter()  # (camera, why) -> masks refused
+        self.stats: dict[str, CameraStats] = {}  # masks received, folded in (published) and refused (errors by cause)
 
     def is_configured(self) -> bool:
         return self.output is not None
@@ -46,6 +45,7 @@ class SemanticCostmapNode(CameraLifecycleNode):
         calibrations = {name: camera.calibration for name, camera in self.cameras.items()}
         self.output = CostmapOutput(self, settings.costmap, label_set, calibrations)
         self.settings, self.num_classes = settings, label_set.num_classes
+        self.stats = {name: CameraStats() for name in self.cameras}
         self.start_diagnostics(settings.diagnostics.period, self._diagnostics)
         grid = settings.costmap.fusion.grid
         self.get_logger().info(
@@ -75,23 +75,36 @@ class SemanticCostmapNode(CameraLifecycleNode):
             self.output.deactivate()
 
     def _on_mask(self, camera: str, msg: Image) -> None:
+        self.stats[camera].on_received()
         try:
             train_ids = class_mask_to_array(msg)
             self._check_classes(camera, train_ids)
             if self.output.update(camera, train_ids, stamp_ns(msg.header), self.camera_info.get(camera), frame_id=msg.header.frame_id):
+                self.stats[camera].on_published(None, 0.0)
                 self.output.publish()
         except StampRejected as error:
             self._report(camera, f"stamp_{error.kind}", f"dropped a mask: {error}")
+        except FrameRefused as error:
+            self._report(camera, error.kind, f"dropped a mask: {error}")
         except Exception as error:  # a bad message must not end the node, nor cost the other cameras
             self._report(camera, "bad_mask", f"dropped a mask: {error}")
 
     def _diagnostics(self) -> list[DiagnosticStatus]:
-        """The masks refused so far, per camera and cause; with odometry, its state."""
+        """The masks refused so far, per camera and cause; a line per camera judged by the share of
+        its masks refused; with odometry, its state."""
         active = self.output is not None and self.output.active
-        values = {f"refused.{camera}.{why}": count for (camera, why), count in sorted(self.problems.items())}
+        limits = self.settings.diagnostics.limits
+        counts = {camera: stats.error_counts() for camera, stats in self.stats.items()}
+        values = {f"refused.{camera}.{why}": count for camera in sorted(counts) for why, count in sorted(counts[camera].items())}
         statuses = [self.diagnostic_status("costmap", Health(Level.OK, "active" if active else "inactive"), values)]
+        for camera, stats in self.stats.items():
+            snapshot = stats.snapshot()
+            figures = {"mask_topic": self.cameras[camera].mask_topic, "received": snapshot["received"],
+                       "used": snapshot["published"], "refused": snapshot["errors"]}
+            health = mask_health(snapshot, counts[camera], limits, active=active)
+            statuses.append(self.diagnostic_status(f"camera {camera}", health, figures))
         if self.output is not None and self.settings.costmap.odometry_topic:
-            statuses.append(self.output.odometry_status(self.settings.diagnostics.limits, active=active))
+            statuses.append(self.output.odometry_status(limits, active=active))
         return statuses
 
     def _check_classes(self, camera: str, train_ids: np.ndarray) -> None:
@@ -107,8 +120,9 @@ class SemanticCostmapNode(CameraLifecycleNode):
 
     def _report(self, camera: str, why: str, problem: str) -> None:
         """Count the problem and log it, throttled per kind and cause."""
-        self.problems[(camera, why)] += 1
-        self.throttled.warn((camera, why, problem[:30]), f"{camera}: {problem} ({self.problems[(camera, why)]} so far)")
+        self.stats[camera].on_error(why)
+        so_far = self.stats[camera].error_counts()[why]
+        self.throttled.warn((camera, why, problem[:30]), f"{camera}: {problem} ({so_far} so far)")
 
 
 def main(args: list[str] | None = None) -> None:

@@ -27,12 +27,12 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..costmap import (
-    CameraModel, CameraPose, OdometryRefused, OdometryTrack, Pose2D, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table,
+    AspectMismatch, CameraModel, CameraPose, OdometryRefused, OdometryTrack, Pose2D, PoseUnavailable, SemanticCostmap, bird_eye_image, load_cost_table,
 )
 from ..errors import DenseASPPError
 from ..labels import LabelSet
 from ..serving.health import HealthLimits, odometry_health
-from ..serving.stamps import StampRejected, check_costmap_stamp
+from ..serving.stamps import FrameRefused, StampRejected, check_costmap_stamp
 from ..serving.stats import RATE_WINDOW_S
 from .camera_info import camera_model_from_info
 from .conversions import obstacle_cloud_msg, occupancy_grid_msg, rgb8_msg
@@ -152,7 +152,8 @@ class CostmapOutput:
         """Fold one mask, of the frame stamped ``stamp`` (ns) in ``frame_id`` (its image's), in;
         False when the camera cannot contribute (reported once, not raised).
 
-        Raises ``StampRejected`` for a frame whose stamp cannot be trusted (it changes nothing).
+        Raises ``StampRejected`` for a frame whose stamp cannot be trusted, ``FrameRefused`` for a mask
+        of another aspect ratio than its camera's (either changes nothing).
         """
         state = self._cameras[camera]
         if not self.contributes(camera):
@@ -183,7 +184,11 @@ class CostmapOutput:
                 )
                 return False
             pose = self._pose_at(stamp)
-            projection = self.costmap.projection(camera, train_ids.shape)
+            try:
+                projection = self.costmap.projection(camera, train_ids.shape)
+            except AspectMismatch as error:
+                self._report(camera, state, f"camera {camera}: {error}")
+                raise FrameRefused("aspect", str(error)) from None
             if projection.visible_cells == 0:
                 self._report(
                     camera, state,

@@ -27,7 +27,7 @@ from ..model import OptionNames
 from ..serving.health import Health, Level, camera_figures, camera_health, engine_figures
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
 from ..serving.settings import CameraSettings, NodeSettings
-from ..serving.stamps import StampRejected, latency_s
+from ..serving.stamps import FrameRefused, StampRejected, latency_s
 from ..serving.stats import NONFINITE, CameraStats, EngineStats
 from .camera_info import published_size
 from .conversions import labels_json, mono8_msg, rgb8_msg
@@ -337,9 +337,10 @@ class SegmentationNode(CameraLifecycleNode):
                 self.costmap.update(
                     name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence, job.frame.frame_id
                 )
-            except StampRejected as error:
-                job.camera.stats.on_error("costmap_stamp")
-                self.throttled.warn((name, "costmap_stamp", error.kind), f"{name}: not in the costmap: {error}")
+            except FrameRefused as error:
+                kind = "costmap_stamp" if isinstance(error, StampRejected) else f"costmap_{error.kind}"
+                job.camera.stats.on_error(kind)
+                self.throttled.warn((name, kind, error.kind), f"{name}: not in the costmap: {error}")
             except Exception as error:  # a bad camera_info or mask must not cost the other cameras their grid
                 job.camera.stats.on_error("costmap")
                 self.throttled.error((name, "costmap"), f"{name}: costmap update failed: {error}")

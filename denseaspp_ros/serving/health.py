@@ -78,6 +78,25 @@ def camera_health(
     return Health(Level.OK, "ok")
 
 
+def mask_health(snapshot: dict[str, Any], error_counts: dict[str, int], limits: HealthLimits, *, active: bool) -> Health:
+    """The level and message of one camera of semantic_costmap_node, from the ``CameraStats`` of its
+    masks (published: folded into the grid; errors: refused), by segmentation_node's rules: masks
+    that are all refused are an ERROR, more than ``max_error_fraction`` of them a WARN."""
+    silent, used, refused = snapshot["silent_for_s"], snapshot["published_recent"], snapshot["errors_recent"]
+    window = f"in the last {RATE_WINDOW_S:.0f} s"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in error_counts.items())
+    if not active:
+        return Health(Level.OK, "inactive")
+    if refused and not used:
+        return Health(Level.ERROR, f"all {refused} masks {window} refused (so far: {kinds}): the camera adds nothing to the costmap")
+    if refused and refused / (refused + used) > limits.max_error_fraction:
+        return Health(Level.WARN, f"{refused} of {refused + used} masks {window} refused (so far: {kinds})")
+    if silent is None or silent > limits.silence_timeout:
+        level = Level.ERROR if silent is not None and silent > 5 * limits.silence_timeout else Level.WARN
+        return Health(level, "no masks yet" if silent is None else f"silent for {silent:.1f} s")
+    return Health(Level.OK, "ok")
+
+
 def odometry_health(snapshot: dict[str, Any], limits: HealthLimits, *, active: bool) -> Health:
     """The level and message of the odometry a costmap is anchored to, from ``CostmapOutput.odometry_snapshot()``.
 

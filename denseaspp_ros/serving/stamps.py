@@ -14,15 +14,17 @@ def latency_s(stamp: int, now: int) -> float | None:
     return None if stamp == 0 else (now - stamp) / 1e9
 
 
-class StampRejected(DenseASPPError):
-    """A frame whose stamp the costmap cannot trust: ahead of the clock, before 1970, zero, or too old.
-
-    ``kind`` names the cause without the figures, for counting and throttled logging.
-    """
+class FrameRefused(DenseASPPError):
+    """A frame the costmap refuses (its mask is still published): counted per ``kind``, the cause
+    without the figures, for counting and throttled logging."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class StampRejected(FrameRefused):
+    """A frame whose stamp the costmap cannot trust: ahead of the clock, before 1970, zero, or too old."""
 
 
 def check_costmap_stamp(
