@@ -10,6 +10,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import DenseASPPError, ImageError
+from .files import MAX_IMAGE_FILE_BYTES, FileRefused, read_bounded
 from .image_messages import DECODE_COLOR, MessageError, check_pixels, image_header
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -73,9 +74,9 @@ def read_bgr(path: Path, max_pixels: int | None = None) -> np.ndarray:
     ``max_pixels`` bounds the size the file's header declares, checked before decoding.
     """
     try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as error:
-        raise ImageError(f"cannot read image {path}: {error.strerror or error}") from None
+        data = np.frombuffer(read_bounded(path, "image", MAX_IMAGE_FILE_BYTES), np.uint8)
+    except FileRefused as error:
+        raise ImageError(str(error)) from None
     if max_pixels is not None:
         try:
             width, height, _ = image_header(data, f"image {path}")

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from .errors import LabelSetError
+from .files import FileRefused, read_bounded
 
 IGNORE_INDEX = 255
 """trainId of pixels that belong to no class (void, unlabeled, out of range)."""
@@ -255,10 +256,11 @@ def load_label_set(path: str | Path) -> LabelSet:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or error
-        raise LabelSetError(f"label set file {path}: cannot read ({reason})") from error
+        text = read_bounded(path, "label set file").decode("utf-8")
+    except FileRefused as error:
+        raise LabelSetError(str(error)) from None
+    except UnicodeDecodeError as error:
+        raise LabelSetError(f"label set file {path}: cannot read ({error})") from error
     try:
         document = yaml.safe_load(text)
         if not isinstance(document, dict):

@@ -347,6 +347,13 @@ def test_error_missing_checkpoint(capsys, tmp_path):
     code, _, err = run_main(capsys, *infer_args(tmp_path, "--weights", tmp_path / "nope.pkl"))
     assert_one_clean_error(code, err, "nope.pkl", "does not exist")
     assert not (tmp_path / "out").exists()
+    assert "relative to" not in err  # an absolute path is where it was looked for
+
+
+@pytest.mark.parametrize("weights, words", [("/dev/zero", "is a character device, not a regular file"), (".", "is a folder")])
+def test_weights_that_exist_but_are_no_file_are_described_as_such(capsys, tmp_path, weights, words):
+    code, _, err = run_main(capsys, *infer_args(tmp_path, "--weights", weights))
+    assert_one_clean_error(code, err, f"--weights {weights} {words}")
 
 
 @pytest.mark.parametrize("which", ["original", "safetensors"])

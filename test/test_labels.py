@@ -10,6 +10,7 @@ from denseaspp_ros.labels import (
     CITYSCAPES,
     IGNORE_INDEX,
     LabelSet,
+    LabelSetError,
     get_label_set,
     load_label_set,
 )
@@ -365,3 +366,40 @@ def test_load_label_set_missing_file(tmp_path):
     assert str(path) in str(error.value)
     with pytest.raises(ValueError, match="nope.yaml"):
         get_label_set(str(path))
+
+
+# --- files named by settings: regular files, read with a bound ----------------------------------
+
+
+def test_named_files_that_are_not_regular_files_or_too_large_are_refused_quickly(tmp_path):
+    """/dev/zero would be read without end and a FIFO would block configure forever: both are
+    refused from what the path is, as are a folder and a file beyond the bound."""
+    import os
+    import threading
+
+    from denseaspp_ros.costmap import CostTableError, load_cost_table
+    from denseaspp_ros.files import FileRefused, read_bounded
+
+    fifo = tmp_path / "labels.fifo"
+    os.mkfifo(fifo)
+    results = []
+    reader = threading.Thread(target=lambda: results.append(_refusal(lambda: load_label_set(fifo))), daemon=True)
+    reader.start()
+    reader.join(10.0)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert results == [f"label set file {fifo} is a FIFO (named pipe), not a regular file"]
+    assert _refusal(lambda: load_label_set("/dev/zero")) == "label set file /dev/zero is a character device, not a regular file"
+    assert _refusal(lambda: load_label_set(tmp_path)) == f"label set file {tmp_path} is a folder, not a regular file"
+    assert _refusal(lambda: load_label_set(tmp_path / "absent.yaml")) == f"label set file {tmp_path / 'absent.yaml'} does not exist"
+    with pytest.raises(CostTableError, match="is a character device, not a regular file"):
+        load_cost_table("/dev/zero", CITYSCAPES)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(FileRefused, match="is larger than 1048576 bytes"):
+        read_bounded(big, "label set file")
+
+
+def _refusal(load) -> str:
+    with pytest.raises(LabelSetError) as refused:
+        load()
+    return str(refused.value)

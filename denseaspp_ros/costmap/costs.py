@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from ..errors import DenseASPPError
+from ..files import FileRefused, read_bounded
 from ..labels import IGNORE_INDEX, LabelSet
 
 LETHAL = 100
@@ -101,9 +102,11 @@ def load_cost_table(path: str | Path | None, label_set: LabelSet) -> CostTable:
     """Read a costmap.yaml for ``label_set``; ``None`` or "" takes the built-in table."""
     path = Path(path) if path else default_cost_table_path(label_set)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise CostTableError(f"cannot read cost table {path}: {error.strerror or error}") from None
+        document = yaml.safe_load(read_bounded(path, "cost table").decode("utf-8"))
+    except FileRefused as error:
+        raise CostTableError(str(error)) from None
+    except UnicodeDecodeError as error:
+        raise CostTableError(f"cost table {path} is not UTF-8 text ({error})") from None
     except yaml.YAMLError as error:
         raise CostTableError(f"cost table {path} is not valid YAML: {error}") from None
     return parse_cost_table(document, label_set, str(path))

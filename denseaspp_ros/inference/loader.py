@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, DenseASPPError
+from ..files import FileRefused, check_regular_file
 from ..labels import LabelSet, get_label_set
 from ..model import (
     AUTO_MODEL, CLI_OPTIONS, DEMO_WEIGHTS, OptionNames, build_model, find_published_weights, normalization_of,
@@ -88,12 +89,19 @@ def _resolve(
 ) -> Path | str | None:
     """The checkpoint to load, or None for random weights (only with ``allow_untrained``)."""
     if weights is not None and str(weights) != "":
-        if str(weights) == DEMO_WEIGHTS.name or Path(weights).is_file():
+        if str(weights) == DEMO_WEIGHTS.name:
             return weights
-        problem = (
-            f"{options.weights.format(weights)} does not exist (relative to {Path.cwd()}): download the release's "
-            "checkpoint there (see the README's Weights section) or give its absolute path"
-        )
+        try:
+            check_regular_file(weights, options.weights.format("").strip())
+            return weights
+        except FileRefused as error:
+            if Path(weights).exists():  # a folder, a FIFO, a device: not a checkpoint, whatever the fallback
+                raise CheckpointError(str(error)) from None
+            where = "" if Path(weights).is_absolute() else f" (relative to {Path.cwd()})"
+            problem = (
+                f"{options.weights.format(weights)} does not exist{where}: download the release's checkpoint "
+                "there (see the README's Weights section) or give its absolute path"
+            )
     else:
         published = find_published_weights(model)
         if published is not None:
