@@ -39,6 +39,7 @@ class Declaration:
     check: Callable[[str, Any], None] | None = None  # further rules: raises SettingError naming the setting
     parse: Callable[[str], Any] | None = None  # a command-line spelling other than the value's own (HxW)
     metavar: str | None = None
+    element: type | None = None  # of a sequence: what an empty default cannot show
 
 
 def setting(
@@ -51,12 +52,18 @@ def setting(
     check: Callable[[str, Any], None] | None = None,
     parse: Callable[[str], Any] | None = None,
     metavar: str | None = None,
+    element: type | None = None,
 ) -> Any:
-    """A dataclass field that is a setting. Sequences are tuples (settings are immutable values)."""
+    """A dataclass field that is a setting. Sequences are tuples (settings are immutable values);
+    an empty one names its ``element`` type, which ROS declares and every value is checked against."""
     if isinstance(default, list):
         raise TypeError("a setting's sequence default is a tuple")
+    if isinstance(default, tuple):
+        element = element or (type(default[0]) if default else None)
+        if element is None:
+            raise TypeError("an empty sequence default names its element type")
     declaration = Declaration(
-        description, low, high, None if choices is None else tuple(choices), check, parse, metavar
+        description, low, high, None if choices is None else tuple(choices), check, parse, metavar, element
     )
     return field(default=default, metadata={_DECLARATION: declaration})
 
@@ -83,8 +90,8 @@ class Parameter:
         return "--" + self.name.rsplit(".", 1)[-1].replace("_", "-")
 
     @property
-    def untyped(self) -> bool:
-        """An empty sequence by default: its element type cannot be told from it (ROS: dynamic typing)."""
+    def empty_sequence(self) -> bool:
+        """An empty sequence by default: rcl hands an empty YAML list over as "not set"."""
         return isinstance(self.default, tuple) and not self.default
 
     def convert(self, value: Any) -> Any:
@@ -124,14 +131,14 @@ class Parameter:
             if isinstance(value, str):
                 return value
         elif isinstance(default, tuple):
+            if value is None:  # rcl's "not set": how an empty list (`pose: []`, `-p pose:=[]`) arrives
+                return ()
             if isinstance(value, Sequence) and not isinstance(value, str):
                 return self._sequence(value)
         raise SettingError(f"{self.name} must be {_kind(default)}, got {value!r}")
 
     def _sequence(self, value: Sequence) -> tuple:
-        if not self.default:
-            return tuple(value)  # untyped: the setting's own check tells what it holds
-        element = Parameter(f"{self.name} element", self.default[0], Declaration(""))
+        element = Parameter(f"{self.name} element", self.declaration.element(), Declaration(""))
         return tuple(element._typed(v) for v in value)
 
 

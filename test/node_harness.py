@@ -88,6 +88,7 @@ class NodeProcess:
         env: dict[str, str] | None = None,
         program: str = "segmentation_node",
         namespace: str | None = None,
+        arguments: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.log_file = log_file
@@ -99,6 +100,7 @@ class NodeProcess:
         self.command = [*executable, "--ros-args", "--params-file", str(params_file), "-r", f"__node:={name}"]
         if namespace:
             self.command += ["-r", f"__ns:={namespace}"]
+        self.command += list(arguments)  # more --ros-args, e.g. -p overrides
         # One torch thread: the CI runners have two cores, shared with the test's own process.
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "RCUTILS_COLORIZED_OUTPUT": "0"}
         self.env.update(env or {})

@@ -330,3 +330,24 @@ def test_costmap_node_yaml_lists_its_parameters_at_their_defaults_and_loads(cont
         assert node.get_parameter("front.pose").value == parameters["front.pose"]
     finally:
         node.destroy_node()
+
+
+def test_empty_lists_load_from_yaml_and_the_command_line_and_keep_their_element_type(context, tmp_path):
+    """rcl hands `pose: []` and `-p intrinsics:=[]` over as "not set", and rclpy takes an empty
+    default for a byte array: both come out as empty double arrays, so configure succeeds and what
+    `ros2 param dump` writes loads back."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    parameters = {"cameras": ["front", "rear"], "front": {"mask_topic": "/front/mask", "pose": [], "intrinsics": []},
+                  "rear": {"mask_topic": "/rear/mask"}}
+    file = tmp_path / "params.yaml"
+    file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+    arguments = ["--ros-args", "--params-file", str(file), "-p", "rear.intrinsics:=[]"]
+    node = costmap_node.SemanticCostmapNode(context=context, cli_args=arguments)
+    try:
+        for name in ("front.pose", "front.intrinsics", "rear.pose", "rear.intrinsics"):
+            parameter = node.get_parameter(name)
+            assert parameter.type_ == Parameter.Type.DOUBLE_ARRAY and list(parameter.value) == [], name
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()

@@ -95,7 +95,7 @@ def test_every_train_option_is_a_flag_and_a_config_key_checked_the_same_way(tmp_
 def test_camera_settings_take_the_camera_name_into_their_defaults():
     declared = parameters(CameraSettings, "left.", camera="left")
     assert declared["left.image_topic"].default == "left/image_raw"
-    assert declared["left.pose"].untyped and declared["left.pose"].default == ()
+    assert declared["left.pose"].empty_sequence and declared["left.pose"].default == ()
     with pytest.raises(SettingError, match="left.pose: z = -1.0 m puts the camera at or below the ground"):
         build(CameraSettings, {"left.pose": [0, 0, -1, 0, 0, 0]}, "left.", camera="left")
 

@@ -10,11 +10,15 @@ from dataclasses import replace
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.parameter import Parameter as RosParameter
 from rclpy.node import Node
 
 from ..declarations import Parameter, build, parameters
 
 _INT_LIMIT = 2**63 - 1
+# The array type of an empty list: rclpy would take [] for a byte array.
+_ARRAY_TYPES = {float: RosParameter.Type.DOUBLE_ARRAY, int: RosParameter.Type.INTEGER_ARRAY,
+                str: RosParameter.Type.STRING_ARRAY, bool: RosParameter.Type.BOOL_ARRAY}
 
 
 def descriptor(parameter: Parameter) -> ParameterDescriptor:
@@ -33,15 +37,20 @@ def descriptor(parameter: Parameter) -> ParameterDescriptor:
         low = -float("inf") if declaration.low is None else float(declaration.low)
         high = float("inf") if declaration.high is None else float(declaration.high)
         extra["floating_point_range"] = [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
-    if parameter.untyped:
-        extra["dynamic_typing"] = True  # an empty list cannot carry a type: the setting's check tells
+    if parameter.empty_sequence:
+        extra["dynamic_typing"] = True  # rcl hands `[]` over as "not set", which a static type refuses
     return ParameterDescriptor(description=description, **extra)
 
 
 def declare(node: Node, declared: dict[str, Parameter]) -> None:
     for parameter in declared.values():
         default = list(parameter.default) if isinstance(parameter.default, tuple) else parameter.default
-        node.declare_parameter(parameter.name, default, descriptor(parameter))
+        value = node.declare_parameter(parameter.name, default, descriptor(parameter))
+        if parameter.empty_sequence and value.type_ in (RosParameter.Type.BYTE_ARRAY, RosParameter.Type.NOT_SET):
+            # rclpy takes an empty list for a byte array and rcl an empty YAML list (`pose: []`,
+            # `-p pose:=[]`) for "not set": give the empty list its element type, which
+            # `ros2 param describe` shows and `ros2 param dump` writes so that it loads back.
+            node.set_parameters([RosParameter(parameter.name, _ARRAY_TYPES[parameter.declaration.element], [])])
 
 
 def read(node: Node, settings_type: type, prefix: str = "", **context: str) -> Any:

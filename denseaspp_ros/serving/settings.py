@@ -177,14 +177,13 @@ class Calibration:
     """``<camera>.pose``/``intrinsics``/``image_width``/``image_height``: what the costmap knows of a
     camera from parameters (camera_info, when it comes, wins). Empty lists mean unknown."""
 
-    # An empty list cannot carry a type: ROS declares these dynamically typed; the checks tell.
     pose: tuple[float, ...] = setting(
         (), "[x, y, z, roll, pitch, yaw] of the camera body (REP 103) in costmap.frame_id; empty = from TF "
         "(the images' frame) where tf2_ros is installed, else no costmap",
-        check=pose_values,
+        check=pose_values, element=float,
     )
     intrinsics: tuple[float, ...] = setting(
-        (), "[fx, fy, cx, cy] used while no camera_info arrives; empty = none", check=intrinsics_values
+        (), "[fx, fy, cx, cy] used while no camera_info arrives; empty = none", check=intrinsics_values, element=float
     )
     image_width: int = setting(0, "image width the intrinsics are for; 0 = the masks' width", low=0, high=65535)
     image_height: int = setting(0, "image height the intrinsics are for; 0 = the masks' height", low=0, high=65535)

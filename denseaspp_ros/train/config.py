@@ -69,6 +69,7 @@ class TrainConfig:
     input_size: tuple[int, ...] = setting(
         (), "network input size the weights are meant to run at: validation runs there and checkpoints record it "
         "(default: each image's own; not taken from --init-checkpoint)", check=_input_size, parse=parse_size, metavar="HxW",
+        element=int,
     )
     half_pixel: bool = setting(
         False, "upsample the network's maps half-pixel aligned (align_corners=False), not corner-aligned as the "
