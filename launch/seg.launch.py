@@ -1,7 +1,7 @@
 """Start segmentation_node with the package's config/params.yaml (or params_file:=...).
 
     ros2 launch denseaspp_ros seg.launch.py weights:=/path/denseASPP161.pkl
-    ros2 launch denseaspp_ros seg.launch.py weights:=demo model:=MobileNetDenseASPP device:=cpu
+    ros2 launch denseaspp_ros seg.launch.py weights:=demo device:=cpu
     ros2 launch denseaspp_ros seg.launch.py params_file:=my_cameras.yaml namespace:=car1 use_sim_time:=true
 
 weights, model and device override model.weights, model.name and model.device only when given.

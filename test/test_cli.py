@@ -24,7 +24,7 @@ import torch
 from denseaspp_ros import cli
 from denseaspp_ros.inference import Segmenter
 from denseaspp_ros.labels import CITYSCAPES
-from denseaspp_ros.model import build_model, load_weights, save_safetensors, to_original_state_dict
+from denseaspp_ros.model import DEMO_WEIGHTS, build_model, load_weights, save_safetensors, to_original_state_dict
 
 MODEL = "MobileNetDenseASPP"
 KINDS = ("trainid", "labelid", "color", "overlay", "confidence")
@@ -526,3 +526,17 @@ def test_bench_bad_numbers(capsys, tmp_path, extra):
     )
     assert_one_clean_error(code, err)
     assert not json_path.exists()
+
+
+def test_weights_without_a_model_run_the_network_they_identify_and_say_which(capsys, tmp_path):
+    """The node's rule on the command line: --weights without --model is auto, and the summary names
+    the network resolved, not "auto"; without either, DenseASPP161 (here: random, with a warning)."""
+    arguments = infer_args(tmp_path, "--weights", "demo", "--input-size", "64x128")
+    del arguments[arguments.index("--model") : arguments.index("--model") + 2]
+    code, out, err = run_main(capsys, *arguments)
+    assert code == 0, err
+    assert f"with {DEMO_WEIGHTS.model} on cpu" in out
+    from denseaspp_ros.cli.engine_options import model_of
+
+    assert model_of(cli.build_parser().parse_args(["infer", "x", "--output", "o"])) == "DenseASPP161"
+    assert model_of(cli.build_parser().parse_args(["infer", "x", "--output", "o", "--weights", "w.pt"])) == "auto"

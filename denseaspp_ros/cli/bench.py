@@ -54,7 +54,7 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"skipped {backend} {precision}: {error}", file=sys.stderr)
     if not contenders:
         raise DenseASPPError("none of the combinations asked can run here")
-    table = run_benchmarks(contenders, args.model, args.size, args.batch, args.warmup, args.iterations)
+    table = run_benchmarks(contenders, contenders[0].segmenter.model_name, args.size, args.batch, args.warmup, args.iterations)
     print(format_table(table))
     if args.json:
         write_json(args.json, table.to_dict())

@@ -7,17 +7,17 @@ from pathlib import Path
 
 from ..declarations import add_flags, parameters
 from ..inference import BACKENDS, BackendSettings, Segmenter, load_engine
+from ..model import AUTO_MODEL
 from ..serving.settings import NodeSettings
 
 PRECISION_CHOICES = parameters(NodeSettings)["model.precision"].declaration.choices
 
-DEFAULT_MODEL = "DenseASPP161"
+DEFAULT_MODEL = "DenseASPP161"  # without --weights: the release's network, its checkpoint under weights/ or random
 
 
 def _add_engine_options(parser: argparse.ArgumentParser, *, lists: bool = False) -> None:
-    add_flags(
-        parser, NodeSettings, ["model.name"], defaults={"model.name": DEFAULT_MODEL}, flags={"model.name": "--model"}
-    )
+    # The node's rule: auto (the network the weights identify) when weights are given.
+    add_flags(parser, NodeSettings, ["model.name"], flags={"model.name": "--model"})
     parser.add_argument(
         "--weights", type=Path,
         help="checkpoint: original .pkl, project .pt or .safetensors; demo = the synthetic-world weights; "
@@ -61,6 +61,11 @@ def backend_settings(args: argparse.Namespace, backend: str | None = None) -> Ba
     return BackendSettings(backend=backend or args.backend, **values)
 
 
+def model_of(args: argparse.Namespace) -> str:
+    """The network asked: --model, where auto without --weights means the release's network."""
+    return DEFAULT_MODEL if args.model == AUTO_MODEL and args.weights is None else args.model
+
+
 def _build_segmenter(
     args: argparse.Namespace, *, backend: str | None = None, precision: str | None = None, **options: object
 ) -> Segmenter:
@@ -69,7 +74,7 @@ def _build_segmenter(
     does not exist is an error."""
     return load_engine(
         args.weights,
-        args.model,
+        model_of(args),
         args.labels,
         allow_untrained=args.weights is None,
         backend=backend_settings(args, backend),

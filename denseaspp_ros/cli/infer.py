@@ -59,7 +59,7 @@ def run_infer(args: argparse.Namespace) -> int:
         print(f"skipped: {failure}", file=sys.stderr)
     print(
         f"segmented {done} of {len(items)} images in {elapsed:.1f} s ({done / elapsed:.2f} img/s) "
-        f"with {args.model} on {segmenter.device}; wrote {', '.join(args.save)} under {args.output}/"
+        f"with {segmenter.model_name} on {segmenter.device}; wrote {', '.join(args.save)} under {args.output}/"
     )
     return 1 if failures else 0
 
