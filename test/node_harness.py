@@ -138,6 +138,18 @@ class NodeProcess:
         self._log.close()
         return self.process.returncode
 
+    def assert_failed_exit(self, timeout: float = 60.0) -> str:
+        """The process ends by itself with a non-zero code and no traceback; returns its log."""
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"{self.name} still runs after {timeout} s; log:\n{self.log()}") from None
+        self._log.close()
+        log = self.log()
+        assert code != 0 and "Traceback" not in log, f"{self.name} exited with {code}; log:\n{log}"
+        return log
+
     def assert_clean_exit(self, timeout: float = 20.0) -> None:
         code = self.stop(timeout)
         log = self.log()

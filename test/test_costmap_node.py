@@ -255,7 +255,7 @@ def test_a_camera_looking_at_the_sky_is_reported_once(client, tmp_path):
         process.assert_clean_exit()
 
 
-def test_bad_parameters_fail_configure_with_the_reason_and_the_node_stays_up(client, tmp_path):
+def test_bad_parameters_fail_configure_with_the_reason_and_autostart_exits_non_zero(client, tmp_path):
     name = "costmap_test_bad"
     table = tmp_path / "costs.yaml"
     table.write_text("label_set: cityscapes\nclasses:\n  roadd: 0\n")
@@ -267,11 +267,8 @@ def test_bad_parameters_fail_configure_with_the_reason_and_the_node_stays_up(cli
         params = tmp_path / "params.yaml"
         params.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
         process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
-        try:
-            assert client.spin_until(lambda: reason in process.log() or not process.alive(), 60.0), process.log()
-            assert process.alive() and "configure failed" in process.log()
-        finally:
-            process.assert_clean_exit()
+        log = process.assert_failed_exit()
+        assert reason in log and "configure failed" in log and "configure failed with autostart" in log, log
 
 
 # --- inside segmentation_node ------------------------------------------------------------------------
@@ -469,11 +466,8 @@ def test_without_tf2_ros_a_vehicle_pose_from_tf_is_refused_at_configure_with_the
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"/**": {"ros__parameters": _tf_parameters("/costmap_no_tf_test/front/mask")}}))
     process = NodeProcess(name, params, tmp_path / "node.log", program="semantic_costmap_node")
-    try:
-        assert client.spin_until(lambda: "tf2_ros is not" in process.log(), 60.0), process.log()
-        assert "configure failed: costmap.global_frame 'odom' takes the vehicle's pose from TF, but tf2_ros is not installed" in process.log()
-    finally:
-        process.assert_clean_exit()
+    log = process.assert_failed_exit()
+    assert "configure failed: costmap.global_frame 'odom' takes the vehicle's pose from TF, but tf2_ros is not installed" in log
 
 
 @pytest.mark.skipif(tf2_ros is None, reason="tf2_ros is not installable from PyPI: the TF path runs on a ROS 2 install")

@@ -580,11 +580,17 @@ def test_parameters_and_services_answer_while_inference_runs(client, slow_node):
 
 
 def test_refuses_to_configure_without_weights_unless_allowed(client, tmp_path):
+    """With autostart the process ends with exit code 1 after the reason; driven by a lifecycle
+    manager (autostart false) it stays up and refuses configure each time it is asked."""
     name = "seg_test_untrained"
     cameras = {"cam": {"image_topic": "/seg_test_untrained/image"}}
-    params = write_params(tmp_path / "params.yaml", cameras, allow_untrained=False)
+    params = write_params(tmp_path / "autostart.yaml", cameras, allow_untrained=False)
+    log = NodeProcess(name, params, tmp_path / "autostart.log").assert_failed_exit()
+    assert "model.weights: weights/denseASPP161.pkl does not exist" in log and "configure failed with autostart" in log
+    params = write_params(tmp_path / "params.yaml", cameras, allow_untrained=False, autostart=False)
     process = NodeProcess(name, params, tmp_path / "node.log")
     try:
+        assert client.change_state(name, "configure", timeout=60.0) is False
         assert client.lifecycle_state(name, timeout=60.0) == "unconfigured"
         client.spin_for(0.5)
         assert_alive(process)

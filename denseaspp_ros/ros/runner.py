@@ -34,7 +34,9 @@ LOG_THROTTLE_S = 5.0
 
 
 def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: list[str] | None = None) -> None:
-    """Spin the node; with ``autostart`` it configures and activates itself (no lifecycle manager).
+    """Spin the node; with ``autostart`` it configures and activates itself (no lifecycle manager),
+    and a transition that fails ends the process with exit code 1 after its reason is logged, so
+    launch, systemd and CI see it (without autostart a lifecycle manager drives it and it stays up).
 
     SIGINT and SIGTERM (launch sends both, in turn) stop the spin; the node then finishes the
     batch in flight, stops its worker and only then is the context shut down, so nothing is
@@ -60,14 +62,16 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
         executor = SingleThreadedExecutor()
         node = create()
         executor.add_node(node)
-        if (
-            not stop.is_set()
-            and node.get_parameter("autostart").value
-            and node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-            and not stop.is_set()
-        ):
-            node.trigger_activate()
-        while not stop.is_set() and rclpy.ok():
+        if not stop.is_set() and node.get_parameter("autostart").value:
+            for transition in ("configure", "activate"):
+                if stop.is_set():
+                    break
+                if getattr(node, f"trigger_{transition}")() != TransitionCallbackReturn.SUCCESS:
+                    print(f"{name}: {transition} failed with autostart (the reason is logged above): exiting",
+                          file=sys.stderr, flush=True)
+                    exit_code = 1
+                    break
+        while not exit_code and not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=_SPIN_STEP_S)
     except (SettingError, ParameterException) as error:  # e.g. camera names or a YAML value of the wrong type
         print(f"{name}: {error}", file=sys.stderr)
