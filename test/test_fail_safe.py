@@ -48,6 +48,7 @@ from node_harness import (
     jpeg_msg,
     number,
     pattern_image,
+    status,
     values,
     wait_until_ready,
     write_params,
@@ -618,10 +619,14 @@ def test_costmap_node_on_sim_time_waits_for_the_clock_and_forgets_when_it_jumps_
         def send(seconds: int) -> None:
             publisher.publish(image_msg(Header(stamp=at(seconds), frame_id="front"), mask, "mono8"))
 
+        diagnostics = DiagnosticsLog(client)
         for _ in range(3):  # before any /clock: ignored, and not counted against the camera
             send(1000)
             client.spin_for(0.1)
         assert not grids and "ahead of this node's clock" not in process.log(), process.log()
+        assert "waiting for /clock" in process.log()  # said, not silent
+        waiting = diagnostics.wait(name, lambda a: "waiting for /clock" in getattr(status(a, name, "costmap"), "message", ""), 5.0)
+        assert waiting is not None and status(waiting, name, "costmap").level == b"\x01"  # /diagnostics go on meanwhile
 
         def tick_and_send(seconds: int):
             def step() -> None:

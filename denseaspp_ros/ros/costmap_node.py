@@ -96,7 +96,10 @@ class SemanticCostmapNode(CameraLifecycleNode):
         limits = self.settings.diagnostics.limits
         counts = {camera: stats.error_counts() for camera, stats in self.stats.items()}
         values = {f"refused.{camera}.{why}": count for camera in sorted(counts) for why, count in sorted(counts[camera].items())}
-        statuses = [self.diagnostic_status("costmap", Health(Level.OK, "active" if active else "inactive"), values)]
+        state = Health(Level.OK, "active" if active else "inactive")
+        if active and self.waiting_for_clock():
+            state = Health(Level.WARN, "waiting for /clock (use_sim_time): no costmap until it comes")
+        statuses = [self.diagnostic_status("costmap", state, values)]
         for camera, stats in self.stats.items():
             snapshot = stats.snapshot()
             figures = {"mask_topic": self.cameras[camera].mask_topic, "received": snapshot["received"],

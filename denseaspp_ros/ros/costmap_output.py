@@ -128,6 +128,8 @@ class CostmapOutput:
         until it caught up again: the grid's memory is dropped instead.
         """
         if now <= 0:
+            self.node.throttled.warn(("clock",), "waiting for /clock: use_sim_time is true and no clock has arrived, "
+                                                 "so the costmap cannot age what it sees (is the bag played with --clock?)")
             return False
         if now < self._clock_ns:
             self.costmap.clear()

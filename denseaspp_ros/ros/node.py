@@ -366,7 +366,10 @@ class SegmentationNode(CameraLifecycleNode):
             **engine_figures(self.engine_stats.snapshot()),
             "costmap": "enabled" if self.costmap is not None else "disabled",
         }
-        return self.diagnostic_status("engine", Health(Level.OK, state), values)
+        health = Health(Level.OK, state)
+        if self._active and self.costmap is not None and self.waiting_for_clock():
+            health = Health(Level.WARN, "waiting for /clock (use_sim_time): masks flow, no costmap until it comes")
+        return self.diagnostic_status("engine", health, values)
 
     def _camera_status(self, camera: Camera) -> DiagnosticStatus:
         snapshot, error_counts = camera.stats.snapshot(), camera.stats.error_counts()

@@ -14,6 +14,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
@@ -158,7 +159,10 @@ class CameraLifecycleNode(LifecycleNode):
             array.header.stamp = self.get_clock().now().to_msg()
             publisher.publish(array)
 
-        self._diagnostics_output = (publisher, self.create_timer(period, publish))
+        # On steady time: a ROS-time timer would never fire under use_sim_time before the first /clock,
+        # exactly when /diagnostics has something to say.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diagnostics_output = (publisher, self.create_timer(period, publish, clock=steady))
 
     def stop_diagnostics(self) -> None:
         if self._diagnostics_output is not None:
@@ -166,6 +170,10 @@ class CameraLifecycleNode(LifecycleNode):
             self.destroy_timer(timer)
             self.destroy_publisher(publisher)
             self._diagnostics_output = None
+
+    def waiting_for_clock(self) -> bool:
+        """use_sim_time and no /clock received yet: ROS time is zero, nothing can be aged or stamped."""
+        return self.get_clock().now().nanoseconds <= 0
 
     def diagnostic_status(self, subject: str, health: Health, values: dict) -> DiagnosticStatus:
         """One line of /diagnostics: "<node>: <subject>", its level and message, and its figures as text."""
