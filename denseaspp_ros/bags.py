@@ -20,7 +20,7 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -252,6 +252,36 @@ def open_bag(path: str | Path) -> AnyReader:
     except Exception as error:  # rosbags raises its own errors for unreadable, unfinished or foreign files
         raise BagError(f"cannot read bag {path}: {error} (still being recorded, or not a bag?)") from None
     return reader
+
+
+def as_cdr(reader: AnyReader, msgtype: str, raw: bytes) -> bytes:
+    """A message of any bag ``reader`` reads as ROS 2 CDR, what rclpy deserialises: a ROS 2 bag's
+    bytes as they are, a ROS 1 bag's rebuilt in the ROS 2 type (no Header.seq, CameraInfo's d/k/r/p)."""
+    if reader.is2:
+        return raw
+    return bytes(TYPESTORE.serialize_cdr(convert_message(reader.deserialize(raw, msgtype), TYPESTORE), msgtype))
+
+
+def convert_message(message: Any, typestore: Any) -> Any:
+    """``message`` (a rosbags message of either ROS) as the same type of ``typestore``: fields taken
+    by name, case aside (ROS 1's CameraInfo.K is ROS 2's k); a ROS 1 Header's seq, absent in ROS 2, is 0."""
+    target = typestore.types[message.__msgtype__]
+    given = {item.name.lower(): item.name for item in fields(message)}
+    values = {}
+    for item in fields(target):
+        name = given.get(item.name.lower())
+        if name is None:
+            if item.name != "seq":
+                raise BagError(f"{message.__msgtype__} has no field {item.name} in this bag's definition")
+            values[item.name] = 0
+            continue
+        value = getattr(message, name)
+        if hasattr(value, "__msgtype__"):
+            value = convert_message(value, typestore)
+        elif isinstance(value, list) and value and hasattr(value[0], "__msgtype__"):
+            value = [convert_message(element, typestore) for element in value]
+        values[item.name] = value
+    return target(**values)
 
 
 def recover_bag(path: str | Path) -> Path:

@@ -11,12 +11,13 @@ the highest input rate the node sustains.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import rclpy
+from rosbags.highlevel import AnyReader
 from nav_msgs.msg import Odometry
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -26,7 +27,7 @@ from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from ..bags import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, ODOMETRY, BagError, open_bag
+from ..bags import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, ODOMETRY, BagError, as_cdr, open_bag
 from ..eval.metrics import ConfusionMatrix
 from ..eval.timing import LatencySummary
 from ..image_messages import class_mask_to_array
@@ -212,7 +213,7 @@ class Replayer:
                 self._await_node(session)
                 topics = (options.image_topic, options.label_topic, options.camera_info_topic, options.odometry_topic)
                 wanted = [connections[t] for t in topics if t]
-                self._send(reader.messages(connections=wanted), reader.deserialize, session, progress)
+                self._send(reader, wanted, session, progress)
                 self.spin_for(options.grace, lambda: session.result.received >= session.result.sent)
             finally:
                 session.close()
@@ -241,7 +242,7 @@ class Replayer:
                 self._await_node(session)
                 images = reader.messages(connections=[connections[options.image_topic]])
                 for _, (connection, _, raw) in zip(range(frames), images):
-                    message = deserialize_message(raw, _TYPES[connection.msgtype])
+                    message = deserialize_message(as_cdr(reader, connection.msgtype, raw), _TYPES[connection.msgtype])
                     before, start = session.result.received, time.monotonic()
                     session.publish(message, stamp_ns(message.header))
                     if self.spin_for(10.0, lambda: session.result.received > before):
@@ -253,10 +254,10 @@ class Replayer:
         return float(np.median(seconds[1:] or seconds)) if seconds else None
 
     def _send(
-        self, messages: Iterable[tuple], deserialize: Callable[[bytes, str], object], session: _Session,
-        progress: Callable[[int], None] | None,
+        self, reader: AnyReader, connections: list, session: _Session, progress: Callable[[int], None] | None,
     ) -> None:
-        """Publish the bag's frames on their schedule: the recorded timing over ``rate``, or ``hz``."""
+        """Publish the bag's frames (of ``connections``; ROS 1 bags too) on their schedule: the
+        recorded timing over ``rate``, or ``hz``."""
         options, result = session.options, session.result
         start_wall = time.monotonic()
         first_stamp = None
@@ -265,12 +266,12 @@ class Replayer:
                 f"--hz replaces the recorded timing: {options.odometry_topic} is not replayed, and a node anchored "
                 "to it keeps its frames out of the costmap"
             )
-        for connection, _, raw in messages:
+        for connection, _, raw in reader.messages(connections=connections):
             if connection.topic == options.label_topic:
                 if result.matrix is not None:  # labels are only decoded to be scored
-                    session.keep_label(deserialize(raw, connection.msgtype))
+                    session.keep_label(reader.deserialize(raw, connection.msgtype))
                 continue
-            message = deserialize_message(raw, _TYPES[connection.msgtype])
+            message = deserialize_message(as_cdr(reader, connection.msgtype, raw), _TYPES[connection.msgtype])
             if connection.topic == options.camera_info_topic:
                 session.info_publisher.publish(message)
                 continue
