@@ -8,12 +8,15 @@ costmap clearly above chance.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from denseaspp_ros import cli
 from denseaspp_ros.model import DEMO_WEIGHTS, build_model, declared_input_size
+from denseaspp_ros.synth.drive import DriveConfig
 from denseaspp_ros.synth.holdout import HELD_OUT, held_out_evaluation
+from denseaspp_ros.synth.outputs import write_drive
 
 RECORD = DEMO_WEIGHTS.record()
 
@@ -63,10 +66,18 @@ def test_the_demo_runs_end_to_end(tmp_path, capsys):
     assert report["summary"][0] in markdown
     for name in ("overview.png", "drive.gif", "costmap.png", "costmap_window.gif", "per_class_iou.png", "confusion.png"):
         assert f"]({name})" in markdown, name
+    # A domain of its own, never the shell's (conftest exports one), and only the profile variable
+    # the installed Fast DDS reads (Fast DDS 3 warns at every start when given the old name).
+    assert report["domain_id"] != int(os.environ["ROS_DOMAIN_ID"])
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in (output / "node.log").read_text()
     # Asked to overload the node (--rate), the demo does, and says what was dropped. Into the same
-    # folder: an earlier demo's results are replaced, nothing else would be.
+    # folder: an earlier demo's results are replaced, nothing else would be. A bag of CompressedImages
+    # gets a node configured for them, in the domain asked for.
     (output / "report.json").unlink()
-    assert cli.main(["demo", "--output", str(output), "--frames", "8", "--rate", "20"]) == 0
+    bag = tmp_path / "compressed"
+    write_drive(DriveConfig(frames=8, seed=7, size=(256, 512)), None, bag=bag, compressed=True, progress=False)
+    assert cli.main(["demo", "--output", str(output), "--bag", str(bag), "--image-topic", "/front/image_raw/compressed",
+                     "--rate", "20", "--domain-id", "42"]) == 0
     overloaded = json.loads((output / "report.json").read_text())
-    assert overloaded["replay_rate"] == 20 and overloaded["node_ms_per_frame"] is None
-    assert overloaded["frames_dropped"] > 0 and overloaded["frames_sent"] == 8
+    assert overloaded["replay_rate"] == 20 and overloaded["node_ms_per_frame"] is None and overloaded["domain_id"] == 42
+    assert overloaded["frames_dropped"] > 0 and overloaded["frames_sent"] == 8 and overloaded["frames_received"] > 0

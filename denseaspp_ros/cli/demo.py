@@ -30,6 +30,11 @@ def register(commands) -> None:
     demo.add_argument("--split", default="val", help="the --cityscapes split")
     demo.add_argument("--image-topic", default="/front/image_raw")
     demo.add_argument("--label-topic", default="/front/labels", help="mono8 trainIds matched by stamp (for mIoU)")
+    demo.add_argument(
+        "--domain-id", type=int, choices=range(0, 233), metavar="0..232",
+        help="the DDS domain of the demo's node and replay; default: a random one in 10..100 other than $ROS_DOMAIN_ID, "
+        "so a node already running on the shell's domain is neither fed nor counted",
+    )
     demo.set_defaults(run=run_demo)
 
 
@@ -42,6 +47,6 @@ def run_demo(args: argparse.Namespace) -> int:
         output=args.output, frames=args.frames, seed=args.seed, size=args.size, model=args.model, weights=args.weights,
         backend=args.backend, precision=args.precision,
         rate=args.rate, bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,
-        cityscapes=args.cityscapes, split=args.split,
+        cityscapes=args.cityscapes, split=args.split, domain_id=args.domain_id,
     ))
     return 0

@@ -25,6 +25,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from ..bags import BagWriter, class_map, grid_spec, open_bag
+from ..bags import COMPRESSED_IMAGE, BagWriter, class_map, grid_spec, open_bag
 from ..costmap import load_cost_table
 from ..declarations import format_size
 from ..errors import DenseASPPError
@@ -43,6 +45,7 @@ from ..eval.map_accuracy import DriveMap
 from ..eval.report import build_report, format_number, format_percent, write_report
 from ..image_messages import class_mask_to_array, decode_frame
 from ..labels import CITYSCAPES
+from ..model import DEMO_WEIGHTS
 from ..synth.drive import MAP_FRAME, DriveConfig
 from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, write_drive
 from ..frames import stamp_ns
@@ -72,8 +75,8 @@ class DemoOptions:
     frames: int = 60
     seed: int = 7
     size: tuple[int, int] = (256, 512)
-    model: str = "MobileNetDenseASPP"
-    weights: str = "demo"
+    model: str = DEMO_WEIGHTS.model  # the network of the demo weights
+    weights: str = DEMO_WEIGHTS.name
     backend: str = "auto"  # model.backend of the node: on a CPU, the fastest installed exported runtime
     precision: str = "auto"
     rate: float | None = None  # factor on the recorded timing; None: what the node sustains (measured first)
@@ -83,6 +86,7 @@ class DemoOptions:
     image_topic: str = IMAGE_TOPIC
     label_topic: str | None = LABEL_TOPIC
     odometry_topic: str = ODOMETRY_TOPIC  # used when the bag has it
+    domain_id: int | None = None  # the DDS domain of the node and the replay; None: a random one not the shell's
 
 
 def package_config(name: str) -> Path:
@@ -102,17 +106,52 @@ def package_config(name: str) -> Path:
     raise DenseASPPError(f"config/{name} of denseaspp_ros not found (looked in {', '.join(map(str, candidates))})")
 
 
-def network_environment() -> dict[str, str]:
-    """DDS stays on this machine, in a private domain; big images pass through shared memory."""
-    profile = str(package_config("fastdds_large_images.xml"))
+def fastdds_profile_variable(distro: str | None = None) -> str:
+    """The variable the installed Fast DDS reads its XML profile from: Fast DDS 2 (Humble, Jazzy)
+    reads only FASTRTPS_DEFAULT_PROFILES_FILE; Fast DDS 3 (Kilted on) reads FASTDDS_DEFAULT_PROFILES_FILE
+    and warns at every start when the old name is set."""
+    distro = distro or os.environ.get("ROS_DISTRO") or _installed_distro()
+    return "FASTRTPS_DEFAULT_PROFILES_FILE" if distro in ("humble", "iron", "jazzy") else "FASTDDS_DEFAULT_PROFILES_FILE"
+
+
+def _installed_distro() -> str:
+    """The distro of the ROS 2 wheels in this environment (ros-jazzy-rclpy: jazzy; ros-rclpy: the newest)."""
+    from importlib.metadata import distributions
+
+    names = {distribution.metadata["Name"] or "" for distribution in distributions()}
+    return next((name.split("-")[1] for name in names if name.startswith("ros-") and name.endswith("-rclpy")), "")
+
+
+def network_environment(domain_id: int | None = None) -> dict[str, str]:
+    """The DDS variables of the demo's processes: discovery on this machine, a domain of its own
+    (``domain_id``, else a random one other than the shell's, so a node running on the shell's
+    domain is never fed or counted), and the profile that lets big images through shared memory,
+    under the one name the installed Fast DDS reads."""
+    if domain_id is None:
+        taken = os.environ.get("ROS_DOMAIN_ID")
+        domain_id = random.choice([domain for domain in range(10, 101) if str(domain) != taken])
+    variable = fastdds_profile_variable()
     return {
-        **os.environ,
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(random.randint(10, 100))),
-        "FASTDDS_DEFAULT_PROFILES_FILE": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE", profile),
-        "FASTRTPS_DEFAULT_PROFILES_FILE": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE", profile),
-        "PYTHONUNBUFFERED": "1",
+        "ROS_DOMAIN_ID": str(domain_id),
+        variable: os.environ.get(variable, str(package_config("fastdds_large_images.xml"))),
     }
+
+
+@contextmanager
+def environment_while(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` set in this process only while DDS reads them (rclpy.init and the first node),
+    then the process's own values back."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def prepare_output(output: Path) -> None:
@@ -127,18 +166,15 @@ def run_demo(options: DemoOptions, say=print) -> dict:
     output = options.output
     prepare_output(output)
     bag = _input_bag(options, say)
-    environment = network_environment()
-    # This process replays into the node: the same domain, discovery range and Fast DDS profile
-    # (FASTDDS_* for Fast DDS 3 on Kilted, FASTRTPS_* for Fast DDS 2 on Humble and Jazzy).
-    os.environ.update({k: environment[k] for k in (
-        "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
-    )})
+    dds = network_environment(options.domain_id)
+    say(f"DDS: domain {dds['ROS_DOMAIN_ID']}, discovery on this machine only")
     with (output / "node.log").open("wb") as log:
         odometry = _odometry_topic(options, bag)
         input_size = _network_input_size(options, bag)
-        process = _start_node(options, input_size, odometry, environment, log, say)
+        node_topic = _node_image_topic(options, bag)
+        process = _start_node(options, input_size, odometry, node_topic, {**os.environ, **dds, "PYTHONUNBUFFERED": "1"}, log, say)
         try:
-            result, pacing = _replay(options, bag, odometry, process, say)
+            result, pacing = _replay(options, bag, odometry, node_topic, process, dds, say)
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -146,7 +182,7 @@ def run_demo(options: DemoOptions, say=print) -> dict:
             except subprocess.TimeoutExpired:
                 process.kill()
     say("[4/4] scoring and drawing")
-    return _write_results(options, bag, result, pacing, input_size, output, say)
+    return _write_results(options, bag, result, pacing, input_size, int(dds["ROS_DOMAIN_ID"]), output, say)
 
 
 def _input_bag(options: DemoOptions, say) -> Path:
@@ -173,15 +209,30 @@ def _network_input_size(options: DemoOptions, bag: Path) -> tuple[int, int]:
     return declared_input_size(options.weights) or _image_size(bag, options.image_topic)
 
 
+def _node_image_topic(options: DemoOptions, bag: Path) -> str:
+    """Where the node's front camera listens: the replayed image topic, with /compressed when the
+    bag holds CompressedImages (the node then subscribes to those)."""
+    reader = open_bag(bag)
+    try:
+        types = {c.topic: c.msgtype for c in reader.connections}
+    finally:
+        reader.close()
+    if options.image_topic not in types:
+        raise DenseASPPError(f"{bag} has no topic {options.image_topic} (--image-topic); it has: {', '.join(sorted(types))}")
+    return IMAGE_TOPIC + ("/compressed" if types[options.image_topic] == COMPRESSED_IMAGE else "")
+
+
 def _start_node(
-    options: DemoOptions, input_size: tuple[int, int], odometry: str | None, environment: dict[str, str], log, say
+    options: DemoOptions, input_size: tuple[int, int], odometry: str | None, image_topic: str, environment: dict[str, str],
+    log, say,
 ) -> subprocess.Popen:
     """segmentation_node as seg.launch.py starts it: the package's params.yaml, the weights on the
-    command line, and the network input size."""
+    command line, the network input size, and a camera of the bag's image type."""
     params = package_config("params.yaml")
     settings = {
         "model.name": options.model, "model.weights": options.weights, "model.backend": options.backend,
         "model.precision": options.precision, "model.input_height": input_size[0], "model.input_width": input_size[1],
+        "front.image_topic": image_topic, "front.compressed": str(image_topic.endswith("/compressed")).lower(),
     }
     if odometry:
         settings["costmap.odometry_topic"] = odometry
@@ -233,11 +284,13 @@ class Pacing:
 
 
 def _replay(
-    options: DemoOptions, bag: Path, odometry: str | None, process: subprocess.Popen, say
+    options: DemoOptions, bag: Path, odometry: str | None, node_topic: str, process: subprocess.Popen,
+    dds: dict[str, str], say,
 ) -> tuple[ReplayResult, Pacing]:
     """Wait for the node to subscribe (ten minutes at most, while it lives); without --rate measure
     what it sustains and slow the drive to fit; then replay the bag into it, recording its costmaps."""
-    replayer = Replayer(CITYSCAPES)
+    with environment_while(dds):  # the replayer joins the node's domain; this process keeps its own
+        replayer = Replayer(CITYSCAPES)
     try:
         replay_options = ReplayOptions(
             bag=bag, image_topic=options.image_topic, label_topic=options.label_topic, node=NODE, rate=1.0,
@@ -245,7 +298,7 @@ def _replay(
         )
         deadline = time.monotonic() + _CONFIGURE_WAIT_S
         while process.poll() is None and time.monotonic() < deadline:
-            if replayer.spin_for(0.2, lambda: replayer.node.count_subscribers(IMAGE_TOPIC) > 0):
+            if replayer.spin_for(0.2, lambda: replayer.node.count_subscribers(node_topic) > 0):
                 break
         if process.poll() is not None:
             raise DenseASPPError(f"{NODE} exited ({process.returncode}); see {options.output / 'node.log'}")
@@ -285,7 +338,8 @@ def _recorded_rate(bag: Path, topic: str) -> float | None:
 
 
 def _write_results(
-    options: DemoOptions, bag: Path, result: ReplayResult, pacing: Pacing, input_size: tuple[int, int], output: Path, say
+    options: DemoOptions, bag: Path, result: ReplayResult, pacing: Pacing, input_size: tuple[int, int], domain_id: int,
+    output: Path, say,
 ) -> dict:
     to_original = result.sent_stamps
     recorded = _read_topics(bag, (options.image_topic, GRID_TOPIC, MAP_TOPIC))  # one pass over the input bag
@@ -299,7 +353,7 @@ def _write_results(
     details = {**result.summary(), "replay_rate": pacing.rate, "recorded_hz": pacing.recorded_hz,
                "replayed_hz": pacing.replayed_hz, "node_ms_per_frame": None if pacing.node_seconds is None
                else 1000 * pacing.node_seconds, "costmap": agreement, "model": options.model, "weights": options.weights,
-               "input_size": format_size(input_size), "source": str(bag), "complete": True}
+               "input_size": format_size(input_size), "source": str(bag), "domain_id": domain_id, "complete": True}
     details.pop("miou")
     masks = result.recorded.get(MASK_TOPIC, [])
     _write_gif(recorded[options.image_topic], masks, to_original, output / "drive.gif")

@@ -225,7 +225,11 @@ class Replayer:
         """Wait until the node subscribes to the session's images, then a moment for its outputs to match ours."""
         wait = session.options.wait
         if not self.spin_for(wait, lambda: session.publisher.get_subscription_count() > 0):
-            raise BagError(f"nothing subscribes to {session.target} after {wait:g} s: is the node running (and active)?")
+            kind = session.publisher.msg_type.__name__
+            raise BagError(
+                f"nothing subscribes to {session.target} ({kind}) after {wait:g} s: is the node running and active, "
+                f"and does its camera listen there for {kind}s (a camera with compressed: true takes CompressedImage)?"
+            )
         self.spin_for(1.0)
 
     def pace(self, options: ReplayOptions, frames: int = 6) -> float | None:
