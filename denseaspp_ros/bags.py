@@ -229,6 +229,7 @@ class MatchStats:
     unmatched_images: int = 0
     unmatched_labels: int = 0
     corrupt: int = 0
+    duplicate_stamps: int = 0  # messages stamped like an earlier one of their topic: paired in bag order
     problems: list[str] = field(default_factory=list)
 
     def note(self, problem: str) -> None:
@@ -455,6 +456,8 @@ def read_labelled_frames(
 
     Memory stays bounded: a message waits for its partner only while messages up to
     ``tolerance_s`` + one second later (by receive time) are read; then it is counted unmatched.
+    Messages of one topic with the same stamp (a driver that does not advance it) are counted as
+    duplicates and paired first come, first served: never one overwriting another.
     """
     stats = stats if stats is not None else MatchStats()
     tolerance = int(tolerance_s * 1e9)
@@ -468,7 +471,8 @@ def read_labelled_frames(
         if not kinds <= {IMAGE, COMPRESSED_IMAGE}:
             raise BagError(f"{image_topic} and {label_topic} must carry Image or CompressedImage, got {sorted(kinds)}")
         connections = [c for c in reader.connections if c.topic in (image_topic, label_topic)]
-        pending: dict[str, dict[int, Any]] = {image_topic: {}, label_topic: {}}
+        pending: dict[str, dict[int, list[Any]]] = {image_topic: {}, label_topic: {}}  # stamp -> messages in bag order
+        seen: dict[str, set[int]] = {image_topic: set(), label_topic: set()}  # stamps read recently, for duplicates
         horizon = tolerance + 1_000_000_000
         for connection, received_ns, raw in reader.messages(connections=connections):
             try:
@@ -477,36 +481,44 @@ def read_labelled_frames(
                 stats.note(f"{connection.topic} at {received_ns}: undecodable message ({error})")
                 continue
             stamp = stamp_ns(message.header)
+            if stamp in seen[connection.topic]:
+                stats.duplicate_stamps += 1
+                if stats.duplicate_stamps == 1:
+                    stats.problems.append(f"{connection.topic}: several messages stamped {stamp}: paired in bag order")
+            seen[connection.topic].add(stamp)
             other_topic = label_topic if connection.topic == image_topic else image_topic
             partner = _closest(pending[other_topic], stamp, tolerance)
             if partner is None:
-                pending[connection.topic][stamp] = message
+                pending[connection.topic].setdefault(stamp, []).append(message)
             else:
-                image, label = (message, pending[other_topic].pop(partner)) if connection.topic == image_topic else (
-                    pending[other_topic].pop(partner), message)
+                waiting = pending[other_topic][partner]
+                other = waiting.pop(0)
+                if not waiting:
+                    del pending[other_topic][partner]
+                image, label = (message, other) if connection.topic == image_topic else (other, message)
                 frame = _decode_pair(image, label, stats, max_pixels, label_ids)
                 if frame is not None:
                     stats.matched += 1
                     yield frame
             _expire(pending, image_topic, label_topic, stamp - horizon, stats)
+            seen = {topic: {s for s in stamps if s >= stamp - horizon} for topic, stamps in seen.items()}
         _expire(pending, image_topic, label_topic, None, stats)
     finally:
         reader.close()
 
 
-def _closest(waiting: dict[int, Any], stamp: int, tolerance: int) -> int | None:
+def _closest(waiting: dict[int, list[Any]], stamp: int, tolerance: int) -> int | None:
     if stamp in waiting:
         return stamp
     candidates = [other for other in waiting if abs(other - stamp) <= tolerance]
     return min(candidates, key=lambda other: abs(other - stamp)) if candidates else None
 
 
-def _expire(pending: dict[str, dict[int, Any]], image_topic: str, label_topic: str, before: int | None, stats: MatchStats) -> None:
+def _expire(pending: dict[str, dict[int, list[Any]]], image_topic: str, label_topic: str, before: int | None, stats: MatchStats) -> None:
     for topic, attribute in ((image_topic, "unmatched_images"), (label_topic, "unmatched_labels")):
         old = [stamp for stamp in pending[topic] if before is None or stamp < before]
-        for stamp in old:
-            del pending[topic][stamp]
-        setattr(stats, attribute, getattr(stats, attribute) + len(old))
+        count = sum(len(pending[topic].pop(stamp)) for stamp in old)
+        setattr(stats, attribute, getattr(stats, attribute) + count)
 
 
 def _decode_pair(image_message: Any, label_message: Any, stats: MatchStats, max_pixels: int | None, label_ids: LabelSet | None) -> Frame | None:

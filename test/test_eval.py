@@ -235,6 +235,32 @@ def test_stamp_matching_with_jitter_and_missing_labels(tmp_path):
     assert strict.unmatched_images == 5 and strict.unmatched_labels == 5
 
 
+def test_duplicate_stamps_are_counted_and_paired_in_bag_order_and_bad_label_ids_make_a_frame_unreadable(tmp_path, capsys):
+    """A driver that does not advance its stamps: six images and six labels of one stamp pair up in
+    bag order (image k with label k, none overwriting another) and are counted; a label holding an id
+    beyond the label set is an unreadable frame with its reason, not an internal error."""
+    bag = tmp_path / "frozen_stamps"
+    stamp = 1_700_000_000 * 1_000_000_000
+    with BagWriter(bag) as writer:
+        for index in range(6):
+            writer.write_image("/image", stamp, "c", np.full((8, 16, 3), 10 * index, np.uint8), "rgb8")
+        for index in range(6):
+            writer.write_image("/labels", stamp, "c", np.full((8, 16), 200 if index == 5 else index, np.uint8), "mono8")
+    stats = MatchStats()
+    frames = list(read_labelled_frames(bag, "/image", "/labels", stats=stats))
+    assert [(int(f.pixels[0, 0, 0]) // 10, int(f.labels[0, 0])) for f in frames] == [(k, k) for k in range(5)] + [(5, 200)]
+    assert stats.duplicate_stamps == 10 and stats.unmatched_images == stats.unmatched_labels == 0
+    output = tmp_path / "report"
+    code = cli.main(["eval", "--bag", str(bag), "--image-topic", "/image", "--label-topic", "/labels", "--model",
+                     "MobileNetDenseASPP", "--device", "cpu", "--output", str(output)])
+    captured = capsys.readouterr()
+    assert code in (0, 1) and "internal error" not in captured.err, captured.err
+    report = json.loads((output / "report.json").read_text())
+    assert report["frames_evaluated"] == 5 and report["frames_corrupt"] == 1 and report["frames_duplicate_stamps"] == 10
+    assert any("labels hold ids [200] outside 0..18 and 255" in problem for problem in report["problems"])
+    assert "paired in bag order" in captured.err
+
+
 def test_bad_sources_fail_clearly(tmp_path, capsys):
     bag = tmp_path / "drive"
     write_drive(DriveConfig(frames=1, size=(32, 64)), None, bag=bag, progress=False)

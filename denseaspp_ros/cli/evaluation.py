@@ -96,7 +96,8 @@ def run_eval(args: argparse.Namespace) -> int:
     report = build_report(
         result.matrix, labels,
         frames_evaluated=result.frames, frames_unmatched_images=result.unmatched_images,
-        frames_unmatched_labels=result.unmatched_labels, frames_corrupt=result.corrupt, complete=result.complete,
+        frames_unmatched_labels=result.unmatched_labels, frames_corrupt=result.corrupt,
+        frames_duplicate_stamps=result.duplicate_stamps, complete=result.complete,
         problems=result.problems, shard=f"{shard.index}/{shard.count}", source=str(args.bag or args.cityscapes),
         model=segmenter.model_name, weights=str(segmenter.weights or "random"),
         device=str(segmenter.device), precision=str(segmenter.dtype).removeprefix("torch."),
@@ -106,6 +107,9 @@ def run_eval(args: argparse.Namespace) -> int:
         report["map"] = map_scorer.summary()
         map_scorer.plot(args.output)
     write_report(report, labels, args.output)
+    if result.duplicate_stamps:
+        _warn(f"{result.duplicate_stamps} messages were stamped like an earlier one of their topic: images and labels "
+              "of equal stamps were paired in bag order (check the recorder's stamps)")
     print(f"mIoU {format_percent(report['miou'])} over {result.frames} frames"
           f" ({result.unmatched_images + result.unmatched_labels} unmatched, {result.corrupt} unreadable)"
           f"{'' if result.complete else ', INCOMPLETE'}; report in {args.output}/report.md")

@@ -24,7 +24,7 @@ from ..frames import Frame
 from ..datasets import BagDataset, CityscapesDataset
 from ..errors import DenseASPPError, ImageError
 from ..inference import Segmenter
-from ..labels import LabelSet
+from ..labels import IGNORE_INDEX, LabelSet
 from .metrics import ConfusionMatrix
 
 
@@ -54,6 +54,7 @@ class EvalResult:
     seconds: list[float] = field(default_factory=list)  # Segmenter time per frame (a batch's time shared by its frames)
     unmatched_images: int = 0
     unmatched_labels: int = 0
+    duplicate_stamps: int = 0  # bag messages stamped like an earlier one of their topic (paired in bag order)
     corrupt: int = 0
     problems: list[str] = field(default_factory=list)
     complete: bool = True  # False when the run stopped early (interrupted, unreadable input)
@@ -122,6 +123,7 @@ def evaluate(
         bar.close()
         if stats is not None:
             result.unmatched_images, result.unmatched_labels = stats.unmatched_images, stats.unmatched_labels
+            result.duplicate_stamps = stats.duplicate_stamps
             result.corrupt += stats.corrupt
             result.problems.extend(stats.problems)
     return result
@@ -132,10 +134,18 @@ def _evaluate_batch(
 ) -> None:
     """Segment ``samples`` in one call and score them in order."""
     frames = []
+    classes = result.matrix.num_classes
     for sample in samples:
+        unknown = np.unique(sample.labels[(sample.labels >= classes) & (sample.labels != IGNORE_INDEX)])
         if sample.labels.shape != sample.pixels.shape[:2]:
             result.corrupt += 1
             result.problems.append(f"{sample.name}: label and image sizes differ")
+        elif unknown.size:
+            result.corrupt += 1
+            result.problems.append(
+                f"{sample.name}: labels hold ids {unknown[:10].tolist()} outside 0..{classes - 1} and {IGNORE_INDEX} "
+                "(another label set, or labelIds read as trainIds?): not scored"
+            )
         else:
             frames.append(sample)
     if not frames:

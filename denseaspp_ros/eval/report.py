@@ -89,7 +89,8 @@ def merge_reports(reports: list[dict[str, Any]], label_set: LabelSet) -> dict[st
         matrix.counts += counts
     summed = {
         key: sum(report.get(key, 0) for report in reports)
-        for key in ("frames_evaluated", "frames_unmatched_images", "frames_unmatched_labels", "frames_corrupt")
+        for key in ("frames_evaluated", "frames_unmatched_images", "frames_unmatched_labels", "frames_corrupt",
+                    "frames_duplicate_stamps")
     }
     first = reports[0]
     return build_report(
@@ -111,7 +112,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"- pixel accuracy: {format_percent(report['pixel_accuracy'])}, "
         f"mean class accuracy: {format_percent(report['mean_class_accuracy'])}",
     ]
-    for key in ("frames_evaluated", "frames_unmatched_images", "frames_unmatched_labels", "frames_corrupt", "complete",
+    for key in ("frames_evaluated", "frames_unmatched_images", "frames_unmatched_labels", "frames_corrupt",
+                "frames_duplicate_stamps", "complete",
                 "model", "weights", "device", "precision", "frames_per_second", "latency_ms_p50", "latency_ms_p95",
                 "latency_ms_p99"):
         if key in report:
