@@ -260,3 +260,48 @@ def test_recalibrating_on_new_frames_under_the_same_path_builds_a_new_int8_engin
     for index, frame in enumerate(source[2:]):
         cv2.imwrite(str(folder / f"{index}.png"), frame[..., ::-1])
     assert [path.name.split("-")[-2] for path in int8().backend.built] == ["int8"]
+
+
+# --- engines kept in memory: bounded, and built aside in a node -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def native_weights(tmp_path_factory) -> Path:
+    """The demo network, declaring no input size: it runs at each image's own, one engine per size."""
+    from denseaspp_ros.model import save_safetensors
+
+    network = build_model("auto", 19, "demo")
+    network.input_size = None
+    path = tmp_path_factory.mktemp("native") / "native.safetensors"
+    save_safetensors(network, path)
+    return path
+
+
+def test_engines_kept_are_bounded_least_recently_used_first(native_weights, tmp_path):
+    engine = load_engine(native_weights, backend=BackendSettings(backend="onnxruntime", cache_dir=str(tmp_path), max_engines=2),
+                         log=lambda message: None)
+    for height in (32, 48, 32, 64):  # 32 is used again before 64 comes: 48 is the one dropped
+        engine.segment([np.zeros((height, 64, 3), np.uint8)])
+    state = engine.backend.state()
+    assert state["engines_kept"] == "32x64 64x64" and state["engines_evicted"] == 1
+
+
+def test_a_node_builds_a_new_size_aside_and_the_frame_path_does_not_wait(native_weights, tmp_path):
+    import time
+
+    from denseaspp_ros.inference.backends import EngineBuilding
+
+    engine = load_engine(native_weights, backend=BackendSettings(backend="onnxruntime", cache_dir=str(tmp_path)),
+                         log=lambda message: None)
+    engine.segment([np.zeros((32, 64, 3), np.uint8)])
+    engine.backend.build_in_background()
+    started = time.monotonic()
+    with pytest.raises(EngineBuilding, match="the engine for 48x64 is not built yet"):
+        engine.segment([np.zeros((48, 64, 3), np.uint8)])
+    assert time.monotonic() - started < 1.0  # the export runs on its own thread
+    assert engine.backend.state()["engine_building"] == "48x64"
+    assert engine.segment([np.zeros((32, 64, 3), np.uint8)])[0].finite  # the size already built runs on
+    deadline = time.monotonic() + 120
+    while engine.backend.state()["engine_building"] is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert engine.segment([np.zeros((48, 64, 3), np.uint8)])[0].train_ids.shape == (48, 64)

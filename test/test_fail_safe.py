@@ -273,10 +273,14 @@ def test_nan_weights_fail_configure_with_the_tensor_named_and_so_does_any_other_
     odd = tmp_path / "odd.safetensors"
     save_file({k: v.contiguous() for k, v in mobilenet().state_dict().items()}, str(odd),
               metadata={"model": MOBILE, "num_classes": "many"})
-    params = write_params(tmp_path / "params.yaml", {"cam": {"image_topic": "/fail_safe_nan/image"}},
-                          **{"model.name": "auto", "model.weights": str(weights), "allow_untrained": False})
+    settings = {"model.name": "auto", "model.weights": str(weights), "allow_untrained": False}
+    params = write_params(tmp_path / "autostart.yaml", {"cam": {"image_topic": "/fail_safe_nan/image"}}, **settings)
+    assert "classification.1.bias holds 1 non-finite value" in NodeProcess(name, params, tmp_path / "autostart.log").assert_failed_exit()
+    # Driven by a lifecycle manager, the node stays up and refuses each configure with the reason.
+    params = write_params(tmp_path / "params.yaml", {"cam": {"image_topic": "/fail_safe_nan/image"}}, **settings, autostart=False)
     process = NodeProcess(name, params, tmp_path / "node.log")
     try:
+        assert client.change_state(name, "configure", timeout=60.0) is False
         assert log_has(client, process, "configure failed"), process.log()
         assert "classification.1.bias holds 1 non-finite value" in process.log()
         assert client.lifecycle_state(name) == "unconfigured"

@@ -16,6 +16,7 @@ from denseaspp_ros.serving.health import (
     camera_figures,
     camera_health,
     engine_figures,
+    engine_health,
     mask_health,
     odometry_health,
 )
@@ -182,3 +183,15 @@ def test_a_costmap_camera_is_judged_by_the_share_of_its_masks_refused(changes, c
     result = mask_health(masks(**changes), counts, LIMITS, active=True)
     assert result.level == level and words in result.message, result
     assert mask_health(masks(**changes), counts, LIMITS, active=False) == Health(Level.OK, "inactive")
+
+
+@pytest.mark.parametrize("engines, evicted, level, words", [
+    ({}, 0, Level.OK, "active"),
+    ({"engine_building": "48x64", "engine_building_s": 7.2}, 0, Level.WARN, "building the engine for 48x64 (7 s so far)"),
+    ({"engine_failures": "48x64: export failed"}, 0, Level.ERROR, "could not be built (48x64: export failed)"),
+    ({"engines_evicted": 3}, 2, Level.WARN, "2 engines dropped since the last report"),
+])
+def test_the_engine_line_says_when_engines_are_built_failed_or_dropped(engines, evicted, level, words):
+    result = engine_health("active", engines, evicted)
+    assert result.level == level and words in result.message, result
+    assert engine_health("inactive", engines, evicted) == Health(Level.OK, "inactive")

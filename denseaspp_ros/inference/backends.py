@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,10 @@ class BackendSettings:
     calibration_frames: int = setting(32, "int8 calibration: how many frames", low=1, high=10000)
     cache_dir: str = setting("", "exported engines; empty = $DENSEASPP_CACHE, else ~/.cache/denseaspp_ros")
     threads: int = setting(0, "CPU threads of the openvino/onnxruntime backends; 0 = every core", low=0, high=1024)
+    max_engines: int = setting(
+        4, "exported backends: engines (one per input size) kept loaded; the least recently used is dropped beyond",
+        low=1, high=64,
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -123,6 +129,10 @@ def export_verified(
         "output": "logits (N, classes, H, W): argmax over classes outside the graph",
     }
     return export_onnx(model, path, check_batch, metadata, batch=batch)
+
+
+class EngineBuilding(DenseASPPError):
+    """No engine for a frame's size yet: it is being built in the background (the frame is dropped)."""
 
 
 class TorchBackend:
@@ -193,22 +203,88 @@ class ExportedBackend:
         self.identity, self.precision, self.settings, self.log, self.warn = identity, precision, settings, log, warn
         self.root = cache_root(settings.cache_dir)
         self.threads = settings.threads or os.cpu_count() or 1
-        self._engines: dict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = {}
+        self._engines: OrderedDict[tuple[int, int], Callable[[np.ndarray], np.ndarray]] = OrderedDict()  # oldest use first
         self._calibration: dict[tuple[int, int], list[np.ndarray]] = {}
         self.built: list[Path] = []  # cache entries this process had to build (a warm start builds none)
+        self.evicted = 0  # engines dropped to keep at most settings.max_engines
+        self._background = False
+        self._lock = threading.Lock()
+        self._building: tuple[tuple[int, int], float] | None = None  # (size, monotonic start) of the background build
+        self._failed: dict[tuple[int, int], DenseASPPError] = {}  # sizes whose background build failed, and why
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        size = (int(batch.shape[-2]), int(batch.shape[-1]))
-        engine = self._engines.get(size)
-        if engine is None:
-            engine = self._engines[size] = self._load(size)
+        engine = self._engine((int(batch.shape[-2]), int(batch.shape[-1])))
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(engine(array))
 
     def prepare(self, size: tuple[int, int]) -> None:
         """Build (or load) the engine for ``size`` now rather than at the first frame."""
-        if size not in self._engines:
-            self._engines[size] = self._load(size)
+        with self._lock:
+            ready = size in self._engines
+        if not ready:
+            self._keep(size, self._load(size))
+
+    def build_in_background(self) -> None:
+        """From now on an engine for a new size is built on a thread of its own, one at a time, and
+        frames of that size raise ``EngineBuilding`` meanwhile: a node's frame path never waits the
+        seconds (minutes, for TensorRT) a build takes, and the other sizes keep running."""
+        self._background = True
+
+    def state(self) -> dict[str, object]:
+        """What /diagnostics says of the engines: the sizes kept, the one being built, evictions, failures."""
+        with self._lock:
+            building = self._building
+            return {
+                "engines_kept": " ".join(format_size(size) for size in self._engines) or "none",
+                "engine_building": None if building is None else format_size(building[0]),
+                "engine_building_s": None if building is None else time.monotonic() - building[1],
+                "engines_evicted": self.evicted,
+                "engine_failures": "; ".join(f"{format_size(size)}: {error}" for size, error in self._failed.items()) or None,
+            }
+
+    def _engine(self, size: tuple[int, int]) -> Callable[[np.ndarray], np.ndarray]:
+        with self._lock:
+            engine = self._engines.get(size)
+            if engine is not None:
+                self._engines.move_to_end(size)
+                return engine
+            if size in self._failed:
+                raise self._failed[size]
+            if self._background:
+                if self._building is None:
+                    self._building = (size, time.monotonic())
+                    threading.Thread(target=self._build_apart, args=(size,), name=f"engine-{format_size(size)}", daemon=True).start()
+                building = self._building
+                raise EngineBuilding(
+                    f"the engine for {format_size(size)} is not built yet ({format_size(building[0])} is being built, "
+                    f"{time.monotonic() - building[1]:.0f} s so far): frames of that size are dropped until it is ready"
+                )
+        engine = self._load(size)
+        self._keep(size, engine)
+        return engine
+
+    def _build_apart(self, size: tuple[int, int]) -> None:
+        try:
+            engine = self._load(size)
+        except Exception as error:  # an export that fails stays failed for this size: no rebuild storm
+            failure = error if isinstance(error, DenseASPPError) else DenseASPPError(f"{type(error).__name__}: {error}")
+            with self._lock:
+                self._failed[size], self._building = failure, None
+            self.warn(f"building the engine for {format_size(size)} failed: {failure}")
+            return
+        self._keep(size, engine)
+        with self._lock:
+            self._building = None
+
+    def _keep(self, size: tuple[int, int], engine: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Keep ``engine`` as the most recently used; drop the least recently used beyond max_engines."""
+        with self._lock:
+            self._engines[size] = engine
+            self._engines.move_to_end(size)
+            while len(self._engines) > self.settings.max_engines:
+                dropped, _ = self._engines.popitem(last=False)
+                self.evicted += 1
+                self.log(f"dropped the engine for {format_size(dropped)}: max_engines is {self.settings.max_engines}")
 
     def onnx_file(self, size: tuple[int, int]) -> Path:
         """The verified ONNX export for ``size`` in the cache, exported when missing."""

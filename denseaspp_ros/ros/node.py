@@ -22,13 +22,14 @@ from ..errors import Cancelled
 from ..frames import Frame
 from ..image_messages import ImageTooLarge, MessageError, decode_frame
 from ..inference import Segmentation, Segmenter, load_engine
+from ..inference.backends import EngineBuilding, ExportedBackend
 from ..labels import LabelSet
 from ..model import OptionNames
-from ..serving.health import Health, Level, camera_figures, camera_health, engine_figures
+from ..serving.health import Health, Level, camera_figures, camera_health, engine_figures, engine_health
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
 from ..serving.settings import CameraSettings, NodeSettings
 from ..serving.stamps import FrameRefused, StampRejected, latency_s
-from ..serving.stats import NONFINITE, CameraStats, EngineStats
+from ..serving.stats import ENGINE_BUILDING, NONFINITE, CameraStats, EngineStats
 from .camera_info import published_size
 from .conversions import labels_json, mono8_msg, rgb8_msg
 from .costmap_output import CostmapOutput
@@ -122,6 +123,9 @@ class SegmentationNode(CameraLifecycleNode):
             cancel=self._stop_worker,
         )
         label_set = segmenter.label_set
+        if isinstance(segmenter.backend, ExportedBackend):
+            segmenter.backend.build_in_background()  # a new camera size never stalls the other cameras' frames
+        self._evicted_reported = 0
         if settings.costmap.enabled:
             calibrations = {camera.name: camera.calibration for camera in settings.camera_settings}
             self.costmap = CostmapOutput(self, settings.costmap.output, label_set, calibrations)
@@ -248,6 +252,11 @@ class SegmentationNode(CameraLifecycleNode):
             )
         except Cancelled:
             return  # stopping: the frames are neither published nor counted as failures
+        except EngineBuilding as error:
+            for job in jobs:
+                job.camera.stats.on_error(ENGINE_BUILDING)
+            self.throttled.warn((ENGINE_BUILDING,), str(error))
+            return
         except Exception as error:  # e.g. CUDA out of memory: report, keep serving the next frames
             for job in jobs:
                 job.camera.stats.on_error("inference_failed")
@@ -366,8 +375,12 @@ class SegmentationNode(CameraLifecycleNode):
             **engine_figures(self.engine_stats.snapshot()),
             "costmap": "enabled" if self.costmap is not None else "disabled",
         }
-        health = Health(Level.OK, state)
-        if self._active and self.costmap is not None and self.waiting_for_clock():
+        engines = self.segmenter.backend.state() if isinstance(self.segmenter.backend, ExportedBackend) else {}
+        values.update(engines)
+        evicted = int(engines.get("engines_evicted", 0))
+        health = engine_health(state, engines, evicted - self._evicted_reported)
+        self._evicted_reported = evicted
+        if health.level == Level.OK and self._active and self.costmap is not None and self.waiting_for_clock():
             health = Health(Level.WARN, "waiting for /clock (use_sim_time): masks flow, no costmap until it comes")
         return self.diagnostic_status("engine", health, values)
 

@@ -124,6 +124,26 @@ def odometry_health(snapshot: dict[str, Any], limits: HealthLimits, *, active: b
     return Health(Level.OK, "ok")
 
 
+def engine_health(state: str, engines: dict[str, Any], evicted_since_last: int) -> Health:
+    """The engine's line: an exported engine being built (its size's frames are dropped meanwhile),
+    a build that failed, or engines dropped since the last report (more input sizes than kept)."""
+    if state != "active":
+        return Health(Level.OK, state)
+    if engines.get("engine_failures"):
+        return Health(Level.ERROR, f"an engine could not be built ({engines['engine_failures']}): frames of that size are dropped")
+    if engines.get("engine_building"):
+        return Health(
+            Level.WARN, f"building the engine for {engines['engine_building']} ({engines['engine_building_s']:.0f} s so far): "
+            "frames of that size are dropped meanwhile",
+        )
+    if evicted_since_last:
+        return Health(
+            Level.WARN, f"{evicted_since_last} engines dropped since the last report: the cameras send more input sizes "
+            "than model.max_engines keeps, and each new one costs a build (set model.input_height/input_width)",
+        )
+    return Health(Level.OK, state)
+
+
 def camera_figures(snapshot: dict[str, Any], error_counts: dict[str, int]) -> dict[str, Any]:
     """A camera's counters, rates and timings as /diagnostics lists them (times in milliseconds)."""
     return {

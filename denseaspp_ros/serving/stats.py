@@ -14,7 +14,8 @@ LATENCY_SAMPLES = 200
 # The error kind of a batch whose logits were NaN/inf: its masks are withheld, an ERROR at once.
 NONFINITE = "nonfinite_logits"
 # Error kinds that cost the frame its outputs (others, e.g. a costmap refusal, come after publishing).
-LOST_KINDS = frozenset({"bad_message", "too_large", NONFINITE, "internal", "inference_failed"})
+ENGINE_BUILDING = "engine_building"  # no engine for the frame's size yet: built in the background meanwhile
+LOST_KINDS = frozenset({"bad_message", "too_large", NONFINITE, "internal", "inference_failed", ENGINE_BUILDING})
 
 
 class RateMeter:
