@@ -758,3 +758,23 @@ def test_ctrl_c_during_start_up_imports_leaves_no_traceback(tmp_path):
     text = output.decode(errors="replace")
     assert "Traceback" not in text, text[-3000:]
     assert process.returncode == 130, process.returncode
+
+
+def test_ctrl_c_during_the_first_engine_export_stops_within_launchs_5_s_leaving_nothing_half_built(client, tmp_path):
+    """launch escalates to SIGTERM after 5 s and SIGKILL after 10: an export in configure is abandoned
+    at the first Ctrl-C, its temporary folder removed, and the process exits 0."""
+    cache = tmp_path / "cache"
+    params = write_params(tmp_path / "params.yaml", {"cam": {"image_topic": "/fail_safe_export/image"}},
+                          **{"model.name": "auto", "model.weights": "demo", "model.backend": "openvino", "model.cache_dir": str(cache)})
+    process = NodeProcess("fail_safe_export", params, tmp_path / "node.log")
+    assert client.spin_until(lambda: "exporting" in process.log() or not process.alive(), 120.0), process.log()
+    client.spin_for(1.0)  # inside the export now
+    started = time.monotonic()
+    process.process.send_signal(signal.SIGINT)
+    code = process.process.wait(30)
+    stopped = time.monotonic() - started
+    process.stop()  # closes the log
+    log = process.log()
+    assert code == 0 and stopped < 5.0, f"exit {code} after {stopped:.1f} s; log:\n{log}"
+    assert "interrupted while starting" in log and "Traceback" not in log, log
+    assert not cache.exists() or not any(cache.iterdir()), sorted(path.name for path in cache.iterdir())

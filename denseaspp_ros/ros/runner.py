@@ -34,6 +34,12 @@ _SPIN_STEP_S = 0.1  # how soon a signal is noticed: rcl_wait is not interrupted 
 LOG_THROTTLE_S = 5.0
 
 
+class _Interrupted(BaseException):
+    """A signal during the autostart transitions: the model load or engine build under way is
+    abandoned (its temporary files removed as the exception passes), so the node stops within
+    launch's 5 s instead of being killed half-way through an export."""
+
+
 def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: list[str] | None = None) -> None:
     """Spin the node; with ``autostart`` it configures and activates itself (no lifecycle manager),
     and a transition that fails ends the process with exit code 1 after its reason is logged, so
@@ -44,11 +50,15 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
     published into a dead context and a second Ctrl-C cannot abort a forward pass half-way.
     """
     stop = threading.Event()
+    transitioning = threading.Event()  # autostart's configure/activate runs on this thread: a signal abandons it
 
     def on_signal(number: int, frame: Any) -> None:
         if stop.is_set():
             print(f"{name}: already stopping, finishing the current batch", file=sys.stderr, flush=True)
         stop.set()
+        if transitioning.is_set():
+            transitioning.clear()
+            raise _Interrupted
 
     # Before rclpy.init: a signal in between would otherwise raise out of here with the context up.
     for number in (signal.SIGINT, signal.SIGTERM):
@@ -64,14 +74,20 @@ def run_lifecycle_node(create: Callable[[], LifecycleNode], name: str, args: lis
         node = create()
         executor.add_node(node)
         if not stop.is_set() and node.get_parameter("autostart").value:
-            for transition in ("configure", "activate"):
-                if stop.is_set():
-                    break
-                if getattr(node, f"trigger_{transition}")() != TransitionCallbackReturn.SUCCESS:
-                    print(f"{name}: {transition} failed with autostart (the reason is logged above): exiting",
-                          file=sys.stderr, flush=True)
-                    exit_code = 1
-                    break
+            transitioning.set()
+            try:
+                for transition in ("configure", "activate"):
+                    if stop.is_set():
+                        break
+                    if getattr(node, f"trigger_{transition}")() != TransitionCallbackReturn.SUCCESS:
+                        print(f"{name}: {transition} failed with autostart (the reason is logged above): exiting",
+                              file=sys.stderr, flush=True)
+                        exit_code = 1
+                        break
+            except _Interrupted:
+                print(f"{name}: interrupted while starting: stopped, nothing half-built kept", file=sys.stderr, flush=True)
+            finally:
+                transitioning.clear()
         while not exit_code and not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=_SPIN_STEP_S)
     except (SettingError, ParameterException) as error:  # e.g. camera names or a YAML value of the wrong type
