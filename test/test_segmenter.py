@@ -439,3 +439,22 @@ def test_returned_arrays_are_uint8_and_usable_by_cv2(segmenter, tmp_path):
             cv2.resize(array, (32, 24), interpolation=cv2.INTER_NEAREST)
             cv2.applyColorMap(array, cv2.COLORMAP_JET)
         assert result.train_ids.max() < NUM_CLASSES
+
+
+@pytest.mark.parametrize("half_pixel", [False, True])
+def test_a_large_frame_is_decided_band_by_band_like_all_at_once(monkeypatch, half_pixel):
+    """Scores brought to a large frame's size are made a band of rows at a time (memory stays about
+    SCORE_BAND_BYTES whatever the frame): the class ids are those of the whole upsampling, the
+    confidence within one step of 255, for either upsampling of the weights."""
+    import denseaspp_ros.inference.segmenter as segmenter_module
+
+    network = build_model("MobileNetDenseASPP", 19).eval()
+    network.align_corners = not half_pixel
+    engine = Segmenter(network, device="cpu", precision="fp32", input_size=(64, 96))
+    image = np.random.default_rng(3).integers(0, 255, (700, 1100, 3), np.uint8)
+    whole = engine.segment([image], confidence=True)[0]
+    monkeypatch.setattr(segmenter_module, "SCORE_BAND_BYTES", 19 * 1100 * 4 * 50)  # bands of 50 rows
+    banded = engine.segment([image], confidence=True)[0]
+    assert np.mean(banded.train_ids == whole.train_ids) >= 0.9999
+    assert np.abs(banded.confidence.astype(int) - whole.confidence.astype(int)).max() <= 1
+    assert banded.finite and banded.train_ids.shape == (700, 1100)

@@ -31,6 +31,10 @@ MEAN_RGB, STD_RGB = RELEASE_NORMALIZATION.mean_rgb, RELEASE_NORMALIZATION.std_rg
 MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.8)
 # Batch shapes (cameras x sizes) whose host staging buffers are kept for reuse.
 MAX_STAGING_BUFFERS = 8
+# Class scores brought back to a frame's size take classes x 4 bytes a pixel (1.3 GB for a 4096x4096
+# frame of 19 classes, twice that with confidence): beyond this many bytes they are made, argmaxed
+# and dropped band of rows by band (the resampling of a band takes about 4x its bytes at its peak).
+SCORE_BAND_BYTES = 32 << 20
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -225,16 +229,18 @@ class Segmenter:
         return buffer
 
     def _segment_batch(self, batch: torch.Tensor, want_confidence: bool, want_logits: bool) -> list[Segmentation]:
-        scores = self._scores(batch)
-        best, train_ids = scores.max(1)
-        # max propagates NaN and +inf, so checking the per-pixel best covers every logit at 1/C the cost.
-        finite = torch.isfinite(best).flatten(1).all(1).tolist()
+        output_size = tuple(batch.shape[-2:])
+        if self.multiscale or want_logits:
+            scores = self._scores(batch)
+            train_ids, confidence, finite = _decide(scores, want_confidence)
+        else:
+            scores = self._forward(self._resize(batch, self.input_size or output_size), None)
+            if tuple(scores.shape[-2:]) == output_size:
+                train_ids, confidence, finite = _decide(scores, want_confidence)
+            else:
+                train_ids, confidence, finite = self._decide_upsampled(scores, output_size, want_confidence)
         train_ids = train_ids.to(torch.uint8).cpu().numpy()
-        confidence = None
-        if want_confidence:
-            # max softmax probability = 1 / sum(exp(s - max)): no full softmax tensor needed.
-            probability = (scores - best.unsqueeze(1)).exp_().sum(1).reciprocal_()
-            confidence = probability.mul_(255).round_().to(torch.uint8).cpu().numpy()
+        confidence = None if confidence is None else confidence.cpu().numpy()
         return [
             Segmentation(
                 train_ids[i],
@@ -270,11 +276,38 @@ class Segmenter:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("segmentation cancelled")
 
-    def _forward(self, batch: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+    def _forward(self, batch: torch.Tensor, output_size: tuple[int, int] | None) -> torch.Tensor:
+        """The network's scores, float32, at ``output_size`` (None: as the network gives them)."""
         scores = self.backend(batch).float()
-        if tuple(scores.shape[-2:]) != output_size:
-            scores = F.interpolate(scores, size=output_size, mode="bilinear", align_corners=self.align_corners)
+        if output_size is not None and tuple(scores.shape[-2:]) != output_size:
+            scores = self._upsample(scores, output_size)
         return scores
+
+    def _upsample(self, scores: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        return F.interpolate(scores, size=output_size, mode="bilinear", align_corners=self.align_corners)
+
+    def _decide_upsampled(
+        self, scores: torch.Tensor, output_size: tuple[int, int], want_confidence: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[bool]]:
+        """Class ids (and confidence) of ``scores`` brought to ``output_size``: at once when that fits
+        SCORE_BAND_BYTES, else band of rows by band, each band from the network rows it needs."""
+        count, classes = scores.shape[:2]
+        height, width = output_size
+        band = max(1, SCORE_BAND_BYTES // (count * classes * width * 4))
+        if band >= height:
+            return _decide(self._upsample(scores, output_size), want_confidence)
+        rows = _source_rows(height, scores.shape[-2], self.align_corners)
+        ids, confidences, finite = [], [], [True] * count
+        for top in range(0, height, band):
+            first, last = int(rows[top].floor()), min(int(rows[min(top + band, height) - 1].floor()) + 1, scores.shape[-2] - 1)
+            # The band's own rows of the full upsampling: the network rows it reads, stretched by the
+            # same source coordinates (a 2-row margin keeps the resampling of the slice exact).
+            strip = _upsample_rows(scores[:, :, first : last + 1], rows[top : top + band] - first, width, self.align_corners)
+            band_ids, band_confidence, band_finite = _decide(strip, want_confidence)
+            ids.append(band_ids.to(torch.uint8))  # int64 ids of the whole frame would be 8 bytes a pixel
+            confidences.append(band_confidence)
+            finite = [a and b for a, b in zip(finite, band_finite)]
+        return torch.cat(ids, 1), torch.cat(confidences, 1) if want_confidence else None, finite
 
     @staticmethod
     def _resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -282,3 +315,34 @@ class Segmenter:
             return batch
         downscaling = size[0] < batch.shape[-2] or size[1] < batch.shape[-1]
         return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=downscaling)
+
+
+def _decide(scores: torch.Tensor, want_confidence: bool) -> tuple[torch.Tensor, torch.Tensor | None, list[bool]]:
+    """Class ids, confidence (max softmax x 255, when wanted) and whether each frame's scores are finite."""
+    best, train_ids = scores.max(1)
+    # max propagates NaN and +inf, so checking the per-pixel best covers every logit at 1/C the cost.
+    finite = torch.isfinite(best).flatten(1).all(1).tolist()
+    confidence = None
+    if want_confidence:
+        # max softmax probability = 1 / sum(exp(s - max)): no full softmax tensor needed.
+        probability = (scores - best.unsqueeze(1)).exp_().sum(1).reciprocal_()
+        confidence = probability.mul_(255).round_().to(torch.uint8)
+    return train_ids, confidence, finite
+
+
+def _source_rows(height: int, size: int, align_corners: bool) -> torch.Tensor:
+    """The source row (a coordinate) of each of ``height`` output rows, as bilinear F.interpolate takes it."""
+    rows = torch.arange(height, dtype=torch.float32)
+    if align_corners:
+        return rows * ((size - 1) / (height - 1)) if height > 1 else torch.zeros(height)
+    return ((rows + 0.5) * (size / height) - 0.5).clamp_(min=0)
+
+
+def _upsample_rows(strip: torch.Tensor, rows: torch.Tensor, width: int, align_corners: bool) -> torch.Tensor:
+    """``strip`` (N, C, h, w) resampled to the source ``rows`` (coordinates within the strip) and
+    ``width`` columns: F.interpolate's bilinear, across first, then between the two rows around each."""
+    across = F.interpolate(strip, size=(strip.shape[-2], width), mode="bilinear", align_corners=align_corners)
+    upper = rows.floor().long()
+    lower = (upper + 1).clamp_(max=strip.shape[-2] - 1)
+    share = (rows - upper).view(1, 1, -1, 1)
+    return across[:, :, upper] * (1 - share) + across[:, :, lower] * share
