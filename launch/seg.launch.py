@@ -5,6 +5,7 @@
     ros2 launch denseaspp_ros seg.launch.py params_file:=my_cameras.yaml namespace:=car1 use_sim_time:=true
 
 weights, model and device override model.weights, model.name and model.device only when given.
+log_level sets the node's own logger (log_level:=debug: each frame's stages), not rcl's and rmw's.
 """
 
 import os
@@ -14,6 +15,13 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+
+def _logger_name(context, node):
+    """The node's logger (car1.segmentation_node under namespace:=car1): a bare --log-level would set
+    rcl's and rmw's too, thousands of lines a minute at debug."""
+    namespace = LaunchConfiguration("namespace").perform(context).strip("/").replace("/", ".")
+    return f"{namespace}.{node}" if namespace else node
 
 
 def _segmentation_node(context):
@@ -29,6 +37,7 @@ def _segmentation_node(context):
     device = LaunchConfiguration("device").perform(context)
     if device:
         parameters.append({"model.device": device})
+    log_level = LaunchConfiguration("log_level").perform(context)
     return [
         Node(
             package="denseaspp_ros",
@@ -36,7 +45,7 @@ def _segmentation_node(context):
             name="segmentation_node",
             namespace=LaunchConfiguration("namespace"),
             parameters=parameters,
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+            arguments=["--ros-args", "--log-level", f"{_logger_name(context, 'segmentation_node')}:={log_level}"],
             output="screen",
             emulate_tty=True,
         )

@@ -239,9 +239,10 @@ def test_launch_arguments_reach_the_node(monkeypatch, given):
             merged[key] = value.perform(context) if isinstance(value, _Stand) else value
     expected = {"use_sim_time": "false", **{OVERRIDES[argument]: value for argument, value in given.items()}}
     assert merged == expected
-    assert [part.perform(context) if isinstance(part, _Stand) else part for part in node.kwargs["arguments"]] == [
-        "--ros-args", "--log-level", "info"
-    ]
+    # The node's own logger only: a bare --log-level debug turns on rcl's and rmw's too.
+    assert node.kwargs["arguments"] == ["--ros-args", "--log-level", "segmentation_node:=info"]
+    (namespaced,) = factory.kwargs["function"]({**context, "namespace": "/car1/front", "log_level": "debug"})
+    assert namespaced.kwargs["arguments"] == ["--ros-args", "--log-level", "car1.front.segmentation_node:=debug"]
 
 
 def test_launch_description_builds_with_launch_ros():
@@ -304,8 +305,10 @@ def test_costmap_launch_file_passes_its_arguments_to_the_node(monkeypatch):
     (entities,) = _load_launch_module(COSTMAP_LAUNCH_FILE).generate_launch_description().args
     defaults = {entity.args[0]: entity.kwargs["default_value"] for entity in entities if entity.args}
     assert defaults["params_file"] == "/opt/share/denseaspp_ros/config/costmap_node.yaml"
-    (node,) = [entity for entity in entities if not entity.args]
-    context = {**defaults, "namespace": "car1", "use_sim_time": "true"}
+    (factory,) = [entity for entity in entities if "function" in entity.kwargs]
+    context = {**defaults, "namespace": "car1", "use_sim_time": "true", "log_level": "debug"}
+    (node,) = factory.kwargs["function"](context)
+    assert node.kwargs["arguments"] == ["--ros-args", "--log-level", "car1.semantic_costmap_node:=debug"]
     files, sim_time = node.kwargs["parameters"]
     assert files.perform(context) == defaults["params_file"]
     assert sim_time["use_sim_time"].perform(context) == "true"

@@ -626,3 +626,27 @@ def test_an_exif_orientation_tag_never_turns_the_camera_frame(main):
     assert main.client.publish_until(publish, lambda: main.output("comp", "mask", frame_id) is not None, 15.0, period=0.2)
     mask = main.output("comp", "mask", frame_id)
     assert (mask.height, mask.width) == (HEIGHT, WIDTH)
+
+
+def test_debug_on_the_nodes_logger_shows_each_frames_stages_and_nothing_of_rcl(client, tmp_path):
+    """What launch's log_level:=debug passes: --log-level <node>:=debug, the node's own logger."""
+    name = "seg_test_debug"
+    topic = "/seg_test_debug/image"
+    params = write_params(tmp_path / "params.yaml", {"cam": {"image_topic": topic}})
+    process = NodeProcess(name, params, tmp_path / "node.log", arguments=("--log-level", f"{name}:=debug"))
+    try:
+        wait_until_ready(client, process, [topic])
+        publisher = client.node.create_publisher(Image, topic, qos_profile_sensor_data)
+        masks = client.collect(Image, f"/{name}/cam/mask")
+
+        def send() -> None:
+            publisher.publish(image_msg(header(client, "debug"), pattern_image(HEIGHT, WIDTH)))
+
+        assert client.publish_until(send, lambda: len(masks) >= 2, 30.0, period=0.2), process.log()
+        assert client.spin_until(lambda: "published mask" in process.log(), 5.0), process.log()
+        log = process.log()
+        for stage in ("wanted: cam", "decoded in", "segmented 1 frames in", "published mask"):
+            assert "[DEBUG] " in log and stage in log, stage
+        assert "[rcl]" not in log and "[rmw" not in log, log[:2000]
+    finally:
+        process.assert_clean_exit()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.logging import LoggingSeverity
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -240,7 +241,14 @@ class SegmentationNode(CameraLifecycleNode):
 
     def _process(self, frames: list[PendingFrame]) -> None:
         """One batch: decode what someone wants, segment it, publish each camera's outputs, then the costmap."""
+        logger = self.get_logger()
+        debug = logger.is_enabled_for(LoggingSeverity.DEBUG)  # log_level:=debug: each frame's stages
+        start = time.perf_counter()
         jobs = [job for job in map(self._job, frames) if job is not None]
+        if debug:
+            logger.debug(f"took {len(frames)} frames, {len(jobs)} wanted: " + ", ".join(
+                f"{job.camera.name} {job.frame.stamp_ns} {job.frame.pixels.shape[1]}x{job.frame.pixels.shape[0]}"
+                for job in jobs) + f", decoded in {1000 * (time.perf_counter() - start):.1f} ms")
         if not jobs:
             return
         start = time.perf_counter()
@@ -264,6 +272,8 @@ class SegmentationNode(CameraLifecycleNode):
             return
         inference_s = time.perf_counter() - start
         self.engine_stats.on_batch(inference_s, len(jobs))
+        if debug:
+            logger.debug(f"segmented {len(jobs)} frames in {1000 * inference_s:.1f} ms")
         into_costmap = []
         for job, result in zip(jobs, results):
             if not result.finite:  # NaN/inf logits: the class ids are garbage, never to be taken as free road
@@ -279,6 +289,9 @@ class SegmentationNode(CameraLifecycleNode):
             self._publish(job, result)
             latency = latency_s(job.frame.stamp_ns, self.get_clock().now().nanoseconds)
             job.camera.stats.on_published(latency, inference_s)
+            if debug:
+                latency_text = "unstamped" if latency is None else f"{1000 * latency:.1f} ms after its stamp"
+                logger.debug(f"{job.camera.name} {job.frame.stamp_ns}: published {', '.join(sorted(job.wanted))}, {latency_text}")
             if COSTMAP in job.wanted:
                 into_costmap.append((job, result))
         if into_costmap:
@@ -355,6 +368,8 @@ class SegmentationNode(CameraLifecycleNode):
                 self.throttled.error((name, "costmap"), f"{name}: costmap update failed: {error}")
         self.costmap.publish()
         self.engine_stats.on_costmap(time.perf_counter() - start)
+        self.get_logger().debug(f"costmap: {len(batch)} masks folded in and the grid published in "
+                                f"{1000 * (time.perf_counter() - start):.1f} ms")
 
     # --- diagnostics -------------------------------------------------------------------------
 
