@@ -373,7 +373,7 @@ def test_cost_table_errors_name_the_problem(tmp_path):
     broken.write_text("classes: [unclosed")
     with pytest.raises(CostTableError, match="not valid YAML"):
         load_cost_table(broken, CITYSCAPES)
-    with pytest.raises(CostTableError, match="cannot read"):
+    with pytest.raises(CostTableError, match="missing.yaml does not exist"):
         load_cost_table(tmp_path / "missing.yaml", CITYSCAPES)
 
 

@@ -361,7 +361,7 @@ def test_load_label_set_rejects_bad_files(tmp_path, case):
 
 def test_load_label_set_missing_file(tmp_path):
     path = tmp_path / "nope.yaml"
-    with pytest.raises(ValueError, match="cannot read") as error:
+    with pytest.raises(ValueError, match="nope.yaml does not exist") as error:
         load_label_set(path)
     assert str(path) in str(error.value)
     with pytest.raises(ValueError, match="nope.yaml"):
