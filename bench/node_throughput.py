@@ -6,7 +6,7 @@ latency (receive time - header.stamp) percentiles and the fraction of inputs tha
 The Segmenter's own throughput at the same size and batch is measured first, in this process,
 as the reference. Usage:
 
-    .venv/bin/python bench/node_throughput.py --model MobileNetDenseASPP --size 256x512 --weights demo --backend auto
+    .venv/bin/python bench/node_throughput.py --size 256x512 --weights demo --backend auto
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def wait_for_labels(node, executor, timeout: float) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="MobileNetDenseASPP")
+    parser.add_argument("--model", help="network; default: auto (the weights') with --weights, else MobileNetDenseASPP")
     parser.add_argument("--weights", help="checkpoint or demo; default: random weights (auto backend: torch)")
     parser.add_argument("--backend", default="auto", help="model.backend of the node and of the reference engine")
     parser.add_argument("--precision", default="auto")
@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    args.model = args.model or ("auto" if args.weights else "MobileNetDenseASPP")
 
     rclpy.init()
     node = rclpy.create_node("node_throughput_bench")
@@ -206,7 +207,8 @@ def main() -> None:
             input_size=args.size, max_batch=count,
         )
         contender = Contender.of(segmenter)
-        table = run_benchmarks([contender], args.model, args.size, count, warmup=2, iterations=8)
+        model_name = segmenter.model_name
+        table = run_benchmarks([contender], model_name, args.size, count, warmup=2, iterations=8)
         reference = table.row(contender.backend, contender.precision, "engine")
         del segmenter, contender
         log = Path(tempfile.mkstemp(suffix=".log")[1])
@@ -226,7 +228,7 @@ def main() -> None:
     node.destroy_node()
     rclpy.shutdown()
 
-    print(f"\n{args.model} {args.size[0]}x{args.size[1]}, {rows[0]['backend']} {rows[0]['precision']}; machine: {describe_machine(__import__('torch').device('cpu'))}")
+    print(f"\n{model_name} {args.size[0]}x{args.size[1]}, {rows[0]['backend']} {rows[0]['precision']}; machine: {describe_machine(__import__('torch').device('cpu'))}")
     print(f"{'cameras':>7} {'mode':>10} {'in Hz':>7} {'out Hz':>7} {'Segmenter img/s':>15} {'out/Seg':>7} "
           f"{'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'p95/batch':>9} {'node batch ms':>13} {'p95/node batch':>14}")
     for r in rows:
