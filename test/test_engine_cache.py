@@ -67,6 +67,11 @@ def entry(cache: Path, kind: str) -> Path:
     return found
 
 
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> Path:
+    return planted_onnx(tmp_path_factory.mktemp("planted"))
+
+
 def planted_onnx(folder: Path) -> Path:
     """Another network's verified export (random weights of the same architecture) at SIZE."""
     name = build_model("auto", 19, "demo").variant_name
@@ -100,15 +105,15 @@ def test_an_untouched_cache_loads_without_a_build_or_a_warning(cache, built, fra
     assert set(record["files"]) == {"model.onnx"} and record["key"]["weights"] == again.backend.identity.digest
 
 
-def test_a_planted_onnx_of_another_network_is_refused_and_rebuilt(cache, built, frames, tmp_path):
+def test_a_planted_onnx_of_another_network_is_refused_and_rebuilt(cache, built, frames, planted):
     onnx_entry = entry(cache, "onnx")
-    shutil.copyfile(planted_onnx(tmp_path), onnx_entry / "model.onnx")
+    shutil.copyfile(planted, onnx_entry / "model.onnx")
     assert_rebuilt_and_right(cache, "onnxruntime", built, frames, f"{onnx_entry.name} holds a model.onnx that is not")
 
 
-def test_a_planted_onnx_with_a_forged_key_is_caught_by_its_own_metadata(cache, built, frames, tmp_path):
+def test_a_planted_onnx_with_a_forged_key_is_caught_by_its_own_metadata(cache, built, frames, planted):
     onnx_entry = entry(cache, "onnx")
-    shutil.copyfile(planted_onnx(tmp_path), onnx_entry / "model.onnx")
+    shutil.copyfile(planted, onnx_entry / "model.onnx")
     forge_key(onnx_entry)
     assert_rebuilt_and_right(cache, "onnxruntime", built, frames, "holds an ONNX export of another network: weights_sha256")
 
@@ -265,43 +270,80 @@ def test_recalibrating_on_new_frames_under_the_same_path_builds_a_new_int8_engin
 # --- engines kept in memory: bounded, and built aside in a node -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def native_weights(tmp_path_factory) -> Path:
-    """The demo network, declaring no input size: it runs at each image's own, one engine per size."""
-    from denseaspp_ros.model import save_safetensors
+class _Counting:
+    """An exported backend's bookkeeping with engines that take ``seconds`` to build and report their size."""
 
-    network = build_model("auto", 19, "demo")
-    network.input_size = None
-    path = tmp_path_factory.mktemp("native") / "native.safetensors"
-    save_safetensors(network, path)
-    return path
+    def __init__(self, tmp_path: Path, seconds: float = 0.0, max_engines: int = 4) -> None:
+        from denseaspp_ros.inference.backends import OnnxRuntimeBackend
+
+        network = build_model("MobileNetDenseASPP", 19)
+        identity = EngineIdentity.of(network, "MobileNetDenseASPP", RELEASE_NORMALIZATION)
+        settings = BackendSettings(backend="onnxruntime", cache_dir=str(tmp_path), max_engines=max_engines)
+        self.backend = OnnxRuntimeBackend(network, identity, "fp32", settings, log=lambda message: None, warn=print)
+        self.backend._load = self.load  # the engines' build: an export is tested above, their keeping here
+        self.seconds, self.loads = seconds, []
+
+    def load(self, size: tuple[int, int]):
+        import time
+
+        self.loads.append(size)
+        time.sleep(self.seconds)
+        return lambda array: np.full((array.shape[0], 19, *size), 1.0, np.float32)
+
+    def run(self, height: int) -> np.ndarray:
+        return self.backend(torch.zeros(1, 3, height, 64)).numpy()
 
 
-def test_engines_kept_are_bounded_least_recently_used_first(native_weights, tmp_path):
-    engine = load_engine(native_weights, backend=BackendSettings(backend="onnxruntime", cache_dir=str(tmp_path), max_engines=2),
-                         log=lambda message: None)
-    for height in (32, 48, 32, 64):  # 32 is used again before 64 comes: 48 is the one dropped
-        engine.segment([np.zeros((height, 64, 3), np.uint8)])
-    state = engine.backend.state()
-    assert state["engines_kept"] == "32x64 64x64" and state["engines_evicted"] == 1
+def test_engines_kept_are_bounded_least_recently_used_first(tmp_path):
+    counting = _Counting(tmp_path, max_engines=2)
+    for height in (32, 48, 32, 64, 48):  # 32 is used again before 64 comes: 48 is dropped, then rebuilt
+        counting.run(height)
+    state = counting.backend.state()
+    assert counting.loads == [(32, 64), (48, 64), (64, 64), (48, 64)]
+    assert state["engines_kept"] == "64x64 48x64" and state["engines_evicted"] == 2
 
 
-def test_a_node_builds_a_new_size_aside_and_the_frame_path_does_not_wait(native_weights, tmp_path):
+def test_a_node_builds_a_new_size_aside_and_the_frame_path_does_not_wait(tmp_path):
     import time
 
     from denseaspp_ros.inference.backends import EngineBuilding
 
-    engine = load_engine(native_weights, backend=BackendSettings(backend="onnxruntime", cache_dir=str(tmp_path)),
-                         log=lambda message: None)
-    engine.segment([np.zeros((32, 64, 3), np.uint8)])
-    engine.backend.build_in_background()
+    counting = _Counting(tmp_path, seconds=1.5)
+    counting.run(32)  # built in line before the node asks for background builds
+    counting.backend.build_in_background()
     started = time.monotonic()
     with pytest.raises(EngineBuilding, match="the engine for 48x64 is not built yet"):
-        engine.segment([np.zeros((48, 64, 3), np.uint8)])
-    assert time.monotonic() - started < 1.0  # the export runs on its own thread
-    assert engine.backend.state()["engine_building"] == "48x64"
-    assert engine.segment([np.zeros((32, 64, 3), np.uint8)])[0].finite  # the size already built runs on
-    deadline = time.monotonic() + 120
-    while engine.backend.state()["engine_building"] is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert engine.segment([np.zeros((48, 64, 3), np.uint8)])[0].train_ids.shape == (48, 64)
+        counting.run(48)
+    with pytest.raises(EngineBuilding, match=r"not built yet \(48x64 is being built"):
+        counting.run(80)  # one build at a time
+    assert time.monotonic() - started < 0.5 and counting.backend.state()["engine_building"] == "48x64"
+    assert counting.run(32).shape == (1, 19, 32, 64)  # the size already built runs on meanwhile
+    deadline = time.monotonic() + 30
+    while counting.backend.state()["engine_building"] is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counting.run(48).shape == (1, 19, 48, 64) and counting.loads == [(32, 64), (48, 64)]
+
+
+def test_a_failed_background_build_stays_failed_rather_than_storming(tmp_path):
+    import time
+
+    from denseaspp_ros.errors import DenseASPPError
+    from denseaspp_ros.inference.backends import EngineBuilding
+
+    counting = _Counting(tmp_path)
+
+    def broken(size):
+        counting.loads.append(size)
+        raise DenseASPPError("export failed")
+
+    counting.backend._load = broken
+    counting.backend.build_in_background()
+    with pytest.raises(EngineBuilding):
+        counting.run(48)
+    deadline = time.monotonic() + 10
+    while counting.backend.state()["engine_building"] is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(3):
+        with pytest.raises(DenseASPPError, match="export failed"):
+            counting.run(48)
+    assert counting.loads == [(48, 64)] and "48x64: export failed" in counting.backend.state()["engine_failures"]
