@@ -33,8 +33,9 @@ MULTISCALE_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.8)
 MAX_STAGING_BUFFERS = 8
 # Class scores brought back to a frame's size take classes x 4 bytes a pixel (1.3 GB for a 4096x4096
 # frame of 19 classes, twice that with confidence): beyond this many bytes they are made, argmaxed
-# and dropped band of rows by band (the resampling of a band takes about 4x its bytes at its peak).
-SCORE_BAND_BYTES = 32 << 20
+# and dropped band of rows by band. Frames up to 2.5 MP at 19 classes (a 2048x1024 camera) stay
+# below it: there one upsampling at once is 30% faster than bands (BENCHMARKS.md).
+SCORE_BAND_BYTES = 192 << 20
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -340,9 +341,10 @@ def _source_rows(height: int, size: int, align_corners: bool) -> torch.Tensor:
 
 def _upsample_rows(strip: torch.Tensor, rows: torch.Tensor, width: int, align_corners: bool) -> torch.Tensor:
     """``strip`` (N, C, h, w) resampled to the source ``rows`` (coordinates within the strip) and
-    ``width`` columns: F.interpolate's bilinear, across first, then between the two rows around each."""
-    across = F.interpolate(strip, size=(strip.shape[-2], width), mode="bilinear", align_corners=align_corners)
+    ``width`` columns: F.interpolate's bilinear, between the two rows around each first (at the
+    network's width, where it is cheap), then across."""
     upper = rows.floor().long()
     lower = (upper + 1).clamp_(max=strip.shape[-2] - 1)
     share = (rows - upper).view(1, 1, -1, 1)
-    return across[:, :, upper] * (1 - share) + across[:, :, lower] * share
+    between = strip[:, :, upper] * (1 - share) + strip[:, :, lower] * share
+    return F.interpolate(between, size=(len(rows), width), mode="bilinear", align_corners=align_corners)
