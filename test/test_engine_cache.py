@@ -347,3 +347,13 @@ def test_a_failed_background_build_stays_failed_rather_than_storming(tmp_path):
         with pytest.raises(DenseASPPError, match="export failed"):
             counting.run(48)
     assert counting.loads == [(48, 64)] and "48x64: export failed" in counting.backend.state()["engine_failures"]
+
+
+def test_multiscale_on_an_exported_backend_needs_an_engine_per_scale(tmp_path):
+    """Every frame runs all six scales: with fewer engines kept each frame would evict and rebuild."""
+    from denseaspp_ros.errors import DenseASPPError
+
+    with pytest.raises(DenseASPPError, match="runs 6 input sizes a frame .*max_engines must be at least 6 \\(it is 4\\)"):
+        load_engine("demo", backend=BackendSettings(backend="onnxruntime", cache_dir=str(tmp_path), max_engines=4),
+                    multiscale=True, log=lambda message: None)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # refused before anything was built

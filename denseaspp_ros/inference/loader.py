@@ -78,6 +78,12 @@ def load_engine(
         # The Segmenter's own tensor work (normalising, argmax) stays on the CPU in float32.
         engine_options = {**engine_options, "device": "cpu", "precision": "fp32", "channels_last": False}
         segmenter = Segmenter(network, own_model=True, normalize=normalize, backend=exported, **engine_options)
+        if segmenter.multiscale and len(segmenter.scales) > backend.max_engines:
+            # Each frame runs every scale: with fewer engines kept, every frame would evict and rebuild.
+            raise DenseASPPError(
+                f"multi-scale runs {len(segmenter.scales)} input sizes a frame on an exported backend: "
+                f"max_engines must be at least {len(segmenter.scales)} (it is {backend.max_engines})"
+            )
         if segmenter.input_size is not None and not segmenter.multiscale:
             exported.prepare(segmenter.input_size)
     segmenter.weights, segmenter.label_set = path, label_set  # the Segmenter takes model_name from the network
