@@ -7,6 +7,7 @@ inherits ``os.environ``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -263,12 +264,19 @@ def wait_until_ready(client: RosClient, node: NodeProcess, image_topics: list[st
 # --- messages ---------------------------------------------------------------------------------
 
 
+_pictures = itertools.count()
+
+
 def pattern_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth colour image (compresses like a photo, unlike noise)."""
+    """A smooth colour image (compresses like a photo, unlike noise). Each call's differs in its
+    first pixel, as a real camera's frames differ: identical frames are a frozen driver, which the
+    node's camera health takes out of the costmap."""
     rows = np.linspace(0, 255, height, dtype=np.float32)[:, None]
     cols = np.linspace(0, 255, width, dtype=np.float32)[None, :]
-    image = np.stack([rows + 0 * cols, cols + 0 * rows, (rows + cols + 40 * seed) % 256], axis=-1)
-    return image.astype(np.uint8)
+    image = np.stack([rows + 0 * cols, cols + 0 * rows, (rows + cols + 40 * seed) % 256], axis=-1).astype(np.uint8)
+    count = next(_pictures)
+    image[0, 0] = (count % 256, count // 256 % 256, count // 65536 % 256)
+    return image
 
 
 def header(client: RosClient, frame_id: str) -> Header:

@@ -73,3 +73,11 @@ def test_stamps_that_do_not_advance_are_counted_and_degrade(frames):
 def test_thresholds_out_of_order_are_refused():
     with pytest.raises(ValueError, match="degraded_share 0.9 is above fault_share 0.5"):
         HealthSettings(degraded_share=0.9, fault_share=0.5)
+
+
+def test_one_frame_from_the_future_does_not_make_every_later_stamp_go_back(frames):
+    monitor = CameraHealthMonitor()
+    judge(monitor, frames[:3])
+    monitor.observe(frames[3], 2**62)  # a clock gone wrong once
+    later = judge(monitor, frames[4:20], start=4)
+    assert later[-1].figures["non_increasing_stamps"] == 1 and later[-1].state == State.OK

@@ -778,3 +778,34 @@ def test_ctrl_c_during_the_first_engine_export_stops_within_launchs_5_s_leaving_
     assert code == 0 and stopped < 5.0, f"exit {code} after {stopped:.1f} s; log:\n{log}"
     assert "interrupted while starting" in log and "Traceback" not in log, log
     assert not cache.exists() or not any(cache.iterdir()), sorted(path.name for path in cache.iterdir())
+
+
+def test_a_frozen_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarded):
+    """A driver that repeats one picture with advancing stamps: within three frames the camera is in
+    FAULT on /diagnostics (ERROR, the kind named) and adds no ground to the grid (free or rough: only
+    obstacles it sees may stay), so the ground it painted decays to unknown; fresh pictures bring it
+    back after leave_frames."""
+    client = guarded.client
+
+    def ground(grid: OccupancyGrid) -> int:
+        cells = grid_cells(grid)
+        return int(((cells >= 0) & (cells < 100)).sum())
+
+    assert ground(guarded.grid_after(Header())) > 50, "the camera should paint ground first"
+    frozen = pattern_image(HEIGHT, WIDTH)
+
+    def send_frozen() -> None:
+        guarded.publishers["front"].publish(image_msg(Header(stamp=client.now_stamp(), frame_id="frozen"), frozen))
+
+    for _ in range(30):  # 3 s at 10 Hz: past the 2 s decay of what was painted before
+        send_frozen()
+        client.spin_for(0.1)
+    status = guarded.status("front", lambda s: s.level == b"\x02")
+    assert "camera fault: frozen FAULT" in status.message and values(status)["health.frozen"] == "FAULT", status
+    recent = [g for g in guarded.grids if stamp_seconds(g.header) > time.time() - 1.0]
+    assert recent and not any(ground(g) for g in recent), "a frozen camera still paints ground"
+    for _ in range(15):  # fresh pictures: the fault clears after leave_frames (10)
+        guarded.send("front")
+        client.spin_for(0.1)
+    assert client.spin_until(lambda: any(ground(g) > 50 for g in guarded.grids[-3:]), 5.0)
+    assert "frozen" not in guarded.status("front", lambda s: "frozen" not in s.message).message

@@ -233,12 +233,13 @@ class SemanticCostmap:
 
     def update(
         self, name: str, train_ids: np.ndarray, stamp: float, confidence: np.ndarray | None = None,
-        pose: Pose2D | None = None, world_frame: str = "odom",
+        pose: Pose2D | None = None, world_frame: str = "odom", free: bool = True,
     ) -> int:
         """Fold one camera frame into its layer; returns how many cells it observed.
 
         Anchored, ``pose`` is the vehicle in ``world_frame`` at the frame's stamp: the window moves
-        with it first.
+        with it first. ``free`` False (a camera whose frames cannot be trusted) folds in only the
+        obstacles it sees: its ground votes nothing, so what it called free decays to unknown.
         """
         if train_ids.ndim != 2:
             raise ProjectionError(f"mask must be HxW, got shape {train_ids.shape}")
@@ -248,7 +249,9 @@ class SemanticCostmap:
         votes = projection.vote(train_ids, self.table, self.settings.rule, confidence)
         layer = self._layers[name]
         cells, keys = votes.cells, votes.keys
-        observed = slice(None) if self.settings.occluded_unknown else keys != 0  # hidden cells keep what was seen
+        observed = np.ones(keys.shape, bool) if self.settings.occluded_unknown else keys != 0  # hidden cells keep what was seen
+        if not free:
+            observed &= self.table.key_is_contact[keys]
         cells, keys = cells[observed], keys[observed]
         if self.anchored:
             if stamp >= self._followed or self.window is None or self.window.grid.frame_id != world_frame:

@@ -26,7 +26,10 @@ from ..inference import Segmentation, Segmenter, load_engine
 from ..inference.backends import EngineBuilding, ExportedBackend
 from ..labels import LabelSet
 from ..model import OptionNames
-from ..serving.health import Health, Level, camera_figures, camera_health, engine_figures, engine_health
+from ..serving.camera_health import CameraHealth, CameraHealthMonitor
+from ..serving.health import (
+    Health, Level, camera_figures, camera_health, engine_figures, engine_health, judged_health, worse_of,
+)
 from ..serving.scheduling import LatestFrameSlots, PendingFrame
 from ..serving.settings import CameraSettings, NodeSettings
 from ..serving.stamps import FrameRefused, StampRejected, latency_s
@@ -58,8 +61,10 @@ class Camera:
     """A camera's settings, its publishers and its statistics."""
 
     settings: CameraSettings
+    monitor: CameraHealthMonitor | None  # None: camera_health.enabled is false
     stats: CameraStats = field(default_factory=CameraStats)
     publishers: dict = field(default_factory=dict)  # output kind -> lifecycle publisher
+    health: CameraHealth | None = None  # the monitor's verdict after the newest frame
 
     @property
     def name(self) -> str:
@@ -78,6 +83,7 @@ class Job:
     camera: Camera
     frame: Frame
     wanted: set[str]
+    health: CameraHealth | None  # None: not judged (camera_health.enabled false)
 
     @property
     def header(self) -> Header:
@@ -196,7 +202,8 @@ class SegmentationNode(CameraLifecycleNode):
     def _create_publishers(self, settings: NodeSettings, label_set: LabelSet) -> None:
         output_qos = _qos(settings.publish.reliability, settings.publish.depth)
         for camera_settings in settings.camera_settings:
-            camera = Camera(camera_settings)
+            monitor = CameraHealthMonitor(settings.camera_health) if settings.camera_health.enabled else None
+            camera = Camera(camera_settings, monitor)
             for kind in settings.publish.outputs:
                 camera.publishers[kind] = self.create_lifecycle_publisher(
                     Image, camera_output_topic(camera.name, kind), output_qos
@@ -310,7 +317,9 @@ class SegmentationNode(CameraLifecycleNode):
             camera.stats.on_error(kind)
             self.throttled.warn((camera.name, kind, str(error)[:30]), f"{camera.name}: dropped a frame: {error}")
             return None
-        return Job(pending, camera, frame, wanted)
+        if camera.monitor is not None:
+            camera.health = camera.monitor.observe(frame.pixels, frame.stamp_ns)
+        return Job(pending, camera, frame, wanted, camera.health)
 
     def _wanted(self, camera: Camera) -> set[str]:
         """The camera's outputs someone subscribes to, and the costmap when it feeds one someone reads."""
@@ -357,7 +366,8 @@ class SegmentationNode(CameraLifecycleNode):
             name = job.camera.name
             try:
                 self.costmap.update(
-                    name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence, job.frame.frame_id
+                    name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence, job.frame.frame_id,
+                    free=job.health is None or job.health.free_allowed,
                 )
             except FrameRefused as error:
                 kind = "costmap_stamp" if isinstance(error, StampRejected) else f"costmap_{error.kind}"
@@ -404,7 +414,11 @@ class SegmentationNode(CameraLifecycleNode):
         health = camera_health(
             snapshot, error_counts, self.settings.diagnostics.limits, active=self._active, wanted=bool(self._wanted(camera))
         )
+        health = worse_of(health, judged_health(camera.health)) if self._active else health
         values = {"image_topic": camera.settings.image_topic, **camera_figures(snapshot, error_counts), **self._device()}
+        if camera.health is not None:
+            values.update({f"health.{kind}": state.name for kind, state in camera.health.kinds.items()})
+            values.update({f"health.{name}": figure for name, figure in camera.health.figures.items()})
         return self.diagnostic_status(f"camera {camera.name}", health, values)
 
     def _device(self) -> dict[str, str]:

@@ -123,7 +123,9 @@ class CameraHealthMonitor:
         if not advancing:
             self.non_increasing += 1
         self._repeats = self._repeats + 1 if advancing and digest == self._last_digest else 0
-        self._last_digest, self._last_stamp = digest, stamp_ns if advancing else self._last_stamp
+        # Against the frame before, not the newest ever: one frame stamped in 2038 must not make every
+        # later stamp look like it went back.
+        self._last_digest, self._last_stamp = digest, stamp_ns
         extreme = max(dark, bright)
         observed = {
             "frozen": State.FAULT if self._repeats >= settings.frozen_frames - 1 else State.OK,

@@ -10,6 +10,7 @@ from enum import IntEnum
 from typing import Any
 
 from ..declarations import setting
+from .camera_health import CameraHealth, State
 from .stats import RATE_WINDOW_S
 
 
@@ -122,6 +123,21 @@ def odometry_health(snapshot: dict[str, Any], limits: HealthLimits, *, active: b
             f"({snapshot['last_refusal']}): odometry late or ahead of the frames, or costmap.transform_tolerance too tight",
         )
     return Health(Level.OK, "ok")
+
+
+def judged_health(judged: CameraHealth | None) -> Health:
+    """The camera monitor's verdict as a /diagnostics level: FAULT is an ERROR (no free cells from
+    this camera), DEGRADED a WARN, with the kinds."""
+    if judged is None or judged.state == State.OK:
+        return Health(Level.OK, "ok")
+    if judged.state == State.FAULT:
+        return Health(Level.ERROR, f"camera fault: {judged.describe()}: no free cells from this camera")
+    return Health(Level.WARN, f"camera degraded: {judged.describe()}")
+
+
+def worse_of(first: Health, second: Health) -> Health:
+    """The more severe of two verdicts (the first on a tie)."""
+    return second if second.level > first.level else first
 
 
 def engine_health(state: str, engines: dict[str, Any], evicted_since_last: int) -> Health:

@@ -20,6 +20,7 @@ from ..inference.segmenter import PRECISIONS
 from ..model import AUTO_MODEL, MODEL_NAMES
 from ..model.checkpoint import MAX_INPUT_SIDE
 from ..ros.names import SEGMENTATION_NODE  # a name, no ROS import
+from .camera_health import HealthSettings
 from .health import HealthLimits
 
 RELIABILITIES = ("best_effort", "reliable")
@@ -241,6 +242,7 @@ class NodeSettings:
     publish: PublishSettings = group(PublishSettings)
     overlay_alpha: float = setting(0.5, "weight of the palette in the overlay", low=0.0, high=1.0)
     diagnostics: DiagnosticsSettings = group(DiagnosticsSettings)
+    camera_health: HealthSettings = group(HealthSettings)
     autostart: bool = setting(True, "configure and activate on start-up (no lifecycle manager needed)")
     costmap: NodeCostmapSettings = group(NodeCostmapSettings)
     camera_settings: tuple[CameraSettings, ...] = field(default=())  # one per camera, read with them
