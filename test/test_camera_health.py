@@ -66,7 +66,7 @@ def test_a_dark_or_blinded_camera_is_a_fault_within_three_frames(frames, fault):
 def test_stamps_that_do_not_advance_are_counted_and_degrade(frames):
     monitor = CameraHealthMonitor()
     verdicts = [monitor.observe(picture, SECOND) for picture in frames[:4]]  # one stamp for all
-    assert verdicts[-1].kinds["stamps"] == State.DEGRADED and verdicts[-1].figures["non_increasing_stamps"] == 3
+    assert verdicts[-1].kinds["stamps"] == State.DEGRADED and verdicts[-1].figures["num_non_increasing_msg"] == 3
     assert verdicts[-1].free_allowed  # not a fault of the picture: the stamp checks of the costmap refuse what lies
 
 
@@ -80,4 +80,13 @@ def test_one_frame_from_the_future_does_not_make_every_later_stamp_go_back(frame
     judge(monitor, frames[:3])
     monitor.observe(frames[3], 2**62)  # a clock gone wrong once
     later = judge(monitor, frames[4:20], start=4)
-    assert later[-1].figures["non_increasing_stamps"] == 1 and later[-1].state == State.OK
+    assert later[-1].figures["num_non_increasing_msg"] == 1 and later[-1].state == State.OK
+
+
+def test_the_stamp_figures_carry_greenwaves_names(frames):
+    monitor = CameraHealthMonitor()
+    verdicts = [monitor.observe(picture, (index + 1) * SECOND // 10, (index + 1) * SECOND // 10 + 30_000_000)
+                for index, picture in enumerate(frames[:10])]
+    figures = verdicts[-1].figures
+    assert figures["frame_rate_msg"] == pytest.approx(10.0) and figures["current_delay_from_realtime_ms"] == 30.0
+    assert figures["num_non_increasing_msg"] == 0

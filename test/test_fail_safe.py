@@ -406,6 +406,7 @@ def guarded(client, tmp_path_factory):
         "model.name": "auto", "model.weights": str(weights), "allow_untrained": False, "model.labels": str(labels),
         "costmap.classes_file": str(costs), "publish.mask_color": False, "max_image_pixels": 1_000_000,
         "costmap.decay_time": 2.0,  # above the latency of a loaded CI machine
+        "camera_health.unknown_masks": True,
     })
     process = NodeProcess(GUARDED, params, folder / "node.log")
     try:
@@ -793,6 +794,7 @@ def test_a_frozen_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarde
 
     assert ground(guarded.grid_after(Header())) > 50, "the camera should paint ground first"
     frozen = pattern_image(HEIGHT, WIDTH)
+    health = client.collect(DiagnosticStatus, f"/{GUARDED}/front/health")
 
     def send_frozen() -> None:
         guarded.publishers["front"].publish(image_msg(Header(stamp=client.now_stamp(), frame_id="frozen"), frozen))
@@ -802,6 +804,11 @@ def test_a_frozen_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarde
         client.spin_for(0.1)
     status = guarded.status("front", lambda s: s.level == b"\x02")
     assert "camera fault: frozen FAULT" in status.message and values(status)["health.frozen"] == "FAULT", status
+    assert float(values(status)["health.frame_rate_msg"]) > 5 and "frame_rate_node" in values(status)
+    assert any(verdict.level == b"\x02" and "frozen" in verdict.message for verdict in health), "no FAULT on ~/front/health"
+    # With camera_health.unknown_masks, a camera in FAULT publishes masks of 255 (unknown) everywhere.
+    frozen_masks = [mask for mask in guarded.masks["front"] if mask.header.frame_id == "frozen"]
+    assert frozen_masks and (np.frombuffer(bytes(frozen_masks[-1].data), np.uint8) == 255).all()
     recent = [g for g in guarded.grids if stamp_seconds(g.header) > time.time() - 1.0]
     assert recent and not any(ground(g) for g in recent), "a frozen camera still paints ground"
     for _ in range(15):  # fresh pictures: the fault clears after leave_frames (10)

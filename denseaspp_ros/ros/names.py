@@ -14,7 +14,7 @@ COSTMAP_OBSTACLES_TOPIC = "~/costmap_obstacles"
 
 
 def camera_output_topic(camera: str, kind: str) -> str:
-    """``~/<camera>/<kind>``: one of a camera's outputs (mask, mask_color, overlay, confidence)."""
+    """``~/<camera>/<kind>``: one of a camera's outputs (mask, mask_color, overlay, confidence, health)."""
     return f"~/{camera}/{kind}"
 
 

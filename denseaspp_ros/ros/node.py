@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -24,7 +25,7 @@ from ..frames import Frame
 from ..image_messages import ImageTooLarge, MessageError, decode_frame
 from ..inference import Segmentation, Segmenter, load_engine
 from ..inference.backends import EngineBuilding, ExportedBackend
-from ..labels import LabelSet
+from ..labels import IGNORE_INDEX, LabelSet
 from ..model import OptionNames
 from ..serving.camera_health import CameraHealth, CameraHealthMonitor
 from ..serving.health import (
@@ -65,6 +66,7 @@ class Camera:
     stats: CameraStats = field(default_factory=CameraStats)
     publishers: dict = field(default_factory=dict)  # output kind -> lifecycle publisher
     health: CameraHealth | None = None  # the monitor's verdict after the newest frame
+    health_publisher: Any = None  # ~/<camera>/health, with a monitor
 
     @property
     def name(self) -> str:
@@ -208,6 +210,10 @@ class SegmentationNode(CameraLifecycleNode):
                 camera.publishers[kind] = self.create_lifecycle_publisher(
                     Image, camera_output_topic(camera.name, kind), output_qos
                 )
+            if monitor is not None:  # each frame's verdict, for nodes downstream that must be fail-safe too
+                camera.health_publisher = self.create_lifecycle_publisher(
+                    DiagnosticStatus, camera_output_topic(camera.name, "health"), output_qos
+                )
             self.cameras[camera.name] = camera
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         labels_publisher = self.create_publisher(String, LABELS_TOPIC, latched)
@@ -318,7 +324,7 @@ class SegmentationNode(CameraLifecycleNode):
             self.throttled.warn((camera.name, kind, str(error)[:30]), f"{camera.name}: dropped a frame: {error}")
             return None
         if camera.monitor is not None:
-            camera.health = camera.monitor.observe(frame.pixels, frame.stamp_ns)
+            camera.health = camera.monitor.observe(frame.pixels, frame.stamp_ns, self.get_clock().now().nanoseconds)
         return Job(pending, camera, frame, wanted, camera.health)
 
     def _wanted(self, camera: Camera) -> set[str]:
@@ -348,6 +354,12 @@ class SegmentationNode(CameraLifecycleNode):
 
     def _publish(self, job: Job, result: Segmentation) -> None:
         header, publishers, wanted = job.header, job.camera.publishers, job.wanted
+        if job.health is not None:
+            if job.camera.health_publisher.get_subscription_count() > 0:
+                job.camera.health_publisher.publish(self.diagnostic_status(
+                    f"camera {job.camera.name}", judged_health(job.health), _health_values(job.health)))
+            if not job.health.free_allowed and self.settings.camera_health.unknown_masks:
+                result = replace(result, train_ids=np.full_like(result.train_ids, IGNORE_INDEX))
         if "mask" in wanted:
             publishers["mask"].publish(mono8_msg(header, result.train_ids))
         if "mask_color" in wanted:
@@ -417,12 +429,17 @@ class SegmentationNode(CameraLifecycleNode):
         health = worse_of(health, judged_health(camera.health)) if self._active else health
         values = {"image_topic": camera.settings.image_topic, **camera_figures(snapshot, error_counts), **self._device()}
         if camera.health is not None:
-            values.update({f"health.{kind}": state.name for kind, state in camera.health.kinds.items()})
-            values.update({f"health.{name}": figure for name, figure in camera.health.figures.items()})
+            values.update(_health_values(camera.health))
         return self.diagnostic_status(f"camera {camera.name}", health, values)
 
     def _device(self) -> dict[str, str]:
         return self.segmenter.describe()
+
+
+def _health_values(health: CameraHealth) -> dict[str, object]:
+    """A verdict's kinds and figures as /diagnostics values."""
+    return {**{f"health.{kind}": state.name for kind, state in health.kinds.items()},
+            **{f"health.{name}": figure for name, figure in health.figures.items()}}
 
 
 def main(args: list[str] | None = None) -> None:

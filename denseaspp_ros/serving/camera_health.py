@@ -17,6 +17,7 @@ cap), ``stamps`` (a stamp that does not advance).
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -32,6 +33,7 @@ class State(IntEnum):
 
 
 KINDS = ("frozen", "exposure", "stamps")
+_RATE_FRAMES = 20  # the stamps the message rate is measured over
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class HealthSettings:
     )
     enter_frames: int = setting(2, "frames in a row that must say a state before a kind enters it", low=1, high=1000)
     leave_frames: int = setting(10, "frames in a row that must say a better state before a kind leaves a worse one", low=1, high=10000)
+    unknown_masks: bool = setting(
+        False, "a camera in FAULT publishes its masks as 255 (unknown) everywhere, so consumers of masks are fail-safe too"
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -106,10 +111,11 @@ class CameraHealthMonitor:
     _last_digest: bytes | None = None
     _last_stamp: int | None = None
     _repeats: int = 0
+    _stamps: deque = field(default_factory=lambda: deque(maxlen=_RATE_FRAMES))
     non_increasing: int = 0  # frames whose stamp did not advance, since start
 
-    def observe(self, pixels: np.ndarray, stamp_ns: int) -> CameraHealth:
-        """Judge one HxWx3 uint8 frame stamped ``stamp_ns``."""
+    def observe(self, pixels: np.ndarray, stamp_ns: int, now_ns: int | None = None) -> CameraHealth:
+        """Judge one HxWx3 uint8 frame stamped ``stamp_ns``, taken at ``now_ns`` (for its delay)."""
         settings = self.settings
         stride = settings.sample_stride
         sample = np.ascontiguousarray(pixels[::stride, ::stride])  # 1/stride² of the frame, packed once
@@ -140,6 +146,14 @@ class CameraHealthMonitor:
         # A frozen stream is known for certain the moment it repeats enough: no further run to wait for.
         if observed["frozen"] == State.FAULT:
             kinds["frozen"] = self._states["frozen"].state = State.FAULT
-        figures = {"dark_share": round(dark, 3), "bright_share": round(bright, 3), "repeated_frames": self._repeats,
-                   "non_increasing_stamps": self.non_increasing}
+        if advancing:
+            self._stamps.append(stamp_ns)
+        span = (self._stamps[-1] - self._stamps[0]) / 1e9 if len(self._stamps) > 1 else 0.0
+        figures = {
+            "dark_share": round(dark, 3), "bright_share": round(bright, 3), "repeated_frames": self._repeats,
+            # NVIDIA greenwave's names: the rate the stamps say, and how far the newest lags the clock.
+            "frame_rate_msg": round((len(self._stamps) - 1) / span, 3) if span > 0 else 0.0,
+            "current_delay_from_realtime_ms": None if now_ns is None or not stamp_ns else round((now_ns - stamp_ns) / 1e6, 1),
+            "num_non_increasing_msg": self.non_increasing,
+        }
         return CameraHealth(kinds, figures)

@@ -164,6 +164,7 @@ def camera_figures(snapshot: dict[str, Any], error_counts: dict[str, int]) -> di
     """A camera's counters, rates and timings as /diagnostics lists them (times in milliseconds)."""
     return {
         "input_rate_hz": snapshot["input_rate_hz"],
+        "frame_rate_node": snapshot["input_rate_hz"],  # greenwave's name for the rate of arrival
         "output_rate_hz": snapshot["output_rate_hz"],
         "received": snapshot["received"],
         "published": snapshot["published"],
