@@ -781,11 +781,13 @@ def test_ctrl_c_during_the_first_engine_export_stops_within_launchs_5_s_leaving_
     assert not cache.exists() or not any(cache.iterdir()), sorted(path.name for path in cache.iterdir())
 
 
-def test_a_frozen_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarded):
-    """A driver that repeats one picture with advancing stamps: within three frames the camera is in
-    FAULT on /diagnostics (ERROR, the kind named) and adds no ground to the grid (free or rough: only
-    obstacles it sees may stay), so the ground it painted decays to unknown; fresh pictures bring it
-    back after leave_frames."""
+@pytest.mark.parametrize("fault", ["frozen", "exposure"])
+def test_a_frozen_or_dark_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarded, fault):
+    """A driver that repeats one picture with advancing stamps, or a camera gone dark: within three
+    frames the camera is in FAULT on /diagnostics (ERROR, the kind named) and adds no ground to the
+    grid (free or rough: only obstacles it sees may stay), so the ground it painted decays to
+    unknown; ~/front/health says FAULT and, with camera_health.unknown_masks, its masks are 255;
+    fresh pictures bring it back after leave_frames."""
     client = guarded.client
 
     def ground(grid: OccupancyGrid) -> int:
@@ -796,23 +798,29 @@ def test_a_frozen_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarde
     frozen = pattern_image(HEIGHT, WIDTH)
     health = client.collect(DiagnosticStatus, f"/{GUARDED}/front/health")
 
-    def send_frozen() -> None:
-        guarded.publishers["front"].publish(image_msg(Header(stamp=client.now_stamp(), frame_id="frozen"), frozen))
+    noise = np.random.default_rng(5)
 
+    def send_faulty() -> None:
+        # Night: a twentieth of the light and the sensor's noise (so the dark frames are not also frozen).
+        night = (pattern_image(HEIGHT, WIDTH) // 20 + noise.integers(0, 3, (HEIGHT, WIDTH, 3))).astype(np.uint8)
+        picture = frozen if fault == "frozen" else night
+        guarded.publishers["front"].publish(image_msg(Header(stamp=client.now_stamp(), frame_id=fault), picture))
+
+    started = time.time()
     for _ in range(30):  # 3 s at 10 Hz: past the 2 s decay of what was painted before
-        send_frozen()
+        send_faulty()
         client.spin_for(0.1)
     status = guarded.status("front", lambda s: s.level == b"\x02")
-    assert "camera fault: frozen FAULT" in status.message and values(status)["health.frozen"] == "FAULT", status
+    assert status.message == f"camera fault: {fault} FAULT: no free cells from this camera", status
+    assert values(status)[f"health.{fault}"] == "FAULT"
     assert float(values(status)["health.frame_rate_msg"]) > 5 and "frame_rate_node" in values(status)
-    assert any(verdict.level == b"\x02" and "frozen" in verdict.message for verdict in health), "no FAULT on ~/front/health"
-    # With camera_health.unknown_masks, a camera in FAULT publishes masks of 255 (unknown) everywhere.
-    frozen_masks = [mask for mask in guarded.masks["front"] if mask.header.frame_id == "frozen"]
-    assert frozen_masks and (np.frombuffer(bytes(frozen_masks[-1].data), np.uint8) == 255).all()
-    recent = [g for g in guarded.grids if stamp_seconds(g.header) > time.time() - 1.0]
-    assert recent and not any(ground(g) for g in recent), "a frozen camera still paints ground"
+    assert any(verdict.level == b"\x02" and fault in verdict.message for verdict in health), "no FAULT on ~/front/health"
+    faulty_masks = [mask for mask in guarded.masks["front"] if mask.header.frame_id == fault]
+    assert faulty_masks and (np.frombuffer(bytes(faulty_masks[-1].data), np.uint8) == 255).all()
+    recent = [g for g in guarded.grids if stamp_seconds(g.header) > started + 2.5]  # all painted before has decayed
+    assert recent and not any(ground(g) for g in recent), f"a camera in {fault} FAULT still paints ground"
     for _ in range(15):  # fresh pictures: the fault clears after leave_frames (10)
         guarded.send("front")
         client.spin_for(0.1)
     assert client.spin_until(lambda: any(ground(g) > 50 for g in guarded.grids[-3:]), 5.0)
-    assert "frozen" not in guarded.status("front", lambda s: "frozen" not in s.message).message
+    assert fault not in guarded.status("front", lambda s: fault not in s.message).message
