@@ -81,6 +81,7 @@ def test_one_frame_from_the_future_does_not_make_every_later_stamp_go_back(frame
     monitor.observe(frames[3], 2**62)  # a clock gone wrong once
     later = judge(monitor, frames[4:20], start=4)
     assert later[-1].figures["num_non_increasing_msg"] == 1 and later[-1].state == State.OK
+    assert later[-1].figures["frame_rate_msg"] == pytest.approx(10.0)  # measured again from the jump on
 
 
 def test_the_stamp_figures_carry_greenwaves_names(frames):

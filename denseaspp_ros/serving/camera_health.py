@@ -146,8 +146,9 @@ class CameraHealthMonitor:
         # A frozen stream is known for certain the moment it repeats enough: no further run to wait for.
         if observed["frozen"] == State.FAULT:
             kinds["frozen"] = self._states["frozen"].state = State.FAULT
-        if advancing:
-            self._stamps.append(stamp_ns)
+        if not advancing:
+            self._stamps.clear()  # a rate across a jump of the clock means nothing
+        self._stamps.append(stamp_ns)
         span = (self._stamps[-1] - self._stamps[0]) / 1e9 if len(self._stamps) > 1 else 0.0
         figures = {
             "dark_share": round(dark, 3), "bright_share": round(bright, 3), "repeated_frames": self._repeats,
