@@ -135,12 +135,14 @@ def _evaluate_batch(
     """Segment ``samples`` in one call and score them in order."""
     frames = []
     classes = result.matrix.num_classes
+    # One 256-entry table, one lookup per pixel: which label values the confusion matrix cannot take.
+    foreign = np.ones(256, bool)
+    foreign[:classes] = foreign[IGNORE_INDEX] = False
     for sample in samples:
-        unknown = np.unique(sample.labels[(sample.labels >= classes) & (sample.labels != IGNORE_INDEX)])
         if sample.labels.shape != sample.pixels.shape[:2]:
             result.corrupt += 1
             result.problems.append(f"{sample.name}: label and image sizes differ")
-        elif unknown.size:
+        elif (unknown := np.unique(sample.labels[foreign[sample.labels]])).size:
             result.corrupt += 1
             result.problems.append(
                 f"{sample.name}: labels hold ids {unknown[:10].tolist()} outside 0..{classes - 1} and {IGNORE_INDEX} "
