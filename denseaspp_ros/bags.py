@@ -157,24 +157,31 @@ class BagWriter:
         if time.monotonic() - self._synced > SYNC_SECONDS:
             self.sync()
 
-    def write_image(self, topic: str, stamp_ns: int, frame_id: str, pixels: np.ndarray, encoding: str) -> None:
-        """An Image: ``pixels`` HxW (mono8) or HxWx3 (rgb8/bgr8) uint8."""
+    def write_image(
+        self, topic: str, stamp_ns: int, frame_id: str, pixels: np.ndarray, encoding: str, log_ns: int | None = None
+    ) -> None:
+        """An Image: ``pixels`` HxW (mono8) or HxWx3 (rgb8/bgr8) uint8, recorded at ``log_ns`` (default: its stamp;
+        a camera whose clock is off stamps its frames otherwise than when they arrive)."""
         height, width = pixels.shape[:2]
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
         message = _T[IMAGE](
             header=_header(stamp_ns, frame_id), height=height, width=width, encoding=encoding, is_bigendian=0,
             step=width * channels, data=np.ascontiguousarray(pixels).reshape(-1),
         )
-        self._write(topic, message, stamp_ns)
+        self._write(topic, message, stamp_ns if log_ns is None else log_ns)
 
-    def write_jpeg(self, topic: str, stamp_ns: int, frame_id: str, rgb: np.ndarray, quality: int = 90) -> None:
+    def write_jpeg(
+        self, topic: str, stamp_ns: int, frame_id: str, rgb: np.ndarray, quality: int = 90, log_ns: int | None = None
+    ) -> None:
         ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise BagError(f"could not encode a {rgb.shape} image as JPEG")
         message = _T[COMPRESSED_IMAGE](header=_header(stamp_ns, frame_id), format="jpeg", data=encoded.reshape(-1))
-        self._write(topic, message, stamp_ns)
+        self._write(topic, message, stamp_ns if log_ns is None else log_ns)
 
-    def write_camera_info(self, topic: str, stamp_ns: int, frame_id: str, camera: CameraModel) -> None:
+    def write_camera_info(
+        self, topic: str, stamp_ns: int, frame_id: str, camera: CameraModel, log_ns: int | None = None
+    ) -> None:
         distortion = np.zeros(5) if camera.D.size == 0 else camera.D
         projection = np.hstack([camera.K, np.zeros((3, 1))])
         message = _T[CAMERA_INFO](
@@ -184,7 +191,7 @@ class BagWriter:
             binning_x=0, binning_y=0,
             roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
         )
-        self._write(topic, message, stamp_ns)
+        self._write(topic, message, stamp_ns if log_ns is None else log_ns)
 
     def write_odometry(
         self, topic: str, stamp_ns: int, frame_id: str, child_frame_id: str, x: float, y: float, yaw: float, speed: float
@@ -206,6 +213,10 @@ class BagWriter:
             header=_header(stamp_ns, frame_id), child_frame_id=child_frame_id, pose=pose, twist=twist
         )
         self._write(topic, message, stamp_ns)
+
+    def write_text(self, topic: str, stamp_ns: int, text: str) -> None:
+        """A std_msgs/String (e.g. a drive's fault truth as JSON)."""
+        self._write(topic, _T["std_msgs/msg/String"](data=text), stamp_ns)
 
     def write_grid(self, topic: str, stamp_ns: int, grid: GridSpec, cells: np.ndarray) -> None:
         """An OccupancyGrid whose int8 cells are given as (height, width) values in -1..100 (or class ids)."""

@@ -63,11 +63,63 @@ def test_a_dark_or_blinded_camera_is_a_fault_within_three_frames(frames, fault):
     assert verdicts[2].kinds["exposure"] == State.FAULT and not verdicts[2].free_allowed, [v.figures for v in verdicts]
 
 
-def test_stamps_that_do_not_advance_are_counted_and_degrade(frames):
+def test_stamps_that_do_not_advance_are_counted_and_keep_the_frames_off_the_free_cells(frames):
     monitor = CameraHealthMonitor()
-    verdicts = [monitor.observe(picture, SECOND) for picture in frames[:4]]  # one stamp for all
-    assert verdicts[-1].kinds["stamps"] == State.DEGRADED and verdicts[-1].figures["num_non_increasing_msg"] == 3
-    assert verdicts[-1].free_allowed  # not a fault of the picture: the stamp checks of the costmap refuse what lies
+    verdicts = [monitor.observe(picture, SECOND) for picture in frames[:4]]  # one stamp for all: a stuck clock
+    assert verdicts[-1].kinds["stamps"] == State.FAULT and verdicts[-1].figures["num_non_increasing_msg"] == 3
+    # From the first stuck stamp on, before the hysteresis has its say: the pose at a stuck stamp is
+    # not where the vehicle is, so that frame's free cells would be painted where it did not look.
+    assert verdicts[0].free_allowed and not any(verdict.free_allowed for verdict in verdicts[1:])
+
+
+def test_a_stamp_offset_that_jumps_is_a_fault_from_its_first_frame_and_a_steady_one_is_not(frames):
+    monitor = CameraHealthMonitor()
+    arrival = [(index + 1) * SECOND // 10 for index in range(len(frames))]
+    steady = [monitor.observe(picture, at - 80_000_000, at) for picture, at in zip(frames[:10], arrival)]  # 80 ms late, always
+    jumped = [monitor.observe(picture, at - 580_000_000, at) for picture, at in zip(frames[10:14], arrival[10:])]
+    assert all(verdict.state == State.OK for verdict in steady)
+    assert not jumped[0].free_allowed and jumped[1].kinds["stamps"] == State.FAULT
+    assert jumped[0].figures["stamp_jump_ms"] == pytest.approx(500.0)  # stamps half a second older than they were
+
+
+def mud(picture: np.ndarray, rows: slice, columns: slice, noise: np.random.Generator) -> np.ndarray:
+    """A flat brown smudge over part of the frame, with the sensor's noise on it."""
+    smeared = picture.copy()
+    smeared[rows, columns] = (62, 48, 34)
+    return np.clip(smeared + noise.normal(0, 2, picture.shape), 0, 255).astype(np.uint8)
+
+
+def test_a_blocked_part_of_the_lens_stops_voting_free_at_once_and_is_degraded_when_it_stays(frames):
+    noise = np.random.default_rng(2)
+    settings = HealthSettings(sample_stride=4)  # tiles of 4x8 sampled pixels in these small frames, as 1024x2048 has at 8
+    monitor = CameraHealthMonitor(settings)
+    judge(monitor, frames[:5])
+    rows, columns = slice(80, 128), slice(0, 96)  # the lower left: where the ground is
+    verdicts = judge(monitor, [mud(picture, rows, columns, noise) for picture in frames[5:20]], start=5)
+    no_free = verdicts[2].no_free((128, 256))
+    assert no_free is not None and no_free[100, 40] and not no_free[100, 200] and not no_free[:57].any()
+    assert verdicts[2].state == State.OK  # tiles still for two frames: off the free cells, no alarm yet
+    assert verdicts[settings.blockage_frames].kinds["blockage"] == State.DEGRADED, [v.figures for v in verdicts]
+    assert verdicts[settings.blockage_frames].free_allowed  # the rest of the view still votes
+    after = judge(monitor, frames[20:30], start=20)
+    assert after[0].no_free((128, 256)) is None  # the mud is gone: its tiles move again
+
+
+def test_a_still_scene_blocks_nothing(frames):
+    noise = np.random.default_rng(3)
+    parked = [np.clip(frames[0] + noise.normal(0, 2, frames[0].shape), 0, 255).astype(np.uint8) for _ in range(20)]
+    verdicts = judge(CameraHealthMonitor(), parked)
+    assert all(verdict.no_free((128, 256)) is None and verdict.state == State.OK for verdict in verdicts)
+
+
+def test_white_and_black_pixels_vote_no_free_ground_once_there_are_a_few(frames):
+    flared = frames[6].copy()
+    flared[60:110, 100:200] = 255
+    monitor = CameraHealthMonitor()
+    judge(monitor, frames[:6])
+    verdict = monitor.observe(flared, 7 * SECOND // 10)
+    no_free = verdict.no_free((128, 256))
+    assert no_free[80, 150] and not no_free[80, 20] and verdict.free_allowed
 
 
 def test_thresholds_out_of_order_are_refused():

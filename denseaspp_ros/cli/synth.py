@@ -7,7 +7,16 @@ import time
 from pathlib import Path
 
 from ..errors import DenseASPPError
+from ..synth.faults import KINDS as FAULT_KINDS
+from ..synth.faults import Fault, parse_faults
 from .arguments import _count, _size
+
+
+def _faults(text: str) -> tuple[Fault, ...]:
+    try:
+        return parse_faults(text)
+    except DenseASPPError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(commands) -> None:
@@ -22,6 +31,11 @@ def register(commands) -> None:
     synth.add_argument("--speed", type=float, default=8.0, help="ego speed in m/s")
     synth.add_argument("--odometry-noise", type=float, default=0.0, help="/odom position jitter, standard deviation in m")
     synth.add_argument("--odometry-drift", type=float, default=0.0, help="/odom heading error per metre driven, rad")
+    synth.add_argument(
+        "--faults", type=_faults, default=(), metavar="SPEC",
+        help="camera faults over intervals of the drive, KIND@START-END in seconds, comma-separated "
+        f"(e.g. glare@3-6,frozen@4.5-7.5); kinds: {', '.join(FAULT_KINDS)}; their truth goes to /ground_truth/faults",
+    )
     synth.add_argument("--compressed", action="store_true", help="JPEG CompressedImage in the bag instead of rgb8 Image")
     synth.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage format")
     synth.set_defaults(run=run_synth)
@@ -35,7 +49,7 @@ def run_synth(args: argparse.Namespace) -> int:
         raise DenseASPPError("nothing to write: give --output DIR (Cityscapes layout), --bag PATH, or both")
     config = DriveConfig(
         frames=args.frames, seed=args.seed, size=args.size, fps=args.fps, speed=args.speed,
-        odometry_noise=args.odometry_noise, odometry_drift=args.odometry_drift,
+        odometry_noise=args.odometry_noise, odometry_drift=args.odometry_drift, faults=args.faults,
     )
     start = time.perf_counter()
     count = write_drive(config, args.output, args.split, args.bag, args.compressed, args.storage)

@@ -57,6 +57,10 @@ class CostmapSettings:
         "max", "cost of a cell from its pixels: max (highest cost wins) or majority (by pixel count)", choices=RULES
     )
     occluded_unknown: bool = setting(False, "cells in view whose ground is hidden become unknown at once (else they decay)")
+    shadow_depth: float = setting(
+        4.0, "cells hidden behind an obstacle face seen now, up to this many metres behind it along the camera's rays, "
+        "lose what earlier frames called free (0: keep it until it decays)", low=0.0, high=1000.0,
+    )
     memory: str = setting(
         "auto", "what a cell keeps: latest (the last observation), evidence (obstacle log-odds over frames) "
         "or auto (evidence when anchored to odometry, else latest); either way it returns to unknown after "
@@ -233,25 +237,30 @@ class SemanticCostmap:
 
     def update(
         self, name: str, train_ids: np.ndarray, stamp: float, confidence: np.ndarray | None = None,
-        pose: Pose2D | None = None, world_frame: str = "odom", free: bool = True,
+        pose: Pose2D | None = None, world_frame: str = "odom", free: bool = True, no_free: np.ndarray | None = None,
     ) -> int:
         """Fold one camera frame into its layer; returns how many cells it observed.
 
         Anchored, ``pose`` is the vehicle in ``world_frame`` at the frame's stamp: the window moves
         with it first. ``free`` False (a camera whose frames cannot be trusted) folds in only the
         obstacles it sees: its ground votes nothing, so what it called free decays to unknown.
+        ``no_free`` (HxW bool, like the mask) marks pixels that may not vote ground (a blocked
+        part of the lens, low confidence); they still mark obstacles.
         """
         if train_ids.ndim != 2:
             raise ProjectionError(f"mask must be HxW, got shape {train_ids.shape}")
         if self.anchored and pose is None:
             raise DenseASPPError("an anchored costmap needs the vehicle's pose for every frame")
         projection = self.projection(name, train_ids.shape)
-        votes = projection.vote(train_ids, self.table, self.settings.rule, confidence)
+        settings = self.settings
+        shadow_depth = 0.0 if settings.occluded_unknown else settings.shadow_depth  # all hidden cells are unknown anyway
+        votes = projection.vote(train_ids, self.table, settings.rule, confidence, no_free, shadow_depth)
         layer = self._layers[name]
         cells, keys = votes.cells, votes.keys
-        observed = np.ones(keys.shape, bool) if self.settings.occluded_unknown else keys != 0  # hidden cells keep what was seen
+        observed = np.ones(keys.shape, bool) if settings.occluded_unknown else keys != 0  # hidden cells keep what was seen
         if not free:
             observed &= self.table.key_is_contact[keys]
+        shadowed = votes.shadowed
         cells, keys = cells[observed], keys[observed]
         if self.anchored:
             if stamp >= self._followed or self.window is None or self.window.grid.frame_id != world_frame:
@@ -259,12 +268,29 @@ class SemanticCostmap:
                 self._followed = stamp
             x, y = projection.centers
             cells, keys = self._into_window(x[observed], y[observed], keys, pose)
+            if shadowed is not None:
+                shadowed = self._into_window(x[shadowed], y[shadowed], np.zeros(int(shadowed.sum()), np.uint8), pose)[0]
+        elif shadowed is not None:
+            shadowed = votes.cells[shadowed]
         if layer.evidence is not None:
             cells, keys = self._accumulate(layer, cells, keys)
         layer.keys[cells] = keys
         layer.seen[cells] = stamp
         layer.latest = max(layer.latest, stamp)
+        if shadowed is not None and shadowed.size:
+            self._withdraw_free(layer, np.setdiff1d(shadowed, cells, assume_unique=False))
         return int(cells.size)
+
+    def _withdraw_free(self, layer: _Layer, cells: np.ndarray) -> None:
+        """Cells hidden just behind a face seen now: what they were called free no longer stands (they
+        show unknown); obstacle evidence stays."""
+        if layer.evidence is not None:
+            evidence = np.maximum(layer.evidence[cells], np.float32(0))
+            layer.evidence[cells] = evidence
+            layer.keys[cells] = np.where(evidence >= self.settings.occupied_threshold, layer.obstacle_keys[cells], 0)
+        else:
+            keys = layer.keys[cells]
+            layer.keys[cells] = np.where(self.table.key_is_contact[keys], keys, 0)
 
     def _accumulate(self, layer: _Layer, cells: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fold the frame's keys into the cells' evidence; returns the cells (each once) with the keys

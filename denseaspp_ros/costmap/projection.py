@@ -43,6 +43,10 @@ class FrameVotes:
 
     cells: np.ndarray  # int32 flat cell indices
     keys: np.ndarray  # uint8 vote keys (CostTable), 0 where the ground is hidden or ignored
+    # Per cell (with ``shadow_depth``): hidden behind an obstacle face seen in this frame, at most
+    # ``shadow_depth`` metres behind it along the ray: ground nothing can see now, inside or just
+    # behind the obstacle, whose earlier word "free" must not stand.
+    shadowed: np.ndarray | None = None
 
 
 class GroundProjection:
@@ -58,6 +62,7 @@ class GroundProjection:
         rotation = pose.optical_to_vehicle()
         x, y = ground_intersections(camera.pixel_rays(), rotation, pose, np.inf)
         sees_ground = np.isfinite(x)
+        ground_range = np.hypot(x - pose.x, y - pose.y)
         in_range = np.hypot(x - pose.x, y - pose.y) <= max_range
         pixel_cells = grid.cell_index(np.where(in_range, x, np.nan), np.where(in_range, y, np.nan))
         fill_cells, fill_pixels = self._coverage(rotation, pixel_cells, sees_ground)
@@ -76,6 +81,9 @@ class GroundProjection:
         self._fill_pixels = (fill_pixels - offset).astype(np.int64)
         self.cells = np.concatenate([vote_cells[starts], fill_cells]).astype(np.int32)
         self.cells.setflags(write=False)
+        # How far along the ground each pixel of the band looks (inf at and above the horizon): what
+        # the shadow rule compares with the range of the face in front.
+        self._band_range = np.where(sees_ground, ground_range, np.inf)[offset:].reshape(-1, camera.width).astype(np.float32)
 
     @cached_property
     def centers(self) -> tuple[np.ndarray, np.ndarray]:
@@ -121,22 +129,32 @@ class GroundProjection:
         return candidates[inside][ground], flat[ground]
 
     def vote(
-        self, train_ids: np.ndarray, table: CostTable, rule: str = "max", confidence: np.ndarray | None = None
+        self, train_ids: np.ndarray, table: CostTable, rule: str = "max", confidence: np.ndarray | None = None,
+        no_free: np.ndarray | None = None, shadow_depth: float = 0.0,
     ) -> FrameVotes:
         """Each visible cell's key in this frame, from an HxW uint8 class mask of this camera.
 
         Obstacle classes vote only at their ground contacts (the lowest pixel of each run of
         obstacle pixels in an image column); the pixels above a contact are the obstacle's body,
-        standing up from the ground, and say nothing about the cells their rays reach.
+        standing up from the ground, and say nothing about the cells their rays reach, except,
+        with ``shadow_depth`` > 0, that those within that many metres behind the face are not
+        seen free (``FrameVotes.shadowed``). Pixels of ``no_free`` (HxW bool: low confidence, a
+        blocked part of the lens) vote no ground, only obstacles.
         """
         if train_ids.shape != self.shape or train_ids.dtype != np.uint8:
             raise ProjectionError(
                 f"mask must be a {self.shape[1]}x{self.shape[0]} uint8 array for this projection, "
                 f"got {train_ids.dtype} {train_ids.shape[::-1]}"
             )
+        if no_free is not None and no_free.shape != self.shape:
+            raise ProjectionError(f"no_free must be {self.shape[1]}x{self.shape[0]} like the mask, got {no_free.shape[::-1]}")
         if self.first_row == self.shape[0]:  # sees no ground at all
             return FrameVotes(self.cells, np.zeros(0, np.uint8))
-        keys = pixel_keys(np.ascontiguousarray(train_ids[self.first_row :]), table).ravel()
+        band = pixel_keys(np.ascontiguousarray(train_ids[self.first_row :]), table)
+        contact = table.key_is_contact[band]
+        if no_free is not None:
+            band[no_free[self.first_row :] & ~contact] = 0
+        keys = band.ravel()
         votes = keys[self._vote_pixels]
         if rule == "max":
             cell_keys = np.maximum.reduceat(votes, self._segment_starts) if votes.size else votes
@@ -147,7 +165,24 @@ class GroundProjection:
             cell_keys = self._majority(votes, weights, table)
         else:
             raise ProjectionError(f"unknown cost rule {rule!r}: use {' or '.join(RULES)}")
-        return FrameVotes(self.cells, np.concatenate([cell_keys, keys[self._fill_pixels]]))
+        cell_keys = np.concatenate([cell_keys, keys[self._fill_pixels]])
+        shadowed = None
+        if shadow_depth > 0:
+            shadowed = self._shadowed(contact, keys == 0, shadow_depth) & (cell_keys == 0)
+        return FrameVotes(self.cells, cell_keys, shadowed)
+
+    def _shadowed(self, contact: np.ndarray, hidden: np.ndarray, depth: float) -> np.ndarray:
+        """Per cell: one of its pixels is hidden and looks at ground at most ``depth`` metres beyond
+        the face in front of it (the first contact below it in its image column)."""
+        # Down a column the ground comes nearer, so the first contact below a pixel is the farthest
+        # of the contacts below it: a running maximum from the bottom row up.
+        face = np.where(contact, self._band_range, -np.inf)
+        face = np.maximum.accumulate(face[::-1], axis=0)[::-1].ravel()
+        behind = self._band_range.ravel() - face
+        pixel_shadowed = hidden & (behind <= depth)
+        votes = pixel_shadowed[self._vote_pixels].view(np.uint8)
+        per_cell = np.maximum.reduceat(votes, self._segment_starts).view(bool) if votes.size else votes.view(bool)
+        return np.concatenate([per_cell, pixel_shadowed[self._fill_pixels]])
 
     def _majority(self, votes: np.ndarray, weights: np.ndarray | None, table: CostTable) -> np.ndarray:
         """Per cell the key with most pixels (confidence-weighted); a ground contact still wins.

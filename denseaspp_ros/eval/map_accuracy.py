@@ -5,7 +5,10 @@ A planner drives on the costmap's free cells and around its lethal ones, so a ma
 - contact recall: the share of true obstacle contact cells (footprint cells the camera could see:
   next to a cell the map knows as ground) with a lethal cell within one cell;
 - stray lethal cells: lethal cells with no true obstacle within one cell (goal: none), where the
-  truth is known (not where traffic passed during the drive: no one class was true there).
+  truth is known (not where traffic passed during the drive: no one class was true there);
+- dangerous free cells: cells the map calls passable (known, below lethal) where the truth holds an
+  obstacle more than one cell inside its footprint (the footprint's edge is where rasterising
+  it is a matter of a cell either way): where a planner would drive into something (goal: none).
 
 ``DriveMap`` scores each grid published along a drive (a window in odom) and pastes them into the
 accumulated map of the whole drive, which it scores and draws too; the demo and ``denseaspp
@@ -49,6 +52,7 @@ class MapAccuracy:
     contact_recall: float | None  # true contact cells with a lethal cell within one cell
     stray_lethal: int  # lethal cells with no true obstacle within one cell
     known_fraction: float | None
+    dangerous_free: int = 0  # passable cells more than one cell inside a true obstacle's footprint
 
 
 def truth_window(truth: np.ndarray, truth_grid: GridSpec, window: GridSpec) -> np.ndarray:
@@ -80,8 +84,13 @@ def score_map(costs: np.ndarray, table: CostTable, truth: np.ndarray) -> MapAccu
     stray = lethal & (expected >= 0) & ~_near(true_obstacle)  # where the truth is known (traffic passed elsewhere)
     return MapAccuracy(
         summary["free_iou"], summary["lethal_iou"], (int((visible_faces & near_lethal).sum()) / faces) if faces else None,
-        int(stray.sum()), summary["known_fraction"],
+        int(stray.sum()), summary["known_fraction"], int(np.count_nonzero(seen_ground & _inside(true_obstacle))),
     )
+
+
+def _inside(mask: np.ndarray) -> np.ndarray:
+    """Cells of ``mask`` whose 8 neighbours are all in it too: more than one cell inside its edge."""
+    return cv2.erode(mask.astype(np.uint8), _NEIGHBOURS, borderValue=0).astype(bool)
 
 
 class DriveMap:
@@ -252,4 +261,6 @@ def _mean(frames: list[MapAccuracy]) -> dict:
         values = [getattr(f, name) for f in frames if getattr(f, name) is not None]
         means[name] = float(np.mean(values)) if values else None
     means["stray_lethal"] = float(np.mean([f.stray_lethal for f in frames]))
+    means["dangerous_free"] = float(np.mean([f.dangerous_free for f in frames]))
+    means["dangerous_free_max"] = max(f.dangerous_free for f in frames)
     return means

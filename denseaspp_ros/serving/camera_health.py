@@ -11,7 +11,11 @@ cells to the costmap.
 
 Kinds: ``frozen`` (the sample's bytes repeat while the stamps advance: a parked car's sensor noise
 changes them), ``exposure`` (the share of near-black or near-white pixels: night, glare, a lens
-cap), ``stamps`` (a stamp that does not advance).
+cap), ``blockage`` (tiles of the lower image, where the ground is, that stay flat and still while
+the rest of the scene moves: mud, a sticker, a saturated flare; DEGRADED from one tile, those
+tiles' pixels vote no free ground; FAULT over ``blocked_fault_share`` of them), ``stamps`` (a
+stamp that does not advance, or whose offset to its arrival jumps by more than ``stamp_jump_ms``
+from what it has been: a camera clock that stopped or was reset puts every cell in the wrong place).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+import cv2
 import numpy as np
 
 from ..declarations import setting, validate
@@ -32,8 +37,9 @@ class State(IntEnum):
     FAULT = 2
 
 
-KINDS = ("frozen", "exposure", "stamps")
+KINDS = ("frozen", "exposure", "blockage", "stamps")
 _RATE_FRAMES = 20  # the stamps the message rate is measured over
+_DELAY_FRAMES = 150  # the arrival delays a jump is measured against (15 s at 10 Hz: a fault of seconds cannot shift it)
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,42 @@ class HealthSettings:
         0.6, "DEGRADED when more of the frame than this is near-black or near-white", low=0.0, high=1.0
     )
     fault_share: float = setting(0.85, "FAULT when more of the frame than this is near-black or near-white", low=0.0, high=1.0)
+    blind_share: float = setting(
+        0.02, "once more of the frame than this is near-black or near-white, those pixels vote no free ground", low=0.0, high=1.0
+    )
     frozen_frames: int = setting(
         3, "FAULT when this many frames in a row repeat the one before, byte for byte, with advancing stamps", low=2, high=1000
+    )
+    blockage_top: float = setting(
+        0.45, "the blockage check looks at the image below this fraction of its height (where the ground is)", low=0.0, high=0.95
+    )
+    tile_rows: int = setting(4, "the blockage check's tiles: rows of them in the region it looks at", low=1, high=64)
+    tile_columns: int = setting(8, "the blockage check's tiles: columns of them", low=1, high=128)
+    motion_level: float = setting(
+        4.0, "the scene moves when its typical tile changes by this many grey levels over blockage_lag frames; "
+        "only then are still tiles suspect (a parked car's view is still everywhere)", low=0.0, high=255.0,
+    )
+    still_ratio: float = setting(
+        0.2, "a tile is still when it changes by less than this fraction of the typical tile", low=0.0, high=1.0
+    )
+    flat_level: float = setting(
+        3.0, "a tile is flat when its mean step between neighbouring sampled pixels is below this many grey levels",
+        low=0.0, high=255.0,
+    )
+    blockage_lag: int = setting(1, "frames between the two samples a tile's change is measured over", low=1, high=100)
+    suspect_frames: int = setting(
+        2, "moving frames in a row a tile must stay flat and still before its pixels stop voting free ground", low=1, high=1000
+    )
+    blockage_frames: int = setting(
+        8, "moving frames in a row a tile must stay flat and still before it counts as blocked (DEGRADED); shorter runs "
+        "are a dark panel driving past as often as mud", low=1, high=10000,
+    )
+    blocked_fault_share: float = setting(
+        0.3, "FAULT when more than this share of the tiles is blocked (DEGRADED from one)", low=0.0, high=1.0
+    )
+    stamp_jump_ms: float = setting(
+        200.0, "FAULT when a stamp's offset to its arrival differs from the usual offset (the median of recent "
+        "frames) by more than this (0: no check)", low=0.0, high=1e6,
     )
     enter_frames: int = setting(2, "frames in a row that must say a state before a kind enters it", low=1, high=1000)
     leave_frames: int = setting(10, "frames in a row that must say a better state before a kind leaves a worse one", low=1, high=10000)
@@ -69,6 +109,25 @@ class CameraHealth:
 
     kinds: dict[str, State]
     figures: dict[str, float | int]
+    blocked: np.ndarray | None = None  # (tile_rows, tile_columns) bool: tiles judged blocked, None if none
+    blocked_from: float = 1.0  # the fraction of the image's height the tiles start at
+    blind: np.ndarray | None = None  # the sample's black or white pixels, once there are a few
+    frame_fault: bool = False  # this frame alone says FAULT for some kind (before the hysteresis has its say)
+
+    def no_free(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """HxW bool of the pixels that may not vote free ground (of blocked tiles, black or white
+        while the exposure is off), None if none."""
+        if self.blocked is None and self.blind is None:
+            return None
+        height, width = shape
+        pixels = np.zeros(shape, bool)
+        if self.blocked is not None:
+            top = round(self.blocked_from * height)
+            tiles = self.blocked.astype(np.uint8)
+            pixels[top:] = cv2.resize(tiles, (width, height - top), interpolation=cv2.INTER_NEAREST).astype(bool)
+        if self.blind is not None:
+            pixels |= cv2.resize(self.blind.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).view(bool)
+        return pixels
 
     @property
     def state(self) -> State:
@@ -76,8 +135,10 @@ class CameraHealth:
 
     @property
     def free_allowed(self) -> bool:
-        """Whether this camera's frames may vote cells free."""
-        return self.state != State.FAULT
+        """Whether this frame may vote cells free: not while the camera is in FAULT, nor when this
+        frame alone says FAULT (a stamp that jumped is wrong from its first frame: waiting for the
+        hysteresis would let that frame paint free cells where it did not see them)."""
+        return self.state != State.FAULT and not self.frame_fault
 
     def describe(self) -> str:
         bad = [f"{kind} {state.name}" for kind, state in self.kinds.items() if state != State.OK]
@@ -112,6 +173,9 @@ class CameraHealthMonitor:
     _last_stamp: int | None = None
     _repeats: int = 0
     _stamps: deque = field(default_factory=lambda: deque(maxlen=_RATE_FRAMES))
+    _delays: deque = field(default_factory=lambda: deque(maxlen=_DELAY_FRAMES))
+    _greys: deque = field(default_factory=deque)  # the last blockage_lag + 1 grey samples of the tiles' region
+    _still_runs: np.ndarray | None = None  # per tile, moving frames in a row it stayed flat and still
     non_increasing: int = 0  # frames whose stamp did not advance, since start
 
     def observe(self, pixels: np.ndarray, stamp_ns: int, now_ns: int | None = None) -> CameraHealth:
@@ -133,28 +197,87 @@ class CameraHealthMonitor:
         # later stamp look like it went back.
         self._last_digest, self._last_stamp = digest, stamp_ns
         extreme = max(dark, bright)
+        motion = self._judge_tiles(brightest)
+        blocked_share = float(np.mean(self._still_runs >= settings.blockage_frames))
+        jump = self._delay_jump(stamp_ns, now_ns)
         observed = {
             "frozen": State.FAULT if self._repeats >= settings.frozen_frames - 1 else State.OK,
             "exposure": State.FAULT if extreme > settings.fault_share
             else State.DEGRADED if extreme > settings.degraded_share else State.OK,
-            "stamps": State.OK if advancing else State.DEGRADED,
+            "blockage": State.FAULT if blocked_share > settings.blocked_fault_share
+            else State.DEGRADED if blocked_share > 0 else State.OK,
+            "stamps": State.OK if advancing and not (settings.stamp_jump_ms and abs(jump) > settings.stamp_jump_ms)
+            else State.FAULT,
         }
         kinds = {
             kind: self._states[kind].step(verdict, settings.enter_frames, settings.leave_frames)
             for kind, verdict in observed.items()
         }
-        # A frozen stream is known for certain the moment it repeats enough: no further run to wait for.
-        if observed["frozen"] == State.FAULT:
-            kinds["frozen"] = self._states["frozen"].state = State.FAULT
+        # A frozen stream or a blocked tile is known once it has lasted its frames: no further run to wait for.
+        for kind in ("frozen", "blockage"):
+            if observed[kind] > kinds[kind]:
+                kinds[kind] = self._states[kind].state = observed[kind]
         if not advancing:
             self._stamps.clear()  # a rate across a jump of the clock means nothing
         self._stamps.append(stamp_ns)
         span = (self._stamps[-1] - self._stamps[0]) / 1e9 if len(self._stamps) > 1 else 0.0
         figures = {
             "dark_share": round(dark, 3), "bright_share": round(bright, 3), "repeated_frames": self._repeats,
+            "blocked_share": round(blocked_share, 3), "scene_motion": round(motion, 1), "stamp_jump_ms": round(jump, 1),
             # NVIDIA greenwave's names: the rate the stamps say, and how far the newest lags the clock.
             "frame_rate_msg": round((len(self._stamps) - 1) / span, 3) if span > 0 else 0.0,
             "current_delay_from_realtime_ms": None if now_ns is None or not stamp_ns else round((now_ns - stamp_ns) / 1e6, 1),
             "num_non_increasing_msg": self.non_increasing,
         }
-        return CameraHealth(kinds, figures)
+        # Suspect tiles keep their pixels off the free cells at once (a panel's pixels vote no ground
+        # anyway); so do pixels with nothing to see (black or white: a flare, a shadow) once there are a few.
+        suspect = self._still_runs >= settings.suspect_frames
+        shown = suspect if suspect.any() else None
+        blind = None
+        if extreme > settings.blind_share:
+            blind = (brightest <= settings.dark_level) | (darkest >= settings.bright_level)
+        frame_fault = State.FAULT in observed.values()
+        return CameraHealth(kinds, figures, shown, settings.blockage_top, blind, frame_fault)
+
+    def _judge_tiles(self, grey: np.ndarray) -> float:
+        """Count, per tile of the region below ``blockage_top``, the frames in a row in which it stayed
+        flat and still while the scene moved (``_still_runs``); returns the scene's typical change."""
+        settings = self.settings
+        rows, columns = settings.tile_rows, settings.tile_columns
+        region = grey[round(settings.blockage_top * grey.shape[0]):]
+        tile_height, tile_width = region.shape[0] // rows, region.shape[1] // columns
+        if self._still_runs is None or self._still_runs.shape != (rows, columns) or tile_height < 2 or tile_width < 2:
+            self._still_runs = np.zeros((rows, columns), np.int32)
+        if tile_height < 2 or tile_width < 2:  # too few sampled pixels to judge texture
+            return 0.0
+        region = region[: rows * tile_height, : columns * tile_width].astype(np.int16)
+        if self._greys and self._greys[0].shape != region.shape:
+            self._greys.clear()  # a frame of another size: start over
+            self._still_runs[:] = 0
+        self._greys.append(region)
+        if len(self._greys) <= settings.blockage_lag:
+            return 0.0
+        change = _tile_means(np.abs(region - self._greys.popleft()), rows, columns)
+        steps = np.abs(np.diff(region, axis=1))[:-1] + np.abs(np.diff(region, axis=0))[:, :-1]
+        texture = _tile_means(np.pad(steps, ((0, 1), (0, 1)), mode="edge"), rows, columns) / 2
+        motion = float(np.percentile(change, 75))  # a blob over half the tiles must not hide the scene's motion
+        if motion >= settings.motion_level:  # a still scene says nothing about which tiles can see
+            # Still: it changes less than the scene does, or no more than sensor noise would.
+            suspect = (change < max(settings.still_ratio * motion, settings.flat_level)) & (texture < settings.flat_level)
+            self._still_runs = np.where(suspect, self._still_runs + 1, 0)
+        return motion
+
+    def _delay_jump(self, stamp_ns: int, now_ns: int | None) -> float:
+        """How far (ms) this frame's offset to its arrival is from the usual one; 0 when unknown."""
+        if now_ns is None or not stamp_ns:
+            return 0.0
+        delay = (now_ns - stamp_ns) / 1e6
+        usual = float(np.median(self._delays)) if self._delays else delay
+        self._delays.append(delay)
+        return delay - usual
+
+
+def _tile_means(values: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Mean of each of rows x columns equal tiles of a 2-D array whose sides they divide."""
+    height, width = values.shape
+    return values.reshape(rows, height // rows, columns, width // columns).mean(axis=(1, 3))

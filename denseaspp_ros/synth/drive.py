@@ -15,6 +15,7 @@ import numpy as np
 
 from ..costmap import CameraModel, CameraPose, GridSpec, Pose2D
 from ..labels import IGNORE_INDEX
+from .faults import Delivered, Fault, FaultInjector
 from .render import Frame, Renderer
 from .scene import Scene, generate_scene
 
@@ -40,6 +41,7 @@ class DriveConfig:
     noise: float = 2.0  # sensor noise, standard deviation in 8-bit levels
     odometry_noise: float = 0.0  # odometry's position jitter, standard deviation in metres
     odometry_drift: float = 0.0  # odometry's heading error per metre driven, radians (it bends the path it reports)
+    faults: tuple[Fault, ...] = ()  # what goes wrong with the camera, and when (``faults.parse_faults``)
 
     def camera(self) -> CameraModel:
         height, width = self.size
@@ -74,8 +76,14 @@ class DriveFrame:
     stamp_ns: int
     ego_x: float  # the vehicle's true position along the street (odom x, metres; y and heading stay 0)
     odometry: Pose2D  # what odometry reports (the true pose unless the drive has odometry noise or drift)
-    frame: Frame
+    frame: Frame  # what the camera should see: the truth
     ground_truth: np.ndarray  # (grid height, grid width) uint8 trainIds around the vehicle
+    camera: Delivered  # what the camera delivers: ``frame.rgb`` and ``stamp_ns`` unless a fault is active
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        """The fault kinds active in this frame (the truth a health monitor is scored against)."""
+        return self.camera.faults
 
 
 def drive(config: DriveConfig) -> Iterator[DriveFrame]:
@@ -83,16 +91,20 @@ def drive(config: DriveConfig) -> Iterator[DriveFrame]:
     scene: Scene = generate_scene(config.seed, config.length, config.speed)
     renderer = Renderer(config.camera(), config.mount, seed=config.seed, noise=config.noise)
     odometry_rng = np.random.default_rng([config.seed, 1])
+    injector = FaultInjector(config.faults, config.seed, config.size, config.noise)
     for index in range(config.frames):
         ego_x = index * config.speed / config.fps
         now = scene.at(index / config.fps)  # the traffic where it is at this frame
+        frame = renderer.render(now, ego_x)
+        stamp = config.stamp_ns(index)
         yield DriveFrame(
             index,
-            config.stamp_ns(index),
+            stamp,
             ego_x,
             config.odometry(ego_x, odometry_rng),
-            renderer.render(now, ego_x),
+            frame,
             renderer.ground_truth_grid(now, ego_x, config.grid),
+            injector.deliver(frame.rgb, stamp, index / config.fps),
         )
 
 

@@ -13,6 +13,12 @@ base_link whose cells hold trainIds, -1 where unknown), ``/odom`` (nav_msgs/Odom
 in odom, as the drive's odometry reports it, before each image) and ``/ground_truth/map`` (the
 true classes of the whole drive in odom, once, at the first stamp).
 
+With camera faults (``DriveConfig.faults``), the images are what the faulty camera delivers,
+recorded when they arrive (the drive's time) with the stamps the camera gave them; the labels and
+camera_info carry the same stamps (so tools pair them), and ``/ground_truth/faults`` says, for
+every frame at its true time, which faults were active: a std_msgs/String of JSON
+``{"frame": i, "stamp_ns": true stamp, "camera_stamp_ns": stamp delivered, "faults": [kinds]}``.
+
 ``read_camera`` and ``bags.grid_classes`` read back what these write, for whoever consumes a drive.
 """
 
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
+
+import json
 
 import numpy as np
 import yaml
@@ -31,7 +39,8 @@ from ..costmap import CameraModel, CameraPose
 from ..errors import DenseASPPError
 from ..imageio import write_png
 from ..labels import CITYSCAPES, IGNORE_INDEX
-from .drive import MAP_FRAME, DriveConfig, drive, truth_map
+from .drive import MAP_FRAME, DriveConfig, DriveFrame, drive, truth_map
+from .faults import format_faults
 
 IMAGE_TOPIC = "/front/image_raw"
 CAMERA_INFO_TOPIC = "/front/camera_info"
@@ -39,6 +48,7 @@ LABEL_TOPIC = "/front/labels"
 GRID_TOPIC = "/ground_truth/grid"
 ODOMETRY_TOPIC = "/odom"  # the drive's odometry, nav_msgs/Odometry of base_link in odom
 MAP_TOPIC = "/ground_truth/map"  # the whole drive's true classes in odom (OccupancyGrid of trainIds)
+FAULTS_TOPIC = "/ground_truth/faults"  # per frame, the camera faults active in it (std_msgs/String, JSON)
 CAMERA_FRAME = "front_camera_optical"
 CAMERA_FILE = "camera.yaml"
 
@@ -58,6 +68,7 @@ def describe(config: DriveConfig) -> dict:
         "speed": config.speed,
         "odometry_noise": config.odometry_noise,
         "odometry_drift": config.odometry_drift,
+        "faults": format_faults(config.faults),
         "camera": {
             "intrinsics": [float(camera.K[0, 0]), float(camera.K[1, 1]), float(camera.K[0, 2]), float(camera.K[1, 2])],
             "image_width": camera.width,
@@ -86,7 +97,6 @@ def write_drive(
         output.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(describe(config), sort_keys=False)
         atomic_write(output / CAMERA_FILE, lambda temporary: Path(temporary).write_text(text))
-    camera = config.camera()
     count = 0
     with ExitStack() as stack:
         writer = stack.enter_context(BagWriter(bag, storage)) if bag is not None else None
@@ -102,23 +112,31 @@ def write_drive(
                 bev = output / "bev" / split / city
                 for folder in (images, labels, bev):
                     folder.mkdir(parents=True, exist_ok=True)
-                write_png(images / f"{stem}_leftImg8bit.png", item.frame.rgb[..., ::-1])
+                write_png(images / f"{stem}_leftImg8bit.png", item.camera.rgb[..., ::-1])
                 write_png(labels / f"{stem}_gtFine_labelTrainIds.png", item.frame.train_ids)
                 write_png(labels / f"{stem}_gtFine_labelIds.png", CITYSCAPES.to_label_ids(item.frame.train_ids))
                 write_png(bev / f"{stem}_bev_labelTrainIds.png", item.ground_truth)
             if writer is not None:
-                stamp = item.stamp_ns
-                pose = item.odometry  # first: a node replayed in order has the pose before the image
-                writer.write_odometry(ODOMETRY_TOPIC, stamp, MAP_FRAME, config.grid.frame_id, pose.x, pose.y, pose.yaw, config.speed)
-                if compressed:
-                    writer.write_jpeg(IMAGE_TOPIC + "/compressed", stamp, CAMERA_FRAME, item.frame.rgb)
-                else:
-                    writer.write_image(IMAGE_TOPIC, stamp, CAMERA_FRAME, item.frame.rgb, "rgb8")
-                writer.write_camera_info(CAMERA_INFO_TOPIC, stamp, CAMERA_FRAME, camera)
-                writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, item.frame.train_ids, "mono8")
-                writer.write_grid(GRID_TOPIC, stamp, config.grid, grid_cells(item.ground_truth))
+                _write_frame(writer, config, item, compressed)
             count += 1
     return count
+
+
+def _write_frame(writer: BagWriter, config: DriveConfig, item: DriveFrame, compressed: bool) -> None:
+    """One frame's messages, each recorded at the drive's time; the camera's carry the stamp it gave."""
+    arrival, stamp, camera = item.stamp_ns, item.camera.stamp_ns, config.camera()
+    pose = item.odometry  # first: a node replayed in order has the pose before the image
+    writer.write_odometry(ODOMETRY_TOPIC, arrival, MAP_FRAME, config.grid.frame_id, pose.x, pose.y, pose.yaw, config.speed)
+    if compressed:
+        writer.write_jpeg(IMAGE_TOPIC + "/compressed", stamp, CAMERA_FRAME, item.camera.rgb, log_ns=arrival)
+    else:
+        writer.write_image(IMAGE_TOPIC, stamp, CAMERA_FRAME, item.camera.rgb, "rgb8", log_ns=arrival)
+    writer.write_camera_info(CAMERA_INFO_TOPIC, stamp, CAMERA_FRAME, camera, log_ns=arrival)
+    writer.write_image(LABEL_TOPIC, stamp, CAMERA_FRAME, item.frame.train_ids, "mono8", log_ns=arrival)
+    writer.write_grid(GRID_TOPIC, arrival, config.grid, grid_cells(item.ground_truth))
+    if config.faults:
+        truth = {"frame": item.index, "stamp_ns": arrival, "camera_stamp_ns": stamp, "faults": list(item.faults)}
+        writer.write_text(FAULTS_TOPIC, arrival, json.dumps(truth))
 
 
 def read_camera(path: Path) -> tuple[CameraModel, CameraPose]:
