@@ -318,11 +318,43 @@ def test_a_new_frame_replaces_what_the_camera_saw_and_decay_forgets():
 
 def test_hidden_cells_keep_their_value_until_decay_or_become_unknown_at_once():
     for occluded_unknown, expected in ((False, 0), (True, -1)):
-        costmap = make_costmap(decay_time=5.0, occluded_unknown=occluded_unknown)
+        costmap = make_costmap(decay_time=5.0, occluded_unknown=occluded_unknown, shadow_depth=0.0)
         costmap.set_camera("front", CAMERA, FRONT)
         costmap.update("front", render(CAMERA, FRONT), 1.0)
         costmap.update("front", render(CAMERA, FRONT, car=CAR_BOX), 1.1)  # a car now hides the road behind it
         assert costmap.snapshot().costs[cell(20.0, 0.0)] == expected
+
+
+@pytest.mark.parametrize("memory", ["latest", "evidence"])
+def test_a_face_seen_now_withdraws_the_free_word_of_the_cells_just_behind_it(memory):
+    """Road seen free from afar, then a car in front of it: the cells up to shadow_depth behind the
+    car's face are unknown at once (they may be the car, or what stands behind it), farther ones
+    keep their word until they decay, the road in front stays free."""
+    costmap = make_costmap(decay_time=5.0, shadow_depth=4.0, memory=memory)
+    costmap.set_camera("front", CAMERA, FRONT)
+    costmap.update("front", render(CAMERA, FRONT), 1.0)
+    face = CAR_BOX[0]
+    assert costmap.snapshot().costs[cell(face + 2.0, 0.0)] == 0 and costmap.snapshot().costs[cell(face + 8.0, 0.0)] == 0
+    costmap.update("front", render(CAMERA, FRONT, car=CAR_BOX), 1.1)
+    costs = costmap.snapshot().costs
+    assert costs[cell(face + 1.0, 0.0)] == -1 and costs[cell(face + 3.5, 0.0)] == -1
+    assert costs[cell(face + 8.0, 0.0)] == 0  # beyond shadow_depth: kept until it decays
+    # The face: lethal at once, or, with evidence, no longer free after one frame (one hit against one miss).
+    assert costs[cell(5.0, 0.0)] == 0 and costs[cell(face + 0.05, 0.0)] == (100 if memory == "latest" else -1)
+
+
+def test_pixels_that_may_not_vote_free_still_mark_obstacles():
+    costmap = make_costmap()
+    costmap.set_camera("front", CAMERA, FRONT)
+    mask = render(CAMERA, FRONT, car=CAR_BOX)
+    costmap.update("front", mask, 1.0, no_free=np.ones(mask.shape, bool))
+    costs = costmap.snapshot().costs
+    assert (costs == 100).sum() >= 15 and not ((costs >= 0) & (costs < 100)).any()
+    left_half = np.zeros(mask.shape, bool)
+    left_half[:, : mask.shape[1] // 2] = True  # the camera's left: the vehicle's +y
+    costmap.update("front", render(CAMERA, FRONT), 1.1, no_free=left_half)
+    costs = costmap.snapshot().costs
+    assert costs[cell(6.0, -2.0)] == 0 and costs[cell(6.0, 2.0)] == -1
 
 
 def test_mask_of_another_size_uses_scaled_intrinsics():

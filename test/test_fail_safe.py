@@ -36,6 +36,8 @@ from denseaspp_ros.imageio import read_bgr
 from denseaspp_ros.inference import Segmenter
 from denseaspp_ros.model import build_model, read_checkpoint, save_checkpoint, save_safetensors, to_original_state_dict
 from denseaspp_ros.model.checkpoint import from_original_keys
+from denseaspp_ros.synth.drive import DriveConfig, drive
+from denseaspp_ros.synth.faults import Fault
 from legacy_pickle import write_original_checkpoint
 from node_harness import (
     LATCHED,
@@ -48,6 +50,7 @@ from node_harness import (
     jpeg_msg,
     number,
     pattern_image,
+    pixels,
     status,
     values,
     wait_until_ready,
@@ -781,9 +784,10 @@ def test_ctrl_c_during_the_first_engine_export_stops_within_launchs_5_s_leaving_
     assert not cache.exists() or not any(cache.iterdir()), sorted(path.name for path in cache.iterdir())
 
 
-@pytest.mark.parametrize("fault", ["frozen", "exposure"])
-def test_a_frozen_or_dark_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarded, fault):
-    """A driver that repeats one picture with advancing stamps, or a camera gone dark: within three
+@pytest.mark.parametrize(("fault", "kind"), [("frozen", "frozen"), ("dark", "exposure"), ("blinded", "exposure")])
+def test_a_frozen_dark_or_blinded_camera_keeps_its_view_out_of_the_free_cells_and_says_so(guarded, fault, kind):
+    """A driver that repeats one picture with advancing stamps, a camera gone dark or one blinded by
+    the sun: within three
     frames the camera is in FAULT on /diagnostics (ERROR, the kind named) and adds no ground to the
     grid (free or rough: only obstacles it sees may stay), so the ground it painted decays to
     unknown; ~/front/health says FAULT and, with camera_health.unknown_masks, its masks are 255;
@@ -803,7 +807,9 @@ def test_a_frozen_or_dark_camera_keeps_its_view_out_of_the_free_cells_and_says_s
     def send_faulty() -> None:
         # Night: a twentieth of the light and the sensor's noise (so the dark frames are not also frozen).
         night = (pattern_image(HEIGHT, WIDTH) // 20 + noise.integers(0, 3, (HEIGHT, WIDTH, 3))).astype(np.uint8)
-        picture = frozen if fault == "frozen" else night
+        # Blinded: the sun in the lens washes nearly everything out to white.
+        glare = np.clip(240 + pattern_image(HEIGHT, WIDTH) // 32 + noise.integers(0, 3, (HEIGHT, WIDTH, 3)), 0, 255)
+        picture = {"frozen": frozen, "dark": night, "blinded": glare.astype(np.uint8)}[fault]
         guarded.publishers["front"].publish(image_msg(Header(stamp=client.now_stamp(), frame_id=fault), picture))
 
     started = time.time()
@@ -811,10 +817,10 @@ def test_a_frozen_or_dark_camera_keeps_its_view_out_of_the_free_cells_and_says_s
         send_faulty()
         client.spin_for(0.1)
     status = guarded.status("front", lambda s: s.level == b"\x02")
-    assert status.message == f"camera fault: {fault} FAULT: no free cells from this camera", status
-    assert values(status)[f"health.{fault}"] == "FAULT"
+    assert status.message == f"camera fault: {kind} FAULT: no free cells from this camera", status
+    assert values(status)[f"health.{kind}"] == "FAULT"
     assert float(values(status)["health.frame_rate_msg"]) > 5 and "frame_rate_node" in values(status)
-    assert any(verdict.level == b"\x02" and fault in verdict.message for verdict in health), "no FAULT on ~/front/health"
+    assert any(verdict.level == b"\x02" and kind in verdict.message for verdict in health), "no FAULT on ~/front/health"
     faulty_masks = [mask for mask in guarded.masks["front"] if mask.header.frame_id == fault]
     assert faulty_masks and (np.frombuffer(bytes(faulty_masks[-1].data), np.uint8) == 255).all()
     recent = [g for g in guarded.grids if stamp_seconds(g.header) > started + 2.5]  # all painted before has decayed
@@ -823,4 +829,48 @@ def test_a_frozen_or_dark_camera_keeps_its_view_out_of_the_free_cells_and_says_s
         guarded.send("front")
         client.spin_for(0.1)
     assert client.spin_until(lambda: any(ground(g) > 50 for g in guarded.grids[-3:]), 5.0)
-    assert fault not in guarded.status("front", lambda s: fault not in s.message).message
+    assert kind not in guarded.status("front", lambda s: kind not in s.message).message
+
+
+def test_a_blocked_lens_is_seen_while_the_vehicle_moves_and_its_pixels_go_out_as_unknown(client, tmp_path):
+    """Mud over part of the lens of a moving camera (a synthetic drive, 10 Hz): while the drive is
+    clean the camera stays OK; once the smudge has stayed flat and still while the scene moved, the
+    camera is DEGRADED (WARN, blockage named), and its pixels leave the node as 255, never as road:
+    the node's own costmap gets them as pixels that vote no ground (``test_costmap_fusion`` covers
+    that step). After the mud is gone the 255s go with it."""
+    name = "fail_safe_blocked"
+    topic = f"/{name}/image"
+    config = DriveConfig(frames=50, seed=818181, size=(128, 256), faults=(Fault("blockage", 1.5, 4.0),))
+    frames = list(drive(config))
+    params = write_params(tmp_path / "params.yaml", {"front": {"image_topic": topic}}, **{
+        "camera_health.sample_stride": 4,  # tiles of 4x8 sampled pixels in these small frames, as 1024x2048 has at 8
+        "camera_health.unknown_masks": True, "costmap.enabled": False,
+    })
+    process = NodeProcess(name, params, tmp_path / "node.log")
+    publisher = client.node.create_publisher(Image, topic, qos_profile_sensor_data)
+    masks = client.collect(Image, f"/{name}/front/mask")
+    diagnostics = DiagnosticsLog(client)
+    wait_until_ready(client, process, [topic])
+    sent_at = {}
+    for item in frames:
+        publisher.publish(image_msg(Header(stamp=client.now_stamp(), frame_id=f"{item.index}"), item.camera.rgb))
+        sent_at[item.index] = time.monotonic()
+        client.spin_for(0.1)
+    client.spin_for(1.5)  # the last diagnostics
+    unknown = {int(mask.header.frame_id): pixels(mask) == 255 for mask in masks}
+    before = [index for index in unknown if index < 15]
+    during = [index for index in unknown if 26 <= index < 40]
+    after = [index for index in unknown if index >= 42]
+    assert before and during and after, f"masks of {sorted(unknown)}; log:\n{process.log()}"
+    assert not any(unknown[index].any() for index in before)
+    assert all(unknown[index].any() for index in during), f"no 255 in the masks of {during}"
+    mud = np.logical_and.reduce([unknown[index] for index in during])  # the tiles the smudge held all along
+    seen_blocked = np.logical_or.reduce([unknown[index] for index in during])
+    assert mud.any() and not seen_blocked[: round(0.45 * 128)].any()  # only where the ground is looked at
+    assert not any((unknown[index] & mud).any() for index in after)
+    levels = [(arrival, camera_status(array, name, "front")) for arrival, array in diagnostics.of(name)]
+    clean = [status for arrival, status in levels if status is not None and arrival < sent_at[14]]
+    assert clean and all(status.level == b"\x00" for status in clean), [status.message for status in clean]
+    warned = [status for _, status in levels if status is not None and status.level == b"\x01"]
+    assert any("blockage DEGRADED" in status.message for status in warned), [status.message for _, status in levels if status]
+    process.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -13,9 +14,11 @@ from denseaspp_ros.eval.map_accuracy import truth_window
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.synth import Renderer, Scene, generate_scene
 from denseaspp_ros.synth.drive import DEFAULT_MOUNT, DriveConfig, drive
+from denseaspp_ros.synth.faults import STAMP_OFFSET_NS, Fault, parse_faults
 from denseaspp_ros.errors import DenseASPPError
 from denseaspp_ros.frames import stamp_ns
 from denseaspp_ros.synth.outputs import (
+    FAULTS_TOPIC,
     CAMERA_INFO_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, read_camera, write_drive,
 )
 from denseaspp_ros.synth.scene import LANE_CENTRE, ROAD_HALF_WIDTH
@@ -255,3 +258,45 @@ def test_traffic_moves_smoothly_from_the_first_frame_and_the_ego_lane_stays_clea
         cylinders = now.cylinders.arrays()[0]
         near = (np.abs(cylinders[:, 0] - (ego_x + 1.5)) < 2.5 + cylinders[:, 2]) & (np.abs(cylinders[:, 1] + 1.75) < 1.0 + cylinders[:, 2])
         assert not clash.any() and not near.any(), t
+
+
+def test_fault_specs_parse_and_bad_ones_say_how_to_write_them():
+    assert parse_faults("glare@3-6, frozen@4.5-7.5") == (Fault("glare", 3.0, 6.0), Fault("frozen", 4.5, 7.5))
+    assert parse_faults("") == ()
+    with pytest.raises(DenseASPPError, match="KIND@START-END"):
+        parse_faults("glare 3-6")
+    with pytest.raises(DenseASPPError, match="unknown camera fault 'fog'"):
+        parse_faults("fog@1-2")
+    with pytest.raises(DenseASPPError, match="0 <= start < end"):
+        parse_faults("blur@5-2")
+
+
+def test_a_fault_changes_only_what_the_camera_delivers_over_its_interval_and_the_bag_says_when(tmp_path):
+    faults = parse_faults("frozen@0.2-0.5,stamp_offset@0.5-0.7,blockage@0.7-0.9")
+    config = DriveConfig(frames=10, seed=3, size=(64, 128), faults=faults)
+    clean = list(drive(replace(config, faults=())))
+    faulty = list(drive(config))
+    assert [item.faults for item in faulty] == [(), (), ("frozen",), ("frozen",), ("frozen",), ("stamp_offset",),
+                                                  ("stamp_offset",), ("blockage",), ("blockage",), ()]
+    for got, want in zip(faulty, clean):  # the world and its truth are the same drive
+        np.testing.assert_array_equal(got.frame.rgb, want.frame.rgb)
+        np.testing.assert_array_equal(got.ground_truth, want.ground_truth)
+    assert all((item.camera.rgb == faulty[2].frame.rgb).all() for item in faulty[2:5])  # the fault's first frame, repeated
+    assert [item.camera.stamp_ns - item.stamp_ns for item in faulty[4:8]] == [0, STAMP_OFFSET_NS, STAMP_OFFSET_NS, 0]
+    smudged = np.abs(faulty[7].camera.rgb.astype(int) - faulty[7].frame.rgb).mean(2) > 20
+    assert 0.05 < smudged.mean() < 0.7 and np.array_equal(faulty[9].camera.rgb, faulty[9].frame.rgb)
+    bag = tmp_path / "faulty"
+    write_drive(config, None, bag=bag, progress=False)
+    reader = open_bag(bag)
+    try:
+        truth = next(c for c in reader.connections if c.topic == FAULTS_TOPIC)
+        records = [json.loads(reader.deserialize(raw, truth.msgtype).data) for _, _, raw in reader.messages(connections=[truth])]
+        images = next(c for c in reader.connections if c.topic == IMAGE_TOPIC)
+        arrivals = [(log_time, stamp_ns(reader.deserialize(raw, images.msgtype).header))
+                    for _, log_time, raw in reader.messages(connections=[images])]
+    finally:
+        reader.close()
+    assert [record["faults"] for record in records] == [list(item.faults) for item in faulty]
+    assert [record["camera_stamp_ns"] - record["stamp_ns"] for record in records][5] == STAMP_OFFSET_NS
+    # Images arrive at the drive's time, stamped as the camera stamped them.
+    assert arrivals == [(item.stamp_ns, item.camera.stamp_ns) for item in faulty]

@@ -58,7 +58,7 @@ class CostmapSettings:
     )
     occluded_unknown: bool = setting(False, "cells in view whose ground is hidden become unknown at once (else they decay)")
     shadow_depth: float = setting(
-        4.0, "cells hidden behind an obstacle face seen now, up to this many metres behind it along the camera's rays, "
+        8.0, "cells hidden behind an obstacle face seen now, up to this many metres behind it along the camera's rays, "
         "lose what earlier frames called free (0: keep it until it decays)", low=0.0, high=1000.0,
     )
     memory: str = setting(

@@ -27,7 +27,7 @@ from ..inference import Segmentation, Segmenter, load_engine
 from ..inference.backends import EngineBuilding, ExportedBackend
 from ..labels import IGNORE_INDEX, LabelSet
 from ..model import OptionNames
-from ..serving.camera_health import CameraHealth, CameraHealthMonitor
+from ..serving.camera_health import CameraHealth, CameraHealthMonitor, State
 from ..serving.health import (
     Health, Level, camera_figures, camera_health, engine_figures, engine_health, judged_health, worse_of,
 )
@@ -299,6 +299,7 @@ class SegmentationNode(CameraLifecycleNode):
                 continue
             if self._stop_worker.is_set():
                 return  # shutting down: the context may already be gone
+            result, no_free = self._apply_health(job, result)
             self._publish(job, result)
             latency = latency_s(job.frame.stamp_ns, self.get_clock().now().nanoseconds)
             job.camera.stats.on_published(latency, inference_s)
@@ -306,7 +307,7 @@ class SegmentationNode(CameraLifecycleNode):
                 latency_text = "unstamped" if latency is None else f"{1000 * latency:.1f} ms after its stamp"
                 logger.debug(f"{job.camera.name} {job.frame.stamp_ns}: published {', '.join(sorted(job.wanted))}, {latency_text}")
             if COSTMAP in job.wanted:
-                into_costmap.append((job, result))
+                into_costmap.append((job, result, no_free))
         if into_costmap:
             self._update_costmap(into_costmap)
 
@@ -352,14 +353,26 @@ class SegmentationNode(CameraLifecycleNode):
                 )
         return frame
 
+    def _apply_health(self, job: Job, result: Segmentation) -> tuple[Segmentation, np.ndarray | None]:
+        """Publish the frame's health verdict; returns the result as it goes out (with
+        ``camera_health.unknown_masks``, 255 where a camera judged DEGRADED or FAULT cannot see) and the pixels that
+        may not vote free ground (blocked tiles, black or white), None if none."""
+        health = job.health
+        if health is None:
+            return result, None
+        if job.camera.health_publisher.get_subscription_count() > 0:
+            job.camera.health_publisher.publish(self.diagnostic_status(
+                f"camera {job.camera.name}", judged_health(health), _health_values(health)))
+        no_free = health.no_free(result.train_ids.shape)
+        if self.settings.camera_health.unknown_masks:
+            if not health.free_allowed:
+                result = replace(result, train_ids=np.full_like(result.train_ids, IGNORE_INDEX))
+            elif no_free is not None and health.state != State.OK:  # suspect tiles of a healthy camera still go out
+                result = replace(result, train_ids=np.where(no_free, np.uint8(IGNORE_INDEX), result.train_ids))
+        return result, no_free
+
     def _publish(self, job: Job, result: Segmentation) -> None:
         header, publishers, wanted = job.header, job.camera.publishers, job.wanted
-        if job.health is not None:
-            if job.camera.health_publisher.get_subscription_count() > 0:
-                job.camera.health_publisher.publish(self.diagnostic_status(
-                    f"camera {job.camera.name}", judged_health(job.health), _health_values(job.health)))
-            if not job.health.free_allowed and self.settings.camera_health.unknown_masks:
-                result = replace(result, train_ids=np.full_like(result.train_ids, IGNORE_INDEX))
         if "mask" in wanted:
             publishers["mask"].publish(mono8_msg(header, result.train_ids))
         if "mask_color" in wanted:
@@ -371,15 +384,15 @@ class SegmentationNode(CameraLifecycleNode):
         if "confidence" in wanted:
             publishers["confidence"].publish(mono8_msg(header, result.confidence))
 
-    def _update_costmap(self, batch: list[tuple[Job, Segmentation]]) -> None:
+    def _update_costmap(self, batch: list[tuple[Job, Segmentation, np.ndarray | None]]) -> None:
         """Project the batch's masks, straight from memory, and publish the fused grid once."""
         start = time.perf_counter()
-        for job, result in batch:
+        for job, result, no_free in batch:
             name = job.camera.name
             try:
                 self.costmap.update(
                     name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence, job.frame.frame_id,
-                    free=job.health is None or job.health.free_allowed,
+                    free=job.health is None or job.health.free_allowed, no_free=no_free,
                 )
             except FrameRefused as error:
                 kind = "costmap_stamp" if isinstance(error, StampRejected) else f"costmap_{error.kind}"
