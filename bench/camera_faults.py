@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/camera_faults.py [--seeds 2000 2001 2002 2003 2004] [--frames 100] [--json out.json]
 
-Each seed is a 10 s moving drive (10 Hz, 256x512) the demo weights never trained on; each fault
+Each seed is a 10 s moving drive (10 Hz, 256x512 images, the demo network at its own input size of
+384x768, where its uncertainty band was measured) the demo weights never trained on; each fault
 kind is held from 3.5 s to 6.5 s. For the true masks and the demo weights' masks, every drive runs
 twice on the same delivered frames: as main ran before camera health (``baseline``: no monitor, no
 shadow rule) and as it runs now (``health``). Printed per kind: dangerous free cells per frame
@@ -41,8 +42,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     table = load_cost_table(None, CITYSCAPES)
-    engine = load_engine("demo", backend=BackendSettings(backend="auto"), input_size=(256, 512), log=lambda m: None)
-    sources = {"true": None, "demo": lambda rgb: engine.segment([rgb])[0].train_ids}
+    engine = load_engine("demo", backend=BackendSettings(backend="auto"), log=lambda m: None)  # its own input size, as its band
+
+    def demo(rgb: np.ndarray):
+        result = engine.segment([rgb])[0]
+        return result.train_ids, result.uncertainty
+
+    sources = {"true": None, "demo": demo}
     rows, clean_rows = [], []
     runs = [(seed, masks) for seed in args.seeds for masks in args.masks]
     for seed, masks in tqdm(runs, desc="drives", unit="drive"):
@@ -53,7 +59,8 @@ def main() -> None:
         first, last = round(START * config.fps), round(END * config.fps)
         clean = {}
         for protected in (False, True):
-            outcomes = run_fault_drive(rendered, (), table, settings, sources[masks], protected, mask_cache=cache)
+            outcomes = run_fault_drive(rendered, (), table, settings, sources[masks], protected, mask_cache=cache,
+                                       band=engine.uncertainty_band)
             clean[protected] = outcomes
             states = [o.state for o in outcomes]
             clean_rows.append({
@@ -65,7 +72,7 @@ def main() -> None:
         for kind in tqdm(args.kinds, desc=f"seed {seed} {masks}", leave=False):
             for protected in (False, True):
                 outcomes = run_fault_drive(rendered, (Fault(kind, START, END),), table, settings, sources[masks], protected,
-                                           mask_cache=cache)
+                                           mask_cache=cache, band=engine.uncertainty_band)
                 summary = summarise(outcomes)
                 rows.append({
                     "seed": seed, "masks": masks, "kind": kind, "run": "health" if protected else "baseline", **asdict(summary),

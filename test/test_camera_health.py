@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from denseaspp_ros.inference import Segmenter
+from denseaspp_ros.inference.segmenter import Uncertainty
+from denseaspp_ros.model import UncertaintyBand, build_model, uncertainty_band_of
 from denseaspp_ros.serving.camera_health import CameraHealthMonitor, HealthSettings, State
 from denseaspp_ros.synth.drive import DriveConfig, drive
 
@@ -143,3 +146,27 @@ def test_the_stamp_figures_carry_greenwaves_names(frames):
     figures = verdicts[-1].figures
     assert figures["frame_rate_msg"] == pytest.approx(10.0) and figures["current_delay_from_realtime_ms"] == 30.0
     assert figures["num_non_increasing_msg"] == 0
+
+
+def test_the_network_self_check_judges_entropy_against_the_weights_band(frames):
+    band = UncertaintyBand((0.001, 0.004), (0.006, 0.017), 0.5, "test")
+    monitor = CameraHealthMonitor()
+    clean = monitor.judge_network(monitor.observe(frames[0], SECOND), Uncertainty(0.008, 0.02), band)
+    assert clean.kinds["network"] == State.OK and clean.free_allowed  # 1.2x the band's top; the share alone never decides
+    unsure = [monitor.judge_network(monitor.observe(picture, (index + 2) * SECOND), Uncertainty(0.03, 0.06), band)
+              for index, picture in enumerate(frames[1:4])]
+    assert not unsure[0].free_allowed and unsure[0].kinds["network"] == State.OK  # that frame is withheld at once
+    assert unsure[1].kinds["network"] == State.FAULT and unsure[1].figures["network_band_ratio"] == pytest.approx(3.53, abs=0.01)
+    assert monitor.observe(frames[5], 6 * SECOND).kinds["network"] == State.FAULT  # kept until judged again
+    without_band = CameraHealthMonitor()
+    verdict = without_band.judge_network(without_band.observe(frames[0], SECOND), Uncertainty(0.5, 0.9), None)
+    assert verdict.kinds["network"] == State.OK and "network_band_ratio" not in verdict.figures
+
+
+def test_the_demo_weights_carry_their_band_and_the_engine_reports_each_frames_uncertainty(frames):
+    band = uncertainty_band_of("demo")
+    assert band is not None and band.mean_entropy[0] < band.mean_entropy[1] < 0.05
+    assert uncertainty_band_of("/no/such/weights.pth") is None
+    segmenter = Segmenter(build_model("MobileNetDenseASPP", 19), input_size=(64, 128))
+    figures = segmenter.segment([frames[0]])[0].uncertainty
+    assert 0.0 <= figures.low_confidence_share <= 1.0 and 0.0 < figures.mean_entropy <= 1.0

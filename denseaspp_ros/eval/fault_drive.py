@@ -14,17 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..costmap import CostmapSettings, CostTable, PoseBuffer, SemanticCostmap
+from ..model.weights import UncertaintyBand
 from ..serving.camera_health import CameraHealthMonitor, HealthSettings, State
 from ..synth.drive import DriveConfig, DriveFrame, drive, truth_map
 from ..synth.faults import Fault, FaultInjector
 from .map_accuracy import DriveMap, MapAccuracy
 
+if TYPE_CHECKING:
+    from ..inference.segmenter import Uncertainty
+
 ARRIVAL_NS = 30_000_000  # how long after its true stamp a frame reaches the node in these drives
-Masks = Callable[[np.ndarray], np.ndarray]  # RGB frame -> trainIds
+# RGB frame -> (trainIds, the network's self-check of it or None): a Segmenter's, or the truth's
+Masks = Callable[[np.ndarray], tuple[np.ndarray, "Uncertainty | None"]]
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,14 @@ def run_fault_drive(
     protected: bool = True,
     health: HealthSettings | None = None,
     mask_cache: dict | None = None,
+    band: UncertaintyBand | None = None,
 ) -> list[FrameOutcome]:
     """The drive with ``faults`` through masks, monitor and costmap; one outcome per frame.
 
     ``masks`` None takes the true labels of the frame the camera delivered (a frozen stream
     repeats its labels too). ``mask_cache`` (a dict kept across calls) spares the network a frame
-    it has already segmented: the same pixels give the same masks.
+    it has already segmented: the same pixels give the same masks. ``band``: the weights'
+    uncertainty band, for the monitor's network self-check.
     """
     config = rendered.config
     settings = costmap_settings if protected else replace(costmap_settings, shadow_depth=0.0)
@@ -79,14 +87,16 @@ def run_fault_drive(
     outcomes, labels_held = [], None
     for item in rendered.frames:
         delivered = injector.deliver(item.frame.rgb, item.stamp_ns, item.index / config.fps)
+        uncertainty = None
         if masks is None:
             labels_held = labels_held if "frozen" in delivered.faults and labels_held is not None else item.frame.train_ids
             train_ids = labels_held
         else:
-            train_ids = _segment(masks, delivered.rgb, mask_cache)
+            train_ids, uncertainty = _segment(masks, delivered.rgb, mask_cache)
         verdict = None
         if monitor is not None:
             verdict = monitor.observe(delivered.rgb, delivered.stamp_ns, item.stamp_ns + ARRIVAL_NS)
+            verdict = monitor.judge_network(verdict, uncertainty, band)
         pose = poses.at(delivered.stamp_ns, tolerance_s=1.0)
         costmap.update(
             "front", train_ids, delivered.stamp_ns / 1e9, pose=pose,
@@ -100,7 +110,7 @@ def run_fault_drive(
     return outcomes
 
 
-def _segment(masks: Masks, rgb: np.ndarray, cache: dict | None) -> np.ndarray:
+def _segment(masks: Masks, rgb: np.ndarray, cache: dict | None) -> tuple[np.ndarray, Uncertainty | None]:
     if cache is None:
         return masks(rgb)
     key = (rgb.shape, hash(rgb.tobytes()))

@@ -19,6 +19,7 @@ from ..files import FileRefused, check_regular_file
 from ..labels import LabelSet, get_label_set
 from ..model import (
     AUTO_MODEL, CLI_OPTIONS, DEMO_WEIGHTS, OptionNames, build_model, find_published_weights, normalization_of,
+    uncertainty_band_of,
 )
 from .backends import BackendSettings, EngineIdentity, TorchBackend, backend_precision, choose_backend, make_backend
 from .segmenter import Segmenter, resolve_device
@@ -87,6 +88,7 @@ def load_engine(
         if segmenter.input_size is not None and not segmenter.multiscale:
             exported.prepare(segmenter.input_size)
     segmenter.weights, segmenter.label_set = path, label_set  # the Segmenter takes model_name from the network
+    segmenter.uncertainty_band = uncertainty_band_of(path)
     return segmenter
 
 

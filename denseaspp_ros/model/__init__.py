@@ -29,10 +29,12 @@ from .weights import (
     RELEASE_NORMALIZATION,
     WEIGHTS,
     Normalization,
+    UncertaintyBand,
     Weights,
     find_published_weights,
     normalization_of,
     resolve_weights,
+    uncertainty_band_of,
 )
 
 __all__ = [
@@ -50,6 +52,8 @@ __all__ = [
     "Normalization",
     "RELEASE_NORMALIZATION",
     "normalization_of",
+    "uncertainty_band_of",
+    "UncertaintyBand",
     "build_model",
     "convert_checkpoint",
     "declared_input_size",

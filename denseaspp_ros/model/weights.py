@@ -88,6 +88,33 @@ WEIGHTS: dict[str, Weights] = {
 DEMO_WEIGHTS = WEIGHTS["demo"]
 
 
+@dataclass(frozen=True)
+class UncertaintyBand:
+    """How unsure weights were on their own validation frames (1st and 99th percentile per frame of
+    ``inference.Uncertainty``'s figures), stored with them like their input size: the camera health
+    monitor calls a frame the network is out of its depth on one far above it."""
+
+    low_confidence_share: tuple[float, float]
+    mean_entropy: tuple[float, float]
+    low_confidence_level: float  # the top probability below which a pixel counted as a guess
+    measured_on: str  # which frames, at which network input size
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> UncertaintyBand:
+        return cls(tuple(record["low_confidence_share"]), tuple(record["mean_entropy"]),
+                   float(record["low_confidence_level"]), str(record["measured_on"]))
+
+
+def uncertainty_band_of(weights: str | Path | None) -> UncertaintyBand | None:
+    """The band recorded with ``weights`` (a known name, or the file of one), None when none was."""
+    for known in WEIGHTS.values():
+        located = known.locate() if weights is not None and str(weights) != known.name else None
+        if str(weights) == known.name or (located is not None and located.resolve() == Path(weights).resolve()):
+            band = known.record().get("uncertainty_band")
+            return None if band is None else UncertaintyBand.from_record(band)
+    return None
+
+
 def resolve_weights(weights: str | Path) -> Path:
     """A known name (``demo``) is its packaged file; any other value is a path."""
     known = WEIGHTS.get(str(weights))

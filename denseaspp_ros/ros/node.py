@@ -146,6 +146,11 @@ class SegmentationNode(CameraLifecycleNode):
             f"({device['precision']}, {device['backend']} backend, network input {device['input_size']}) "
             f"for cameras {', '.join(settings.cameras)}"
         )
+        if settings.camera_health.enabled and segmenter.uncertainty_band is None:
+            self.get_logger().info(
+                "these weights carry no uncertainty band: camera health runs without its network self-check "
+                "(a frame the network is out of its depth on is not noticed; bench/uncertainty_band.py measures one)"
+            )
 
     def release(self) -> None:
         self.stop_diagnostics()
@@ -299,6 +304,9 @@ class SegmentationNode(CameraLifecycleNode):
                 continue
             if self._stop_worker.is_set():
                 return  # shutting down: the context may already be gone
+            if job.health is not None:  # the frame's network self-check joins what its pixels said
+                job.health = job.camera.health = job.camera.monitor.judge_network(
+                    job.health, result.uncertainty, self.segmenter.uncertainty_band)
             result, no_free = self._apply_health(job, result)
             self._publish(job, result)
             latency = latency_s(job.frame.stamp_ns, self.get_clock().now().nanoseconds)

@@ -15,20 +15,27 @@ cap), ``blockage`` (tiles of the lower image, where the ground is, that stay fla
 the rest of the scene moves: mud, a sticker, a saturated flare; DEGRADED from one tile, those
 tiles' pixels vote no free ground; FAULT over ``blocked_fault_share`` of them), ``stamps`` (a
 stamp that does not advance, or whose offset to its arrival jumps by more than ``stamp_jump_ms``
-from what it has been: a camera clock that stopped or was reset puts every cell in the wrong place).
+from what it has been: a camera clock that stopped or was reset puts every cell in the wrong place),
+``network`` (after the frame is segmented, ``judge_network``: the network's mean entropy or share
+of guessed pixels far above the band recorded with its weights on their validation frames).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 from enum import IntEnum
 
 import cv2
 import numpy as np
 
 from ..declarations import setting, validate
+from ..model.weights import UncertaintyBand
+
+if TYPE_CHECKING:  # the engine's figures; serving/ needs no torch to judge them
+    from ..inference.segmenter import Uncertainty
 
 
 class State(IntEnum):
@@ -37,7 +44,7 @@ class State(IntEnum):
     FAULT = 2
 
 
-KINDS = ("frozen", "exposure", "blockage", "stamps")
+KINDS = ("frozen", "exposure", "blockage", "stamps", "network")
 _RATE_FRAMES = 20  # the stamps the message rate is measured over
 _DELAY_FRAMES = 150  # the arrival delays a jump is measured against (15 s at 10 Hz: a fault of seconds cannot shift it)
 
@@ -87,6 +94,14 @@ class HealthSettings:
     blocked_fault_share: float = setting(
         0.3, "FAULT when more than this share of the tiles is blocked (DEGRADED from one)", low=0.0, high=1.0
     )
+    network_degraded: float = setting(
+        1.5, "DEGRADED when a frame's mean entropy exceeds the top of the band recorded with "
+        "the weights by this factor (weights without a band: no network check)", low=1.0, high=1000.0,
+    )
+    network_fault: float = setting(
+        2.0, "FAULT when it exceeds the band's top by this factor: the network is out of its depth (blur, rain, glare)",
+        low=1.0, high=1000.0,
+    )
     stamp_jump_ms: float = setting(
         200.0, "FAULT when a stamp's offset to its arrival differs from the usual offset (the median of recent "
         "frames) by more than this (0: no check)", low=0.0, high=1e6,
@@ -101,6 +116,10 @@ class HealthSettings:
         validate(self)
         if self.degraded_share > self.fault_share:
             raise ValueError(f"camera_health.degraded_share {self.degraded_share} is above fault_share {self.fault_share}")
+        if self.network_degraded > self.network_fault:
+            raise ValueError(
+                f"camera_health.network_degraded {self.network_degraded} is above network_fault {self.network_fault}"
+            )
 
 
 @dataclass(frozen=True)
@@ -213,6 +232,7 @@ class CameraHealthMonitor:
             kind: self._states[kind].step(verdict, settings.enter_frames, settings.leave_frames)
             for kind, verdict in observed.items()
         }
+        kinds["network"] = self._states["network"].state  # judged once the frame is segmented (judge_network)
         # A frozen stream or a blocked tile is known once it has lasted its frames: no further run to wait for.
         for kind in ("frozen", "blockage"):
             if observed[kind] > kinds[kind]:
@@ -236,8 +256,26 @@ class CameraHealthMonitor:
         blind = None
         if extreme > settings.blind_share:
             blind = (brightest <= settings.dark_level) | (darkest >= settings.bright_level)
-        frame_fault = State.FAULT in observed.values()
+        # One repeated frame already lies about its time: its pixels are the frame before's.
+        frame_fault = State.FAULT in observed.values() or self._repeats >= 1
         return CameraHealth(kinds, figures, shown, settings.blockage_top, blind, frame_fault)
+
+    def judge_network(self, health: CameraHealth, uncertainty: Uncertainty | None, band: UncertaintyBand | None) -> CameraHealth:
+        """``health`` with the network self-check of the same frame folded in: its ``Uncertainty``
+        against the weights' band (no band or no figures: the kind stays as it was)."""
+        if band is None or uncertainty is None:
+            return health
+        settings = self.settings
+        # The entropy alone decides: the share of guessed pixels of a clean frame strays twice as far
+        # beyond its band (a few pixels more on an object's edge), so it is only reported.
+        ratio = uncertainty.mean_entropy / band.mean_entropy[1]
+        if not ratio == ratio:  # NaN: non-finite scores, which the node withholds anyway
+            ratio = float("inf")
+        observed = State.FAULT if ratio > settings.network_fault else State.DEGRADED if ratio > settings.network_degraded else State.OK
+        kinds = {**health.kinds, "network": self._states["network"].step(observed, settings.enter_frames, settings.leave_frames)}
+        figures = {**health.figures, "network_entropy": round(uncertainty.mean_entropy, 4),
+                   "network_low_confidence_share": round(uncertainty.low_confidence_share, 4), "network_band_ratio": round(ratio, 2)}
+        return replace(health, kinds=kinds, figures=figures, frame_fault=health.frame_fault or observed == State.FAULT)
 
     def _judge_tiles(self, grey: np.ndarray) -> float:
         """Count, per tile of the region below ``blockage_top``, the frames in a row in which it stayed
