@@ -404,7 +404,8 @@ def count_messages(path: str | Path, topic: str) -> int | None:
 
 
 def read_topic(path: str | Path, topic: str, msgtype: str) -> list[tuple[int, Any]]:
-    """Every message on ``topic`` as (header stamp ns, message), in bag order; the topic must carry ``msgtype``."""
+    """Every message on ``topic`` as (header stamp ns, or the time it was recorded for a message without
+    a header, message), in bag order; the topic must carry ``msgtype``."""
     reader = open_bag(path)
     try:
         connections = [c for c in reader.connections if c.topic == topic]
@@ -412,8 +413,8 @@ def read_topic(path: str | Path, topic: str, msgtype: str) -> list[tuple[int, An
             raise BagError(f"bag {path} has no topic {topic}; it has: {', '.join(sorted({c.topic for c in reader.connections}))}")
         if connections[0].msgtype != msgtype:
             raise BagError(f"{topic} in {path} carries {connections[0].msgtype}, not {msgtype}")
-        messages = (reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=connections))
-        return [(stamp_ns(message.header), message) for message in messages]
+        messages = ((reader.deserialize(raw, c.msgtype), logged) for c, logged, raw in reader.messages(connections=connections))
+        return [(stamp_ns(message.header) if hasattr(message, "header") else logged, message) for message, logged in messages]
     finally:
         reader.close()
 

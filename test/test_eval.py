@@ -21,6 +21,7 @@ from denseaspp_ros.eval.timing import LatencySummary
 from denseaspp_ros.labels import CITYSCAPES, IGNORE_INDEX
 from denseaspp_ros.model import build_model, save_checkpoint
 from denseaspp_ros.synth.drive import DriveConfig
+from denseaspp_ros.synth.faults import parse_faults
 from denseaspp_ros.synth.outputs import write_drive
 
 
@@ -301,3 +302,26 @@ def test_a_bag_with_odometry_and_a_true_map_scores_the_costmap_of_the_whole_driv
     assert 2 * truth_masks["accumulated"]["stray_lethal"] < network["accumulated"]["stray_lethal"], (truth_masks, network)
     assert network["accumulated"]["free_iou"] >= 0.90, network  # issue 12's goal with the demo weights' masks
     assert (tmp_path / "report" / "costmap.png").is_file() and (tmp_path / "report" / "costmap_true_masks.png").is_file()
+
+
+def test_a_bag_with_fault_truth_reports_how_camera_health_caught_each_fault(tmp_path, capsys):
+    """A drive whose camera freezes and then goes dark (the truth on /ground_truth/faults): eval judges
+    every frame as the node would and the report says, per fault, how soon it was caught and
+    cleared, and how the frames without a fault fared; the costmap of the network heeds the verdicts."""
+    config = DriveConfig(frames=50, seed=2003, faults=parse_faults("frozen@0.5-1.3,night@3.0-3.5"))
+    write_drive(config, tmp_path / "drive", "val", bag=tmp_path / "bag", progress=False)
+    assert cli.main([
+        "eval", "--bag", str(tmp_path / "bag"), "--image-topic", "/front/image_raw", "--label-topic", "/front/labels",
+        "--model", "auto", "--weights", "demo", "--backend", "torch", "--device", "cpu", "--output", str(tmp_path / "report"),
+        "--odometry-topic", "/odom", "--map-topic", "/ground_truth/map", "--camera", str(tmp_path / "drive" / "camera.yaml"),
+    ]) == 0
+    printed = capsys.readouterr().out
+    # The first frozen frame is the picture of its time; every repeat after it is kept out of the free cells.
+    assert "camera health, frozen: 6 of 8 frames judged (6 in FAULT, 7 kept out of the free cells)" in printed, printed
+    health = _report(tmp_path / "report")["camera_health"]
+    frozen, night = health["kinds"]["frozen"], health["kinds"]["night"]
+    assert frozen["detected_after_frames"] == [2] and night["detected_after_frames"] == [1]  # enter_frames: 2
+    assert frozen["cleared_after_frames"][0] <= 10 and night["frames_withheld"] == night["frames"] == 5
+    assert night["cleared_after_frames"][0] <= 10
+    assert health["clean"]["frames_in_fault"] == health["clean"]["frames_degraded"] == 0 and health["clean"]["frames"] >= 15
+    assert frozen["dangerous_free_per_frame"] <= health["clean"]["dangerous_free_per_frame"] + 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the bag and evaluation modules load when the command runs, 
     from ..eval.evaluate import Shard
     from ..eval.map_accuracy import DriveMapScorer
     from ..frames import Frame
+    from ..inference import Segmentation
 
 
 def register(commands) -> None:
@@ -43,6 +45,12 @@ def register(commands) -> None:
         "of the evaluated frames, anchored to it, against the true map",
     )
     evaluation.add_argument("--map-topic", help="the bag's true map in odom, an OccupancyGrid of trainIds (synthetic: /ground_truth/map)")
+    evaluation.add_argument(
+        "--faults-topic", default="/ground_truth/faults",
+        help="the bag's camera fault truth (denseaspp synth --faults writes it; std_msgs/String JSON per frame): when the "
+        "bag has it, each frame is judged by camera health as the node judges it and the report says how each fault "
+        "was caught; '' to skip",
+    )
     evaluation.add_argument("--shard", default="0/1", help="i/N: evaluate every N-th frame from the i-th")
     evaluation.add_argument("--merge", nargs="+", metavar="REPORT", help="merge the report.json of shards into --output")
     add_flags(evaluation, NodeSettings, ["model.multiscale"])
@@ -77,15 +85,26 @@ def run_eval(args: argparse.Namespace) -> int:
     camera = read_camera(args.camera) if args.camera else None  # (model, mounting)
     costmap = camera_costmap(*camera, labels) if camera else None
     map_scorer = _map_scorer(args, labels, shard, camera)  # its inputs are checked before the model is built
+    fault_truth = _fault_truth(args)
     segmenter = engine_options._build_segmenter(args, multiscale=args.multiscale, input_size=args.input_size)
+    fault_scorer = None
+    if fault_truth:
+        from ..eval.fault_drive import FaultScorer
+
+        fault_scorer = FaultScorer(fault_truth, segmenter.uncertainty_band)
     with ExitStack() as stack:
         bag = stack.enter_context(result_bag) if result_bag is not None else None
         writer = PredictionWriter(labels, bag, args.save_predictions, costmap, cityscapes_names=args.cityscapes is not None)
 
-        def on_prediction(sample: Frame, prediction) -> None:
-            writer(sample, prediction)
+        def on_prediction(sample: Frame, segmentation: Segmentation) -> None:
+            writer(sample, segmentation.train_ids)
+            verdict = None
+            if fault_scorer is not None:
+                verdict = fault_scorer.judge(sample.pixels, sample.stamp_ns, segmentation.uncertainty)
             if map_scorer is not None:
-                map_scorer(sample, prediction)
+                score = map_scorer(sample, segmentation.train_ids, verdict)
+                if fault_scorer is not None:
+                    fault_scorer.scored(score)
 
         result = evaluate(
             samples, segmenter, labels, unread_shard, on_prediction, total=total, stats=stats if args.bag else None,
@@ -106,6 +125,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if map_scorer is not None:
         report["map"] = map_scorer.summary()
         map_scorer.plot(args.output)
+    if fault_scorer is not None:
+        report["camera_health"] = fault_scorer.summary()
     write_report(report, labels, args.output)
     if result.duplicate_stamps:
         _warn(f"{result.duplicate_stamps} messages were stamped like an earlier one of their topic: images and labels "
@@ -123,6 +144,8 @@ def run_eval(args: argparse.Namespace) -> int:
                       f"{format_percent(whole['contact_recall'])}, {whole['stray_lethal']} lethal cells away from any obstacle")
         if report["map"]["frames_without_pose"]:
             print(f"{report['map']['frames_without_pose']} frames had no odometry at their stamp: left out of the map")
+    if fault_scorer is not None:
+        _print_camera_health(report["camera_health"])
     return 0 if result.complete else 1
 
 
@@ -146,6 +169,35 @@ def _map_scorer(args: argparse.Namespace, labels: LabelSet, shard: Shard, camera
         load_cost_table(None, labels), CostmapSettings(), *camera, read_poses(args.bag, args.odometry_topic, _warn),
         truth, truth_grid,
     )
+
+
+def _fault_truth(args: argparse.Namespace) -> list[dict]:
+    """The bag's fault truth records (none without a bag, a topic or such messages)."""
+    from ..bags import count_messages, read_topic
+
+    if args.bag is None or not args.faults_topic or not count_messages(args.bag, args.faults_topic):
+        return []
+    try:
+        return [json.loads(message.data) for _, message in read_topic(args.bag, args.faults_topic, "std_msgs/msg/String")]
+    except (json.JSONDecodeError, TypeError) as error:
+        raise DenseASPPError(f"{args.faults_topic} in {args.bag} is not fault truth as denseaspp synth writes it: {error}") from None
+
+
+def _print_camera_health(summary: dict) -> None:
+    def frames(values: list) -> str:
+        return "never" if any(v is None for v in values) else str(max(values))
+
+    for kind, figures in summary["kinds"].items():
+        dangerous = figures["dangerous_free_per_frame"]
+        print(f"camera health, {kind}: {figures['frames_judged_not_ok']} of {figures['frames']} frames judged "
+              f"({figures['frames_in_fault']} in FAULT, {figures['frames_withheld']} kept out of the free cells), "
+              f"judged after {frames(figures['detected_after_frames'])} frames, "
+              f"cleared {frames(figures['cleared_after_frames'])} frames after it"
+              + ("" if dangerous is None else f", {dangerous:.2f} dangerous free cells a frame"))
+    clean = summary["clean"]
+    print(f"camera health, frames without a fault: {clean['frames_in_fault']} FAULT and {clean['frames_degraded']} DEGRADED "
+          f"of {clean['frames']} (and {clean['frames_clearing_after_a_fault']} clearing after a fault)" + ("" if clean["dangerous_free_per_frame"] is None
+                                     else f", {clean['dangerous_free_per_frame']:.2f} dangerous free cells a frame"))
 
 
 def _warn(message: str) -> None:

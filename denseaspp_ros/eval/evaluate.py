@@ -23,7 +23,7 @@ from ..bags import BagError, MatchStats, read_labelled_frames
 from ..frames import Frame
 from ..datasets import BagDataset, CityscapesDataset
 from ..errors import DenseASPPError, ImageError
-from ..inference import Segmenter
+from ..inference import Segmentation, Segmenter
 from ..labels import IGNORE_INDEX, LabelSet
 from .metrics import ConfusionMatrix
 
@@ -89,7 +89,7 @@ def evaluate(
     segmenter: Segmenter,
     label_set: LabelSet,
     shard: Shard = Shard(),
-    on_prediction: Callable[[Frame, np.ndarray], None] | None = None,
+    on_prediction: Callable[[Frame, Segmentation], None] | None = None,
     total: int | None = None,
     stats: MatchStats | None = None,
     *,
@@ -99,7 +99,7 @@ def evaluate(
     """Run every sample of this shard, ``batch`` frames per Segmenter call while a reader thread
     decodes the next ones (up to two batches ahead).
 
-    ``on_prediction(sample, train_ids)`` sees each scored frame in source order (writers);
+    ``on_prediction(sample, segmentation)`` sees each scored frame in source order (writers);
     ``stats``: the bag reader's counts, added to the result; ``progress``: show a progress bar.
     """
     if batch < 1:
@@ -130,7 +130,7 @@ def evaluate(
 
 
 def _evaluate_batch(
-    samples: list[Frame], segmenter: Segmenter, result: EvalResult, on_prediction: Callable[[Frame, np.ndarray], None] | None
+    samples: list[Frame], segmenter: Segmenter, result: EvalResult, on_prediction: Callable[[Frame, Segmentation], None] | None
 ) -> None:
     """Segment ``samples`` in one call and score them in order."""
     frames = []
@@ -171,7 +171,7 @@ def _evaluate_batch(
         result.matrix.update(sample.labels, segmentation.train_ids)
         result.frames += 1
         if on_prediction is not None:
-            on_prediction(sample, segmentation.train_ids)
+            on_prediction(sample, segmentation)
 
 
 _END = object()  # the reader's last item once the source is exhausted

@@ -12,6 +12,8 @@ read these timelines. No ROS.
 
 from __future__ import annotations
 
+import itertools
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..costmap import CostmapSettings, CostTable, PoseBuffer, SemanticCostmap
 from ..model.weights import UncertaintyBand
-from ..serving.camera_health import CameraHealthMonitor, HealthSettings, State
+from ..serving.camera_health import CameraHealth, CameraHealthMonitor, HealthSettings, State
 from ..synth.drive import DriveConfig, DriveFrame, drive, truth_map
 from ..synth.faults import Fault, FaultInjector
 from .map_accuracy import DriveMap, MapAccuracy
@@ -39,7 +41,8 @@ class FrameOutcome:
     faults: tuple[str, ...]  # the truth: active in this frame
     state: State  # the monitor's verdict (OK without a monitor)
     described: str  # which kinds, e.g. "exposure FAULT"
-    score: MapAccuracy
+    score: MapAccuracy | None  # None: the frame had no pose, so no grid was scored
+    withheld: bool = False  # the frame voted no free cell (the camera in FAULT, or this frame alone said so)
 
 
 @dataclass
@@ -106,7 +109,10 @@ def run_fault_drive(
         snapshot = costmap.snapshot((item.stamp_ns + ARRIVAL_NS) / 1e9)
         score = drive_map.add(snapshot.costs, snapshot.grid)
         state = State.OK if verdict is None else verdict.state
-        outcomes.append(FrameOutcome(item.index, delivered.faults, state, "" if verdict is None else verdict.describe(), score))
+        outcomes.append(FrameOutcome(
+            item.index, delivered.faults, state, "" if verdict is None else verdict.describe(), score,
+            verdict is not None and not verdict.free_allowed,
+        ))
     return outcomes
 
 
@@ -152,3 +158,95 @@ def summarise(outcomes: list[FrameOutcome]) -> FaultSummary:
 def window_mean(outcomes: list[FrameOutcome], start: int, stop: int) -> float:
     """Mean dangerous free cells per frame over frames [start, stop): a clean drive's, for comparison."""
     return float(np.mean([o.score.dangerous_free for o in outcomes[start:stop]])) if stop > start else 0.0
+
+
+def fault_report(outcomes: list[FrameOutcome]) -> dict:
+    """What the monitor made of each fault kind over a drive (any number of faults, each a run of
+    frames), and of the frames without one (less those it was still clearing a fault in): the part of ``denseaspp eval``'s report on a bag whose
+    drive carries fault truth (``/ground_truth/faults``)."""
+    kinds = sorted({kind for outcome in outcomes for kind in outcome.faults})
+    report: dict = {"kinds": {}}
+    for kind in kinds:
+        runs = _runs([kind in outcome.faults for outcome in outcomes])
+        detected, cleared = [], []
+        for first, last in runs:
+            detected.append(next((o.index - outcomes[first].index for o in outcomes[first : last + 1] if o.state != State.OK), None))
+            after = list(itertools.takewhile(lambda o: not o.faults, outcomes[last + 1 :]))  # until the next fault
+            cleared.append(next((i for i, o in enumerate(after) if o.state == State.OK), None))
+        frames = [outcomes[i] for first, last in runs for i in range(first, last + 1)]
+        report["kinds"][kind] = {
+            "runs": len(runs), "frames": len(frames),
+            "frames_judged_not_ok": sum(o.state != State.OK for o in frames),
+            "frames_withheld": sum(o.withheld for o in frames),  # no free cells from them, judged so or not yet
+            "frames_in_fault": sum(o.state == State.FAULT for o in frames),
+            "detected_after_frames": detected, "cleared_after_frames": cleared,
+            "dangerous_free_per_frame": _dangerous(frames),
+        }
+    # After a fault the monitor takes its leave_frames to clear: those frames are neither the fault's nor clean.
+    clearing = set()
+    for first, last in _runs([bool(outcome.faults) for outcome in outcomes]):
+        for position in range(last + 1, len(outcomes)):
+            if outcomes[position].state == State.OK or outcomes[position].faults:
+                break
+            clearing.add(position)
+    clean = [o for position, o in enumerate(outcomes) if not o.faults and position not in clearing]
+    report["clean"] = {
+        "frames": len(clean), "frames_clearing_after_a_fault": len(clearing),
+        "frames_degraded": sum(o.state == State.DEGRADED for o in clean),
+        "frames_in_fault": sum(o.state == State.FAULT for o in clean), "dangerous_free_per_frame": _dangerous(clean),
+    }
+    return report
+
+
+def _runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """(first, last) positions of each run of True."""
+    runs, start = [], None
+    for position, flag in enumerate([*flags, False]):
+        if flag and start is None:
+            start = position
+        elif not flag and start is not None:
+            runs.append((start, position - 1))
+            start = None
+    return runs
+
+
+def _dangerous(outcomes: list[FrameOutcome]) -> float | None:
+    scored = [o.score.dangerous_free for o in outcomes if o.score is not None]
+    return float(np.mean(scored)) if scored else None
+
+
+class FaultScorer:
+    """Camera health over the evaluated frames of a bag that carries fault truth: each frame judged
+    as the node judges it, paired with its truth record by the stamp the camera gave it (in bag
+    order where a stuck clock gave several the same)."""
+
+    def __init__(self, records: list[dict], band: UncertaintyBand | None, settings: HealthSettings | None = None) -> None:
+        self.monitor = CameraHealthMonitor(settings or HealthSettings())
+        self.band = band
+        self._truth: dict[int, deque] = defaultdict(deque)
+        for record in records:
+            self._truth[int(record["camera_stamp_ns"])].append(record)
+        self.outcomes: list[FrameOutcome] = []
+        self.without_truth = 0
+
+    def judge(self, pixels: np.ndarray, stamp_ns: int, uncertainty: Uncertainty | None) -> CameraHealth:
+        """The verdict of one evaluated frame (its truth, when the bag has one for its stamp, is kept for the report)."""
+        waiting = self._truth.get(stamp_ns)
+        record = waiting.popleft() if waiting else None
+        arrival = None if record is None else int(record["stamp_ns"]) + ARRIVAL_NS
+        verdict = self.monitor.judge_network(self.monitor.observe(pixels, stamp_ns, arrival), uncertainty, self.band)
+        if record is None:
+            self.without_truth += 1
+        else:
+            self.outcomes.append(FrameOutcome(
+                int(record["frame"]), tuple(record["faults"]), verdict.state, verdict.describe(), None, not verdict.free_allowed,
+            ))
+        return verdict
+
+    def scored(self, score: MapAccuracy | None) -> None:
+        """The costmap's score after the frame just judged (``DriveMapScorer``'s, with the verdict heeded)."""
+        if self.outcomes:
+            self.outcomes[-1] = replace(self.outcomes[-1], score=score)
+
+    def summary(self) -> dict:
+        return {**fault_report(self.outcomes), "frames_without_truth": self.without_truth}

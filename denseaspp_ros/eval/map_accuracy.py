@@ -32,6 +32,7 @@ from ..costmap import (
 from ..costmap.costs import LETHAL
 from ..costmap.render import cost_colors
 from ..frames import Frame
+from ..serving.camera_health import CameraHealth
 from ..synth.drive import DriveConfig, drive, truth_map
 from .costmap_agreement import CostmapAgreement
 from .report import pyplot, save_figure
@@ -199,17 +200,26 @@ class DriveMapScorer:
         self.maps = {source: DriveMap(table, truth, truth_grid) for source in self.SOURCES}
         self.without_pose: list[str] = []  # frames left out: no pose at their stamp
 
-    def __call__(self, sample: Frame, prediction: np.ndarray) -> None:
+    def __call__(self, sample: Frame, prediction: np.ndarray, health: CameraHealth | None = None) -> MapAccuracy | None:
+        """Fold one evaluated frame into both maps; returns the network map's score after it (None:
+        no pose at its stamp). ``health``: the camera health monitor's verdict of the frame, which
+        the network's map heeds as the node's costmap does (the true masks' map does not)."""
         try:
             pose = self.poses.at(sample.stamp_ns, self.tolerance_s)
         except PoseUnavailable as error:
             self.without_pose.append(f"{sample.name}: {error}")
-            return
+            return None
+        scores = []
         for source, masks in zip(self.SOURCES, (prediction, sample.labels)):
             costmap = self.costmaps[source]
-            costmap.update(self.CAMERA, masks, sample.stamp_ns / 1e9, pose=pose, world_frame=self.world_frame)
+            judged = health if source == "network" else None
+            costmap.update(
+                self.CAMERA, masks, sample.stamp_ns / 1e9, pose=pose, world_frame=self.world_frame,
+                free=judged is None or judged.free_allowed, no_free=None if judged is None else judged.no_free(masks.shape),
+            )
             snapshot = costmap.snapshot()
-            self.maps[source].add(snapshot.costs, snapshot.grid)
+            scores.append(self.maps[source].add(snapshot.costs, snapshot.grid))
+        return scores[0]
 
     def summary(self) -> dict:
         return {**{source: drive_map.summary() for source, drive_map in self.maps.items()},
