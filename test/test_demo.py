@@ -62,6 +62,9 @@ def test_the_demo_runs_end_to_end(tmp_path, capsys):
     # The summary table is printed and heads report.md, which links every picture.
     printed = capsys.readouterr().out
     assert "  frames        20 in," in printed and "  costmap       map of the drive in odom" in printed
+    # Camera health judged every frame of the clean drive, and raised no alarm.
+    assert report["health"]["frames"] == report["frames_received"] and report["health"]["OK"] == report["health"]["frames"]
+    assert f"  health        front camera: {report['health']['frames']} frames OK, 0 DEGRADED, 0 FAULT" in printed
     markdown = (output / "report.md").read_text()
     assert report["summary"][0] in markdown
     for name in ("overview.png", "drive.gif", "costmap.png", "costmap_window.gif", "per_class_iou.png", "confusion.png"):
@@ -81,3 +84,22 @@ def test_the_demo_runs_end_to_end(tmp_path, capsys):
     overloaded = json.loads((output / "report.json").read_text())
     assert overloaded["replay_rate"] == 20 and overloaded["node_ms_per_frame"] is None and overloaded["domain_id"] == 42
     assert overloaded["frames_dropped"] > 0 and overloaded["frames_sent"] == 8 and overloaded["frames_received"] > 0
+
+
+def test_the_demo_drives_through_camera_faults_and_draws_their_timeline(tmp_path, capsys):
+    """``denseaspp demo --faults``: a frozen stream and rain in the drive; the node judges them
+    (FAULT on ~/front/health, lined up with the drive's frames by stamp) and health_timeline.png
+    shows them beside the dangerous free cells with and without camera health."""
+    output = tmp_path / "faults"
+    assert cli.main(["demo", "--output", str(output), "--frames", "30", "--faults", "frozen@0.5-1.2,rain@2-2.5"]) == 0
+    report = json.loads((output / "report.json").read_text())
+    states = report["faults"]["states"]
+    assert len(states) == 30 and states[:5] == ["OK"] * 5, states
+    assert "FAULT" in states[7:12] and "FAULT" in states[20:25], states  # frozen by its third frame, rain at once
+    assert len(report["faults"]["dangerous_free_without_health"]) == 30
+    assert (output / "health_timeline.png").is_file() and "](health_timeline.png)" in (output / "report.md").read_text()
+    assert "frames per kind: frozen" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a stamp fault would not survive the replay's restamping: refused, said why
+        cli.build_parser().parse_args(["demo", "--faults", "bogus@1-2"])
+    assert cli.main(["demo", "--output", str(output), "--faults", "stamp_offset@1-2"]) == 2
+    assert "the demo's replay restamps every frame" in capsys.readouterr().err

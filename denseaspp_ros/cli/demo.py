@@ -10,6 +10,7 @@ from ..errors import DenseASPPError
 from ..model import DEMO_WEIGHTS, MODEL_NAMES
 from ..serving.settings import NodeSettings
 from .arguments import _count, _size
+from .synth import _faults
 
 
 def register(commands) -> None:
@@ -35,6 +36,11 @@ def register(commands) -> None:
         help="the DDS domain of the demo's node and replay; default: a random one in 10..100 other than $ROS_DOMAIN_ID, "
         "so a node already running on the shell's domain is neither fed nor counted",
     )
+    demo.add_argument(
+        "--faults", type=_faults, default=(), metavar="SPEC",
+        help="camera faults in the synthetic drive, KIND@START-END in seconds, comma-separated (e.g. glare@2-3,frozen@4-5): "
+        "health_timeline.png shows each fault, the health the node judged and the dangerous free cells with and without it",
+    )
     demo.set_defaults(run=run_demo)
 
 
@@ -43,10 +49,19 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if args.bag is not None and args.cityscapes is not None:
         raise DenseASPPError("give --bag or --cityscapes, not both")
+    if args.faults and (args.bag is not None or args.cityscapes is not None):
+        raise DenseASPPError("--faults goes into the synthetic drive: it cannot be given with --bag or --cityscapes")
+    stamped = sorted({fault.kind for fault in args.faults if fault.kind.startswith("stamp_")})
+    if stamped:
+        # The demo's replay stamps each frame anew as it sends it (latency is measured from there).
+        raise DenseASPPError(
+            f"the demo's replay restamps every frame, so {', '.join(stamped)} would not reach the node: see them with "
+            "denseaspp synth --faults and denseaspp eval --bag, or bench/camera_faults.py"
+        )
     run_demo(DemoOptions(
         output=args.output, frames=args.frames, seed=args.seed, size=args.size, model=args.model, weights=args.weights,
         backend=args.backend, precision=args.precision,
         rate=args.rate, bag=args.bag, image_topic=args.image_topic, label_topic=args.label_topic,
-        cityscapes=args.cityscapes, split=args.split, domain_id=args.domain_id,
+        cityscapes=args.cityscapes, split=args.split, domain_id=args.domain_id, faults=args.faults,
     ))
     return 0

@@ -16,6 +16,7 @@ import itertools
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -250,3 +251,38 @@ class FaultScorer:
 
     def summary(self) -> dict:
         return {**fault_report(self.outcomes), "frames_without_truth": self.without_truth}
+
+
+def plot_timeline(
+    path: Path, faults: list[tuple[str, ...]], states: list[State | None], protected: list[int | None],
+    unprotected: list[int | None], title: str,
+) -> None:
+    """Frame by frame, one picture: the faults the camera had (the truth), the state camera health
+    judged, and the dangerous free cells of the published grid with it and without it."""
+    from .report import pyplot, save_figure
+
+    plt = pyplot()
+    frames = np.arange(len(faults))
+    figure, axes = plt.subplots(3, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [1, 1, 2]})
+    kinds = sorted({kind for active in faults for kind in active})
+    for row, kind in enumerate(kinds):
+        for first, last in _runs([kind in active for active in faults]):
+            axes[0].broken_barh([(first - 0.5, last - first + 1)], (row - 0.4, 0.8), color=f"C{row}")
+    axes[0].set_yticks(range(len(kinds)), kinds)
+    axes[0].set_ylim(-0.6, max(len(kinds), 1) - 0.4)
+    axes[0].set_title("camera faults (the truth)")
+    judged = np.array([np.nan if state is None else int(state) for state in states], float)
+    axes[1].step(frames, judged, where="mid", color="black")
+    axes[1].set_yticks([0, 1, 2], ["OK", "DEGRADED", "FAULT"])
+    axes[1].set_ylim(-0.3, 2.3)
+    axes[1].set_title("camera health, as the node judged each frame")
+    for values, label, style in ((unprotected, "without camera health (and without the shadow rule)", "C3"),
+                                 (protected, "the node's grid, with camera health", "C0")):
+        axes[2].plot(frames, [np.nan if v is None else v for v in values], color=style, label=label)
+    axes[2].set_ylabel("dangerous free cells")
+    axes[2].set_xlabel("frame (10 Hz)")
+    axes[2].legend(loc="upper left", fontsize=8)
+    axes[2].set_title("published free cells inside a true obstacle's footprint")
+    figure.suptitle(title)
+    figure.tight_layout()
+    save_figure(figure, path, dpi=80)

@@ -31,23 +31,26 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import OccupancyGrid
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from ..bags import COMPRESSED_IMAGE, BagWriter, class_map, grid_spec, open_bag
+from ..bags import COMPRESSED_IMAGE, BagWriter, class_map, grid_spec, open_bag, read_topic
 from ..costmap import load_cost_table
 from ..declarations import format_size
 from ..errors import DenseASPPError
 from ..costmap.render import cost_image
 from ..eval.costmap_agreement import CostmapAgreement
-from ..eval.map_accuracy import DriveMap
+from ..eval.map_accuracy import DriveMap, MapAccuracy
 from ..eval.report import build_report, format_number, format_percent, write_report
 from ..image_messages import class_mask_to_array, decode_frame
 from ..labels import CITYSCAPES
 from ..model import DEMO_WEIGHTS
+from ..serving.camera_health import State
 from ..synth.drive import MAP_FRAME, DriveConfig
-from ..synth.outputs import GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, write_drive
+from ..synth.faults import Fault, format_faults
+from ..synth.outputs import FAULTS_TOPIC, GRID_TOPIC, IMAGE_TOPIC, LABEL_TOPIC, MAP_TOPIC, ODOMETRY_TOPIC, write_drive
 from ..frames import stamp_ns
 from . import names
 from .names import SEGMENTATION_NODE, camera_output_topic, of_node
@@ -56,6 +59,7 @@ from .replay import Replayer, ReplayOptions, ReplayResult
 NODE = SEGMENTATION_NODE
 MASK_TOPIC = of_node(NODE, camera_output_topic("front", "mask"))
 COSTMAP_TOPIC = of_node(NODE, names.COSTMAP_TOPIC)
+HEALTH_TOPIC = of_node(NODE, camera_output_topic("front", "health"))
 # Configure loads the weights and, on its first start with an exported backend, builds the engine.
 _CONFIGURE_WAIT_S = 600
 _MARKER = "demo_report.json"  # what says a folder holds an earlier demo and may be replaced
@@ -87,6 +91,7 @@ class DemoOptions:
     label_topic: str | None = LABEL_TOPIC
     odometry_topic: str = ODOMETRY_TOPIC  # used when the bag has it
     domain_id: int | None = None  # the DDS domain of the node and the replay; None: a random one not the shell's
+    faults: tuple[Fault, ...] = ()  # camera faults in the synthetic drive: health_timeline.png shows what they did
 
 
 def package_config(name: str) -> Path:
@@ -194,11 +199,17 @@ def _input_bag(options: DemoOptions, say) -> Path:
     elif options.bag is None:
         bag = options.output / "drive_bag"
         say(f"[1/4] rendering a {options.frames}-frame synthetic drive (seed {options.seed}) into {bag}")
-        write_drive(DriveConfig(frames=options.frames, seed=options.seed, size=options.size), None, bag=bag, progress=False)
+        if options.faults:
+            say(f"      with camera faults {format_faults(options.faults)}")
+        write_drive(_drive_config(options), None, bag=bag, progress=False)
     else:
         bag = options.bag
         say(f"[1/4] using {bag}")
     return bag
+
+
+def _drive_config(options: DemoOptions) -> DriveConfig:
+    return DriveConfig(frames=options.frames, seed=options.seed, size=options.size, faults=options.faults)
 
 
 def _network_input_size(options: DemoOptions, bag: Path) -> tuple[int, int]:
@@ -294,7 +305,7 @@ def _replay(
     try:
         replay_options = ReplayOptions(
             bag=bag, image_topic=options.image_topic, label_topic=options.label_topic, node=NODE, rate=1.0,
-            odometry_topic=odometry, record=[(COSTMAP_TOPIC, OccupancyGrid)],
+            odometry_topic=odometry, record=[(COSTMAP_TOPIC, OccupancyGrid), (HEALTH_TOPIC, DiagnosticStatus)],
         )
         deadline = time.monotonic() + _CONFIGURE_WAIT_S
         while process.poll() is None and time.monotonic() < deadline:
@@ -346,14 +357,17 @@ def _write_results(
     grids = [deserialize_message(raw, OccupancyGrid) for _, raw in result.recorded.get(COSTMAP_TOPIC, [])]
     anchored = [grid for grid in grids if grid.header.frame_id == MAP_FRAME]
     truth_maps = list(recorded[MAP_TOPIC].values())
+    scored: list[MapAccuracy] = []
     if truth_maps and anchored:
-        agreement, window = _map_accuracy(truth_maps[0], anchored, output)
+        agreement, window, scored = _map_accuracy(truth_maps[0], anchored, output)
     else:
         agreement, window = _costmap_agreement(recorded[GRID_TOPIC], grids, to_original, output)
+    verdicts = [deserialize_message(raw, DiagnosticStatus) for _, raw in result.recorded.get(HEALTH_TOPIC, [])]
     details = {**result.summary(), "replay_rate": pacing.rate, "recorded_hz": pacing.recorded_hz,
                "replayed_hz": pacing.replayed_hz, "node_ms_per_frame": None if pacing.node_seconds is None
                else 1000 * pacing.node_seconds, "costmap": agreement, "model": options.model, "weights": options.weights,
-               "input_size": format_size(input_size), "source": str(bag), "domain_id": domain_id, "complete": True}
+               "input_size": format_size(input_size), "source": str(bag), "domain_id": domain_id, "complete": True,
+               "health": _health_counts(verdicts)}
     details.pop("miou")
     masks = result.recorded.get(MASK_TOPIC, [])
     _write_gif(recorded[options.image_topic], masks, to_original, output / "drive.gif")
@@ -361,6 +375,9 @@ def _write_results(
         report = build_report(result.matrix, CITYSCAPES, frames_evaluated=result.received, **details)
     else:
         report = {"miou": None, "per_class": {}, **details}
+    if options.faults and options.bag is None and options.cityscapes is None:
+        report["faults"] = _write_timeline(
+            options, bag, anchored, scored, verdicts, to_original, output / "health_timeline.png", say)
     report["summary"] = summary_lines(report)
     _write_overview(recorded[options.image_topic], masks, to_original, window, report, output / "overview.png")
     plotted = {"per_class_iou.png", "confusion.png"} if "confusion" in report else set()  # by write_report
@@ -382,6 +399,7 @@ PICTURES = {
     "drive.gif": "the published masks over the drive's images",
     "costmap.png": "the costmap (accumulated along the drive, in odom, when the bag has odometry) above the truth",
     "costmap_window.gif": "the rolling window the node published, beside the truth under it",
+    "health_timeline.png": "with --faults: each fault, the health the node judged, dangerous free cells with and without it",
     "per_class_iou.png": "IoU of each class",
     "confusion.png": "confusion matrix",
 }
@@ -404,6 +422,7 @@ def summary_lines(report: dict) -> list[str]:
            + (f"; the node takes {format_number(report['node_ms_per_frame'])} ms a frame)" if report["node_ms_per_frame"] else ")")
            if report.get("recorded_hz") else ""),
         f"  latency       p50 {format_number(report['latency_ms_p50'])} ms, p95 {format_number(report['latency_ms_p95'])} ms",
+        _health_line(report["health"]),
     ]
     costmap = report["costmap"]
     if "accumulated" in costmap:
@@ -459,10 +478,11 @@ def _costmap_agreement(
 
 def _map_accuracy(
     truth: OccupancyGrid, grids: list[OccupancyGrid], output: Path
-) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+) -> tuple[dict, tuple[np.ndarray, np.ndarray], list[MapAccuracy]]:
     """The node's grids in odom against the drive's true map: each window, their mean, and the map
     accumulated over the drive (costmap.png); the rolling window beside the truth (costmap_window.gif).
-    Also returns the middle window's costs and the truth under it, as costs (for the overview)."""
+    Also returns the middle window's costs and the truth under it, as costs (for the overview), and
+    each grid's score."""
     table = load_cost_table(None, CITYSCAPES)
     drive_map = DriveMap(table, *class_map(truth))
     for grid in grids:
@@ -472,7 +492,78 @@ def _map_accuracy(
     summary = drive_map.summary()
     middle = grids[len(grids) // 2]
     scores = {**summary["mean"], "frames": summary["frames"], "final": summary["final"], "accumulated": summary["accumulated"]}
-    return scores, (_cells(middle), drive_map.truth_costs(grid_spec(middle)))
+    return scores, (_cells(middle), drive_map.truth_costs(grid_spec(middle))), drive_map.frames
+
+
+_LEVELS = {0: "OK", 1: "DEGRADED", 2: "FAULT"}  # DiagnosticStatus levels as camera health states
+
+
+def _health_counts(verdicts: list[DiagnosticStatus]) -> dict:
+    """How the node judged the front camera's frames (~/front/health): frames per state, and the kinds named."""
+    states = [_LEVELS.get(verdict.level[0], "STALE") for verdict in verdicts]
+    kinds: dict[str, int] = {}
+    for verdict in verdicts:
+        for value in verdict.values:
+            if value.key.startswith("health.") and value.value in ("DEGRADED", "FAULT"):
+                kind = value.key.removeprefix("health.")
+                kinds[kind] = kinds.get(kind, 0) + 1
+    return {"frames": len(states), **{state: states.count(state) for state in _LEVELS.values()}, "kinds": kinds}
+
+
+def _health_line(health: dict) -> str:
+    if not health["frames"]:
+        return "  health        the node published no camera health (camera_health.enabled false?)"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(health["kinds"].items()))
+    return (f"  health        front camera: {health['OK']} frames OK, {health['DEGRADED']} DEGRADED, {health['FAULT']} FAULT"
+            + (f" (frames per kind: {kinds})" if kinds else ""))
+
+
+def _write_timeline(
+    options: DemoOptions, bag: Path, grids: list[OccupancyGrid], scored: list[MapAccuracy],
+    verdicts: list[DiagnosticStatus], to_original: dict[int, int], path: Path, say,
+) -> dict:
+    """health_timeline.png: per frame of the faulty drive, its faults, the node's verdict and the
+    dangerous free cells of the node's grid, beside the same drive through the costmap without camera
+    health (the demo weights run again on the delivered frames, offline); returns those figures."""
+    from ..costmap import CostmapSettings
+    from ..eval.fault_drive import RenderedDrive, plot_timeline, run_fault_drive
+    from ..inference import BackendSettings, load_engine
+
+    truth = [json.loads(message.data) for _, message in read_topic(bag, FAULTS_TOPIC, "std_msgs/msg/String")]
+    # The replay stamps what it sends anew: back to the stamps the camera gave, then to the drive's frames.
+    stamps = [int(next((v.value for v in verdict.values if v.key == "frame_stamp_ns"), -1)) for verdict in verdicts]
+    states: list[State | None] = _by_frame(
+        truth, [to_original.get(stamp, stamp) for stamp in stamps], [State(min(verdict.level[0], 2)) for verdict in verdicts])
+    protected = _by_frame(truth, [to_original.get(stamp_ns(grid.header), stamp_ns(grid.header)) for grid in grids],
+                          [score.dangerous_free for score in scored])
+    say("      the same drive without camera health, offline, for health_timeline.png")
+    engine = load_engine(options.weights, model=options.model, backend=BackendSettings(backend=options.backend), log=lambda m: None)
+    config = _drive_config(options)
+
+    def masks(rgb: np.ndarray):
+        result = engine.segment([rgb])[0]
+        return result.train_ids, result.uncertainty
+
+    unprotected = [o.score.dangerous_free for o in run_fault_drive(
+        RenderedDrive.render(config), options.faults, load_cost_table(None, CITYSCAPES), CostmapSettings(grid=config.grid),
+        masks, protected=False)]
+    plot_timeline(path, [tuple(record["faults"]) for record in truth], states, protected, unprotected,
+                  f"camera faults {format_faults(options.faults)} on the seed-{options.seed} drive")
+    return {"faults": format_faults(options.faults), "dangerous_free_with_health": protected,
+            "dangerous_free_without_health": unprotected, "states": [None if s is None else s.name for s in states]}
+
+
+def _by_frame(truth: list[dict], stamps: list[int], values: list) -> list:
+    """``values`` (one per output the node published, with the stamp of its frame) placed at their
+    drive frames by the truth's camera stamps (in order where a stuck clock repeats one); None where none."""
+    frames: dict[int, list[int]] = {}
+    for record in truth:
+        frames.setdefault(int(record["camera_stamp_ns"]), []).append(int(record["frame"]))
+    placed: list = [None] * len(truth)
+    for stamp, value in zip(stamps, values):
+        if frames.get(stamp):
+            placed[frames[stamp].pop(0)] = value
+    return placed
 
 
 def _cells(grid: OccupancyGrid) -> np.ndarray:

@@ -369,8 +369,9 @@ class SegmentationNode(CameraLifecycleNode):
         if health is None:
             return result, None
         if job.camera.health_publisher.get_subscription_count() > 0:
+            # The frame's stamp too: a topic of verdicts is lined up with the masks and grids by it.
             job.camera.health_publisher.publish(self.diagnostic_status(
-                f"camera {job.camera.name}", judged_health(health), _health_values(health)))
+                f"camera {job.camera.name}", judged_health(health), {"frame_stamp_ns": job.frame.stamp_ns, **_health_values(health)}))
         no_free = health.no_free(result.train_ids.shape)
         if self.settings.camera_health.unknown_masks:
             if not health.free_allowed:
