@@ -343,6 +343,23 @@ def test_a_face_seen_now_withdraws_the_free_word_of_the_cells_just_behind_it(mem
     assert costs[cell(5.0, 0.0)] == 0 and costs[cell(face + 0.05, 0.0)] == (100 if memory == "latest" else -1)
 
 
+def test_a_camera_that_cannot_be_trusted_loses_its_free_cells_at_once_and_keeps_marking_obstacles():
+    """free=False (the camera in FAULT): what it called free goes unknown in the same update (the
+    frames that would have set a wrong word right are the untrusted ones), its obstacles still
+    mark the grid, and another camera's free cells stay."""
+    costmap = make_costmap(decay_time=5.0)
+    costmap.set_camera("front", CAMERA, FRONT)
+    costmap.set_camera("left", CAMERA, LEFT)
+    costmap.update("front", render(CAMERA, FRONT), 1.0)
+    costmap.update("left", render(CAMERA, LEFT), 1.0)
+    only_front, only_left = cell(8.0, -2.5), cell(3.0, 3.5)
+    assert costmap.snapshot().costs[only_front] == 0 and costmap.snapshot().costs[only_left] == 0
+    costmap.update("front", render(CAMERA, FRONT, car=CAR_BOX), 1.1, free=False)
+    costs = costmap.snapshot().costs
+    assert costs[only_front] == -1 and costs[cell(CAR_BOX[0] + 0.05, 0.0)] == 100
+    assert costs[only_left] == 0
+
+
 def test_pixels_that_may_not_vote_free_still_mark_obstacles():
     costmap = make_costmap()
     costmap.set_camera("front", CAMERA, FRONT)

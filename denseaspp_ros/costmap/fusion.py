@@ -243,7 +243,8 @@ class SemanticCostmap:
 
         Anchored, ``pose`` is the vehicle in ``world_frame`` at the frame's stamp: the window moves
         with it first. ``free`` False (a camera whose frames cannot be trusted) folds in only the
-        obstacles it sees: its ground votes nothing, so what it called free decays to unknown.
+        obstacles it sees: its ground votes nothing, and what it called free before goes unknown at
+        once (the frames that would have set it right are the ones that cannot be trusted).
         ``no_free`` (HxW bool, like the mask) marks pixels that may not vote ground (a blocked
         part of the lens, low confidence); they still mark obstacles.
         """
@@ -279,6 +280,10 @@ class SemanticCostmap:
         layer.latest = max(layer.latest, stamp)
         if shadowed is not None and shadowed.size:
             self._withdraw_free(layer, np.setdiff1d(shadowed, cells, assume_unique=False))
+        if not free:
+            # A camera that cannot be trusted cannot correct what it said before either (a view of a
+            # moment ago that the next frames would have set right): its free cells go at once.
+            self._withdraw_free(layer, np.flatnonzero(self.table.key_is_contact[layer.keys] == 0))
         return int(cells.size)
 
     def _withdraw_free(self, layer: _Layer, cells: np.ndarray) -> None:
