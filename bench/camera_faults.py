@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from denseaspp_ros.costmap import CostmapSettings, load_cost_table
-from denseaspp_ros.eval.fault_drive import RenderedDrive, run_fault_drive, summarise, window_mean
+from denseaspp_ros.eval.fault_drive import RenderedDrive, fault_report, run_fault_drive, window_mean
 from denseaspp_ros.inference import BackendSettings, load_engine
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.serving.camera_health import State
@@ -73,9 +72,12 @@ def main() -> None:
             for protected in (False, True):
                 outcomes = run_fault_drive(rendered, (Fault(kind, START, END),), table, settings, sources[masks], protected,
                                            mask_cache=cache, band=engine.uncertainty_band)
-                summary = summarise(outcomes)
+                summary = fault_report(outcomes)["kinds"][kind]
                 rows.append({
-                    "seed": seed, "masks": masks, "kind": kind, "run": "health" if protected else "baseline", **asdict(summary),
+                    "seed": seed, "masks": masks, "kind": kind, "run": "health" if protected else "baseline",
+                    "detected_after": summary["detected_after_frames"][0], "fault_after": summary["fault_after_frames"][0],
+                    "cleared_after": summary["cleared_after_frames"][0], "dangerous_during": summary["dangerous_free_per_frame"],
+                    "dangerous_after": summary["dangerous_free_after_per_frame"] or 0.0, "dangerous_max": summary["dangerous_free_max"],
                     "clean_during": window_mean(clean[protected], first, last),
                     "clean_after": window_mean(clean[protected], last, len(outcomes)),
                 })

@@ -270,7 +270,8 @@ class SemanticCostmap:
             x, y = projection.centers
             cells, keys = self._into_window(x[observed], y[observed], keys, pose)
             if shadowed is not None:
-                shadowed = self._into_window(x[shadowed], y[shadowed], np.zeros(int(shadowed.sum()), np.uint8), pose)[0]
+                shadowed = self.window.grid.cell_index(*pose.transform(x[shadowed], y[shadowed]))
+                shadowed = shadowed[shadowed >= 0]
         elif shadowed is not None:
             shadowed = votes.cells[shadowed]
         if layer.evidence is not None:
@@ -279,7 +280,9 @@ class SemanticCostmap:
         layer.seen[cells] = stamp
         layer.latest = max(layer.latest, stamp)
         if shadowed is not None and shadowed.size:
-            self._withdraw_free(layer, np.setdiff1d(shadowed, cells, assume_unique=False))
+            written = np.zeros(layer.keys.size, bool)
+            written[cells] = True  # what this frame saw itself stands
+            self._withdraw_free(layer, shadowed[~written[shadowed]])
         if not free:
             # A camera that cannot be trusted cannot correct what it said before either (a view of a
             # moment ago that the next frames would have set right): its free cells go at once.

@@ -24,6 +24,8 @@ from .grid import GridSpec
 from .pose import CameraPose
 
 RULES = ("max", "majority")
+_SHADOW_BIN = 0.002  # radians: the bearing bins the shadow rule looks along (0.11 degree)
+_RANGE_SPAN = 1e6  # metres: a bin's key spans more than any range on a grid
 # Rays flatter than this (their downward slope) never meet the ground within any useful range.
 _MIN_DOWNWARD = 1e-9
 
@@ -62,7 +64,6 @@ class GroundProjection:
         rotation = pose.optical_to_vehicle()
         x, y = ground_intersections(camera.pixel_rays(), rotation, pose, np.inf)
         sees_ground = np.isfinite(x)
-        ground_range = np.hypot(x - pose.x, y - pose.y)
         in_range = np.hypot(x - pose.x, y - pose.y) <= max_range
         pixel_cells = grid.cell_index(np.where(in_range, x, np.nan), np.where(in_range, y, np.nan))
         fill_cells, fill_pixels = self._coverage(rotation, pixel_cells, sees_ground)
@@ -81,15 +82,22 @@ class GroundProjection:
         self._fill_pixels = (fill_pixels - offset).astype(np.int64)
         self.cells = np.concatenate([vote_cells[starts], fill_cells]).astype(np.int32)
         self.cells.setflags(write=False)
-        # How far along the ground each pixel of the band looks (inf at and above the horizon): what
-        # the shadow rule compares with the range of the face in front.
-        self._band_range = np.where(sees_ground, ground_range, np.inf)[offset:].reshape(-1, camera.width).astype(np.float32)
 
     @cached_property
     def centers(self) -> tuple[np.ndarray, np.ndarray]:
         """Vehicle-frame (x, y) of the centre of each of ``cells``: what an anchored costmap moves by
         the vehicle's pose every frame, computed once."""
         return self.grid.cell_centers(self.cells)
+
+    @cached_property
+    def _polar(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each of ``cells`` seen from the camera: its range on the ground, its bearing, and the half
+        angle it spans (what the shadow rule looks along), computed once."""
+        x, y = self.centers
+        dx, dy = x - self.pose.x, y - self.pose.y
+        distance = np.hypot(dx, dy)
+        half_angle = (self.grid.resolution * 0.7072) / np.maximum(distance, self.grid.resolution)  # half a diagonal
+        return distance.astype(np.float32), np.arctan2(dy, dx).astype(np.float32), half_angle.astype(np.float32)
 
     @property
     def visible_cells(self) -> int:
@@ -151,9 +159,8 @@ class GroundProjection:
         if self.first_row == self.shape[0]:  # sees no ground at all
             return FrameVotes(self.cells, np.zeros(0, np.uint8))
         band = pixel_keys(np.ascontiguousarray(train_ids[self.first_row :]), table)
-        contact = table.key_is_contact[band]
         if no_free is not None:
-            band[no_free[self.first_row :] & ~contact] = 0
+            band[no_free[self.first_row :] & ~table.key_is_contact[band]] = 0
         keys = band.ravel()
         votes = keys[self._vote_pixels]
         if rule == "max":
@@ -168,21 +175,38 @@ class GroundProjection:
         cell_keys = np.concatenate([cell_keys, keys[self._fill_pixels]])
         shadowed = None
         if shadow_depth > 0:
-            shadowed = self._shadowed(contact, keys == 0, shadow_depth) & (cell_keys == 0)
+            shadowed = self._shadowed(cell_keys, table, shadow_depth)
         return FrameVotes(self.cells, cell_keys, shadowed)
 
-    def _shadowed(self, contact: np.ndarray, hidden: np.ndarray, depth: float) -> np.ndarray:
-        """Per cell: one of its pixels is hidden and looks at ground at most ``depth`` metres beyond
-        the face in front of it (the first contact below it in its image column)."""
-        # Down a column the ground comes nearer, so the first contact below a pixel is the farthest
-        # of the contacts below it: a running maximum from the bottom row up.
-        face = np.where(contact, self._band_range, -np.inf)
-        face = np.maximum.accumulate(face[::-1], axis=0)[::-1].ravel()
-        behind = self._band_range.ravel() - face
-        pixel_shadowed = hidden & (behind <= depth)
-        votes = pixel_shadowed[self._vote_pixels].view(np.uint8)
-        per_cell = np.maximum.reduceat(votes, self._segment_starts).view(bool) if votes.size else votes.view(bool)
-        return np.concatenate([per_cell, pixel_shadowed[self._fill_pixels]])
+    def _shadowed(self, cell_keys: np.ndarray, table: CostTable, depth: float) -> np.ndarray:
+        """Per cell: it voted nothing (its ground hidden) and an obstacle contact seen in this frame
+        stands at most ``depth`` metres in front of it, looking from the camera along the same
+        bearing. Done on the cells (tens of thousands), not the pixels (millions)."""
+        distance, bearing, half_angle = self._polar
+        contact = np.flatnonzero(table.key_is_contact[cell_keys])
+        hidden = np.flatnonzero(cell_keys == 0)
+        shadowed = np.zeros(cell_keys.size, bool)
+        if contact.size == 0 or hidden.size == 0:
+            return shadowed
+        # Each contact covers the bearing bins its cell spans; a hidden cell looks up, in its own bin,
+        # the farthest contact nearer than itself (one sort of contacts keyed by bin, then range).
+        first = np.floor((bearing[contact] - half_angle[contact]) / _SHADOW_BIN).astype(np.int64)
+        last = np.floor((bearing[contact] + half_angle[contact]) / _SHADOW_BIN).astype(np.int64)
+        spans = last - first + 1
+        owner = np.repeat(contact, spans)
+        bins = np.repeat(first, spans) + np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans)
+        keys = bins * _RANGE_SPAN + distance[owner].astype(np.float64)
+        order = np.argsort(keys, kind="stable")
+        keys, owner = keys[order], owner[order]
+        hidden_bins = np.floor(bearing[hidden] / _SHADOW_BIN).astype(np.int64)
+        position = np.searchsorted(keys, hidden_bins * _RANGE_SPAN + distance[hidden].astype(np.float64), side="left") - 1
+        found = position >= 0
+        position = np.maximum(position, 0)
+        in_front = owner[position]
+        same_bin = np.floor(keys[position] / _RANGE_SPAN).astype(np.int64) == hidden_bins
+        behind = distance[hidden] - distance[in_front]
+        shadowed[hidden[found & same_bin & (behind <= depth)]] = True
+        return shadowed
 
     def _majority(self, votes: np.ndarray, weights: np.ndarray | None, table: CostTable) -> np.ndarray:
         """Per cell the key with most pixels (confidence-weighted); a ground contact still wins.

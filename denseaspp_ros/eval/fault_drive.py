@@ -126,36 +126,6 @@ def _segment(masks: Masks, rgb: np.ndarray, cache: dict | None) -> tuple[np.ndar
     return cache[key]
 
 
-@dataclass(frozen=True)
-class FaultSummary:
-    """One fault over one drive: how soon the monitor saw it and let go, and what reached the map."""
-
-    detected_after: int | None  # frames from the fault's first frame to a state other than OK (None: never)
-    fault_after: int | None  # ... to FAULT
-    cleared_after: int | None  # frames from the first frame without the fault to OK again
-    dangerous_during: float  # mean dangerous free cells per frame while the fault is active
-    dangerous_after: float  # ... over the frames after it
-    dangerous_max: int  # the most in one frame, during or after
-
-
-def summarise(outcomes: list[FrameOutcome]) -> FaultSummary:
-    faulted = [o.index for o in outcomes if o.faults]
-    if not faulted:
-        raise ValueError("no frame of this drive had a fault")
-    first, last = faulted[0], faulted[-1]
-    during = outcomes[first : last + 1]
-    after = outcomes[last + 1 :]
-    detected = next((o.index - first for o in outcomes[first:] if o.state != State.OK), None)
-    fault = next((o.index - first for o in outcomes[first:] if o.state == State.FAULT), None)
-    cleared = next((o.index - last - 1 for o in after if o.state == State.OK), None)
-    return FaultSummary(
-        detected, fault, cleared,
-        float(np.mean([o.score.dangerous_free for o in during])),
-        float(np.mean([o.score.dangerous_free for o in after])) if after else 0.0,
-        max(o.score.dangerous_free for o in outcomes[first:]),
-    )
-
-
 def window_mean(outcomes: list[FrameOutcome], start: int, stop: int) -> float:
     """Mean dangerous free cells per frame over frames [start, stop): a clean drive's, for comparison."""
     return float(np.mean([o.score.dangerous_free for o in outcomes[start:stop]])) if stop > start else 0.0
@@ -169,19 +139,23 @@ def fault_report(outcomes: list[FrameOutcome]) -> dict:
     report: dict = {"kinds": {}}
     for kind in kinds:
         runs = _runs([kind in outcome.faults for outcome in outcomes])
-        detected, cleared = [], []
+        detected, in_fault, cleared, after_frames = [], [], [], []
         for first, last in runs:
-            detected.append(next((o.index - outcomes[first].index for o in outcomes[first : last + 1] if o.state != State.OK), None))
+            during = outcomes[first : last + 1]
+            detected.append(next((o.index - during[0].index for o in during if o.state != State.OK), None))
+            in_fault.append(next((o.index - during[0].index for o in during if o.state == State.FAULT), None))
             after = list(itertools.takewhile(lambda o: not o.faults, outcomes[last + 1 :]))  # until the next fault
             cleared.append(next((i for i, o in enumerate(after) if o.state == State.OK), None))
+            after_frames += after
         frames = [outcomes[i] for first, last in runs for i in range(first, last + 1)]
         report["kinds"][kind] = {
             "runs": len(runs), "frames": len(frames),
             "frames_judged_not_ok": sum(o.state != State.OK for o in frames),
-            "frames_withheld": sum(o.withheld for o in frames),  # no free cells from them, judged so or not yet
             "frames_in_fault": sum(o.state == State.FAULT for o in frames),
-            "detected_after_frames": detected, "cleared_after_frames": cleared,
-            "dangerous_free_per_frame": _dangerous(frames),
+            "frames_withheld": sum(o.withheld for o in frames),  # no free cells from them, judged so or not yet
+            "detected_after_frames": detected, "fault_after_frames": in_fault, "cleared_after_frames": cleared,
+            "dangerous_free_per_frame": _dangerous(frames), "dangerous_free_after_per_frame": _dangerous(after_frames),
+            "dangerous_free_max": max((o.score.dangerous_free for o in frames + after_frames if o.score is not None), default=None),
         }
     # After a fault the monitor takes its leave_frames to clear: those frames are neither the fault's nor clean.
     clearing = set()
