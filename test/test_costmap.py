@@ -344,9 +344,9 @@ def test_a_face_seen_now_withdraws_the_free_word_of_the_cells_just_behind_it(mem
 
 
 def test_a_camera_that_cannot_be_trusted_loses_its_free_cells_at_once_and_keeps_marking_obstacles():
-    """free=False (the camera in FAULT): what it called free goes unknown in the same update (the
-    frames that would have set a wrong word right are the untrusted ones), its obstacles still
-    mark the grid, and another camera's free cells stay."""
+    """free=False withholds one frame's ground; forget_free (the camera in FAULT) takes what it called
+    free before to unknown in the same update (the frames that would have set a wrong word right are
+    the untrusted ones); its obstacles still mark the grid, and another camera's free cells stay."""
     costmap = make_costmap(decay_time=5.0)
     costmap.set_camera("front", CAMERA, FRONT)
     costmap.set_camera("left", CAMERA, LEFT)
@@ -354,7 +354,9 @@ def test_a_camera_that_cannot_be_trusted_loses_its_free_cells_at_once_and_keeps_
     costmap.update("left", render(CAMERA, LEFT), 1.0)
     only_front, only_left = cell(8.0, -2.5), cell(3.0, 3.5)
     assert costmap.snapshot().costs[only_front] == 0 and costmap.snapshot().costs[only_left] == 0
-    costmap.update("front", render(CAMERA, FRONT, car=CAR_BOX), 1.1, free=False)
+    costmap.update("front", render(CAMERA, FRONT, car=CAR_BOX), 1.1, free=False)  # one frame withheld: the rest stands
+    assert costmap.snapshot().costs[only_front] == 0
+    costmap.update("front", render(CAMERA, FRONT, car=CAR_BOX), 1.2, free=False, forget_free=True)
     costs = costmap.snapshot().costs
     assert costs[only_front] == -1 and costs[cell(CAR_BOX[0] + 0.05, 0.0)] == 100
     assert costs[only_left] == 0

@@ -13,7 +13,7 @@ import torch
 from denseaspp_ros.errors import DenseASPPError
 from denseaspp_ros.eval.evaluate import Shard, cityscapes_samples, evaluate
 from denseaspp_ros.frames import Frame
-from denseaspp_ros.inference import Segmenter
+from denseaspp_ros.inference import Segmentation, Segmenter
 from denseaspp_ros.labels import CITYSCAPES
 from denseaspp_ros.model import build_model
 from denseaspp_ros.synth.drive import DriveConfig
@@ -46,8 +46,8 @@ def run(samples, segmenter: Segmenter, **options):
     """The result and every prediction evaluate handed on, by frame name in the order handed on."""
     predictions: dict[str, np.ndarray] = {}
 
-    def keep(sample: Frame, prediction: np.ndarray) -> None:
-        predictions[sample.name] = prediction
+    def keep(sample: Frame, segmentation: Segmentation) -> None:
+        predictions[sample.name] = segmentation.train_ids
 
     return evaluate(samples, segmenter, CITYSCAPES, on_prediction=keep, progress=False, **options), predictions
 

@@ -443,9 +443,13 @@ def test_a_future_stamped_frame_neither_blanks_the_costmap_nor_moves_its_clock(g
     assert client.publish_until(lambda: guarded.send("front", stamp=future),
                                 lambda: guarded.latest("front", "errors.costmap_stamp") > before, 15.0, period=0.5)
     assert all(stamp_seconds(g.header) < time.time() + 5 for g in guarded.grids), "the grid's clock moved to the future"
-    after = guarded.grid_after(Header())  # the next good frame is in the grid: nothing was blanked
-    assert (grid_cells(after) >= 0).sum() > 50
     assert "ahead of this node's clock" in guarded.process.log()
+    # Frames stamped in 2038 in a row are a camera clock gone wrong: camera health keeps the camera
+    # off the free cells until leave_frames good frames have come; then its view is back.
+    assert "stamps" in guarded.status("front", lambda s: "stamps" in s.message).message
+    since = len(guarded.grids)
+    assert client.publish_until(lambda: guarded.send("front"),
+                                lambda: any((grid_cells(g) >= 0).sum() > 50 for g in guarded.grids[since:]), 15.0, period=0.2)
 
 
 def test_a_frame_stamped_before_1970_keeps_its_mask_but_stays_out_of_the_costmap(guarded):

@@ -238,13 +238,15 @@ class SemanticCostmap:
     def update(
         self, name: str, train_ids: np.ndarray, stamp: float, confidence: np.ndarray | None = None,
         pose: Pose2D | None = None, world_frame: str = "odom", free: bool = True, no_free: np.ndarray | None = None,
+        forget_free: bool = False,
     ) -> int:
         """Fold one camera frame into its layer; returns how many cells it observed.
 
         Anchored, ``pose`` is the vehicle in ``world_frame`` at the frame's stamp: the window moves
         with it first. ``free`` False (a camera whose frames cannot be trusted) folds in only the
-        obstacles it sees: its ground votes nothing, and what it called free before goes unknown at
-        once (the frames that would have set it right are the ones that cannot be trusted).
+        obstacles it sees: its ground votes nothing. ``forget_free`` (the camera is judged in FAULT,
+        not just this frame withheld) also takes what it called free before back to unknown at once:
+        the frames that would have set a wrong word right are the ones that cannot be trusted.
         ``no_free`` (HxW bool, like the mask) marks pixels that may not vote ground (a blocked
         part of the lens, low confidence); they still mark obstacles.
         """
@@ -283,9 +285,7 @@ class SemanticCostmap:
             written = np.zeros(layer.keys.size, bool)
             written[cells] = True  # what this frame saw itself stands
             self._withdraw_free(layer, shadowed[~written[shadowed]])
-        if not free:
-            # A camera that cannot be trusted cannot correct what it said before either (a view of a
-            # moment ago that the next frames would have set right): its free cells go at once.
+        if forget_free:
             self._withdraw_free(layer, np.flatnonzero(self.table.key_is_contact[layer.keys] == 0))
         return int(cells.size)
 

@@ -106,6 +106,7 @@ def run_fault_drive(
             "front", train_ids, delivered.stamp_ns / 1e9, pose=pose,
             free=verdict is None or verdict.free_allowed,
             no_free=None if verdict is None else verdict.no_free(train_ids.shape),
+            forget_free=verdict is not None and verdict.judged_faulty,
         )
         snapshot = costmap.snapshot((item.stamp_ns + ARRIVAL_NS) / 1e9)
         score = drive_map.add(snapshot.costs, snapshot.grid)

@@ -216,6 +216,7 @@ class DriveMapScorer:
             costmap.update(
                 self.CAMERA, masks, sample.stamp_ns / 1e9, pose=pose, world_frame=self.world_frame,
                 free=judged is None or judged.free_allowed, no_free=None if judged is None else judged.no_free(masks.shape),
+                forget_free=judged is not None and judged.judged_faulty,
             )
             snapshot = costmap.snapshot()
             scores.append(self.maps[source].add(snapshot.costs, snapshot.grid))

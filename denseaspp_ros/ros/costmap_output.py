@@ -150,10 +150,12 @@ class CostmapOutput:
     def update(
         self, camera: str, train_ids: np.ndarray, stamp: int, camera_info: CameraInfo | None,
         confidence: np.ndarray | None = None, frame_id: str = "", free: bool = True, no_free: np.ndarray | None = None,
+        forget_free: bool = False,
     ) -> bool:
         """Fold one mask, of the frame stamped ``stamp`` (ns) in ``frame_id`` (its image's), in;
         False when the camera cannot contribute (reported once, not raised). ``free`` False (the
-        camera is in FAULT): only its obstacles are folded in; ``no_free``: pixels that vote no ground.
+        frame is withheld): only its obstacles are folded in; ``no_free``: pixels that vote no ground;
+        ``forget_free`` (the camera is in FAULT): what it called free before goes unknown.
 
         Raises ``StampRejected`` for a frame whose stamp cannot be trusted, ``FrameRefused`` for a mask
         of another aspect ratio than its camera's (either changes nothing).
@@ -204,6 +206,7 @@ class CostmapOutput:
                 state.problem = None
             self.costmap.update(
                 camera, train_ids, stamp / 1e9, confidence, pose=pose, world_frame=self._world_frame, free=free, no_free=no_free,
+                forget_free=forget_free,
             )
             self._stamps[camera] = max(stamp, self._stamps.get(camera, 0))
         return True

@@ -402,6 +402,7 @@ class SegmentationNode(CameraLifecycleNode):
                 self.costmap.update(
                     name, result.train_ids, job.frame.stamp_ns, self.camera_info.get(name), result.confidence, job.frame.frame_id,
                     free=job.health is None or job.health.free_allowed, no_free=no_free,
+                    forget_free=job.health is not None and job.health.judged_faulty,
                 )
             except FrameRefused as error:
                 kind = "costmap_stamp" if isinstance(error, StampRejected) else f"costmap_{error.kind}"

@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 
 from ..declarations import setting, validate
-from ..model.weights import UncertaintyBand
 
-if TYPE_CHECKING:  # the engine's figures; serving/ needs no torch to judge them
+if TYPE_CHECKING:  # the engine's figures and the weights' band; serving/ needs no torch to judge them
     from ..inference.segmenter import Uncertainty
+    from ..model.weights import UncertaintyBand
 
 
 class State(IntEnum):
@@ -159,6 +159,11 @@ class CameraHealth:
         hysteresis would let that frame paint free cells where it did not see them)."""
         return self.state != State.FAULT and not self.frame_fault
 
+    @property
+    def judged_faulty(self) -> bool:
+        """The camera is in FAULT (not just this frame withheld): what it called free before goes too."""
+        return self.state == State.FAULT
+
     def describe(self) -> str:
         bad = [f"{kind} {state.name}" for kind, state in self.kinds.items() if state != State.OK]
         return ", ".join(bad) or "ok"
@@ -214,19 +219,21 @@ class CameraHealthMonitor:
         self._repeats = self._repeats + 1 if advancing and digest == self._last_digest else 0
         # Against the frame before, not the newest ever: one frame stamped in 2038 must not make every
         # later stamp look like it went back.
-        self._last_digest, self._last_stamp = digest, stamp_ns
+        jump = self._delay_jump(stamp_ns, now_ns)
+        jumped = bool(settings.stamp_jump_ms) and abs(jump) > settings.stamp_jump_ms
+        self._last_digest = digest
+        if not jumped:  # a stamp that jumped is judged on its own: the next frame is compared with the one before it
+            self._last_stamp = stamp_ns
         extreme = max(dark, bright)
         motion = self._judge_tiles(brightest)
         blocked_share = float(np.mean(self._still_runs >= settings.blockage_frames))
-        jump = self._delay_jump(stamp_ns, now_ns)
         observed = {
             "frozen": State.FAULT if self._repeats >= settings.frozen_frames - 1 else State.OK,
             "exposure": State.FAULT if extreme > settings.fault_share
             else State.DEGRADED if extreme > settings.degraded_share else State.OK,
             "blockage": State.FAULT if blocked_share > settings.blocked_fault_share
             else State.DEGRADED if blocked_share > 0 else State.OK,
-            "stamps": State.OK if advancing and not (settings.stamp_jump_ms and abs(jump) > settings.stamp_jump_ms)
-            else State.FAULT,
+            "stamps": State.OK if advancing and not jumped else State.FAULT,
         }
         kinds = {
             kind: self._states[kind].step(verdict, settings.enter_frames, settings.leave_frames)
